@@ -1,0 +1,265 @@
+"""APTM configuration: a Swin vision tower, a BERT text tower and a BERT fusion tower with cross-attention."""
+
+import copy
+
+from transformers import PretrainedConfig
+
+
+class APTMVisionConfig(PretrainedConfig):
+    r"""
+    Configuration of APTM's Swin Transformer image encoder (the original "Swin-B 384x128" geometry).
+
+    Args:
+        image_size (`tuple[int, int]`, *optional*, defaults to `(384, 128)`): input height and width.
+        patch_size (`int`, *optional*, defaults to 4): side of the square patches of the patch embedding.
+        num_channels (`int`, *optional*, defaults to 3): input channels.
+        embed_dim (`int`, *optional*, defaults to 128): width of stage 0; every later stage doubles it.
+        depths (`list[int]`, *optional*, defaults to `[2, 2, 18, 2]`): blocks per stage.
+        num_heads (`list[int]`, *optional*, defaults to `[4, 8, 16, 32]`): attention heads per stage.
+        window_size (`int`, *optional*, defaults to 8): attention window. A stage whose shorter grid side is not
+            larger than the window uses that side as window and no shift (stage 2 and 3 at 384x128).
+        mlp_ratio (`float`, *optional*, defaults to 4.0): MLP hidden width over block width.
+        qkv_bias (`bool`, *optional*, defaults to `True`): bias on the query/key/value projection.
+        hidden_dropout_prob (`float`, *optional*, defaults to 0.0): dropout after MLPs and projections.
+        attention_probs_dropout_prob (`float`, *optional*, defaults to 0.0): dropout on attention weights.
+        drop_path_rate (`float`, *optional*, defaults to 0.1): stochastic depth, linear over all blocks.
+        layer_norm_eps (`float`, *optional*, defaults to 1e-5): LayerNorm epsilon.
+        initializer_range (`float`, *optional*, defaults to 0.02): std of the truncated-normal weight init.
+    """
+
+    model_type = "aptm_vision_model"
+    base_config_key = "vision_config"
+
+    def __init__(
+        self,
+        image_size=(384, 128),
+        patch_size=4,
+        num_channels=3,
+        embed_dim=128,
+        depths=(2, 2, 18, 2),
+        num_heads=(4, 8, 16, 32),
+        window_size=8,
+        mlp_ratio=4.0,
+        qkv_bias=True,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        drop_path_rate=0.1,
+        layer_norm_eps=1e-5,
+        initializer_range=0.02,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.image_size = list(image_size)
+        self.patch_size = patch_size
+        self.num_channels = num_channels
+        self.embed_dim = embed_dim
+        self.depths = list(depths)
+        self.num_heads = list(num_heads)
+        self.window_size = window_size
+        self.mlp_ratio = mlp_ratio
+        self.qkv_bias = qkv_bias
+        self.hidden_dropout_prob = hidden_dropout_prob
+        self.attention_probs_dropout_prob = attention_probs_dropout_prob
+        self.drop_path_rate = drop_path_rate
+        self.layer_norm_eps = layer_norm_eps
+        self.initializer_range = initializer_range
+        if len(self.depths) != len(self.num_heads):
+            raise ValueError(f"depths {self.depths} and num_heads {self.num_heads} must have the same length")
+        stride = patch_size * 2 ** (len(self.depths) - 1)
+        if any(side % stride for side in self.image_size):
+            raise ValueError(f"image_size {self.image_size} must be divisible by the total stride {stride}")
+
+    @property
+    def hidden_size(self):
+        """Width of the image tokens the encoder returns."""
+        return self.embed_dim * 2 ** (len(self.depths) - 1)
+
+    @property
+    def num_patches(self):
+        """Number of patch tokens after the last stage (the encoder prepends one global token)."""
+        stride = self.patch_size * 2 ** (len(self.depths) - 1)
+        return (self.image_size[0] // stride) * (self.image_size[1] // stride)
+
+
+class APTMTextConfig(PretrainedConfig):
+    r"""
+    Configuration of a BERT tower of APTM. The same class describes the text encoder (`text_config`) and the fusion
+    encoder (`cross_config`, whose layers add cross-attention to the image tokens).
+
+    Args:
+        vocab_size (`int`, *optional*, defaults to 30522): WordPiece vocabulary size (bert-base-uncased).
+        hidden_size (`int`, *optional*, defaults to 768): width of the hidden states.
+        num_hidden_layers (`int`, *optional*, defaults to 6): layers of this tower.
+        num_attention_heads (`int`, *optional*, defaults to 12): attention heads.
+        intermediate_size (`int`, *optional*, defaults to 3072): feed-forward width.
+        hidden_act (`str`, *optional*, defaults to `"gelu"`): feed-forward activation.
+        hidden_dropout_prob (`float`, *optional*, defaults to 0.1): dropout on hidden states.
+        attention_probs_dropout_prob (`float`, *optional*, defaults to 0.1): dropout on attention weights.
+        max_position_embeddings (`int`, *optional*, defaults to 512): size of the position table.
+        type_vocab_size (`int`, *optional*, defaults to 2): token-type vocabulary.
+        layer_norm_eps (`float`, *optional*, defaults to 1e-12): LayerNorm epsilon.
+        initializer_range (`float`, *optional*, defaults to 0.02): std of the normal weight init.
+        encoder_hidden_size (`int`, *optional*): width of the image tokens the cross-attention reads; set for the
+            fusion tower only (`APTMConfig` fills it in from the vision config).
+    """
+
+    model_type = "aptm_text_model"
+    base_config_key = "text_config"
+
+    def __init__(
+        self,
+        vocab_size=30522,
+        hidden_size=768,
+        num_hidden_layers=6,
+        num_attention_heads=12,
+        intermediate_size=3072,
+        hidden_act="gelu",
+        hidden_dropout_prob=0.1,
+        attention_probs_dropout_prob=0.1,
+        max_position_embeddings=512,
+        type_vocab_size=2,
+        layer_norm_eps=1e-12,
+        initializer_range=0.02,
+        pad_token_id=0,
+        encoder_hidden_size=None,
+        **kwargs,
+    ):
+        super().__init__(pad_token_id=pad_token_id, **kwargs)
+        self.vocab_size = vocab_size
+        self.hidden_size = hidden_size
+        self.num_hidden_layers = num_hidden_layers
+        self.num_attention_heads = num_attention_heads
+        self.intermediate_size = intermediate_size
+        self.hidden_act = hidden_act
+        self.hidden_dropout_prob = hidden_dropout_prob
+        self.attention_probs_dropout_prob = attention_probs_dropout_prob
+        self.max_position_embeddings = max_position_embeddings
+        self.type_vocab_size = type_vocab_size
+        self.layer_norm_eps = layer_norm_eps
+        self.initializer_range = initializer_range
+        self.encoder_hidden_size = encoder_hidden_size
+        if hidden_size % num_attention_heads:
+            raise ValueError(f"hidden_size {hidden_size} is not a multiple of num_attention_heads {num_attention_heads}")
+
+
+def _sub_config(value, config_class, name):
+    if value is None:
+        return config_class()
+    if isinstance(value, dict):
+        return config_class(**value)
+    if isinstance(value, config_class):
+        return value
+    raise TypeError(f"{name} must be a dict or {config_class.__name__}, got {type(value).__name__}")
+
+
+class APTMConfig(PretrainedConfig):
+    r"""
+    Configuration of an APTM model.
+
+    Args:
+        vision_config (`dict` or `APTMVisionConfig`, *optional*): the Swin image encoder.
+        text_config (`dict` or `APTMTextConfig`, *optional*): the BERT text encoder (6 layers in the paper).
+        cross_config (`dict` or `APTMTextConfig`, *optional*): the fusion encoder (6 BERT layers with
+            cross-attention to the image tokens). Its `encoder_hidden_size` is set to the vision width.
+        embed_dim (`int`, *optional*, defaults to 256): width of the projected, normalised features used for ITC.
+        temp (`float`, *optional*, defaults to 0.07): initial value of the learnable ITC temperature.
+        k_test (`int`, *optional*, defaults to 128): gallery candidates re-ranked with the ITM head at evaluation.
+        itm_cosine_weight (`float`, *optional*, defaults to 0.002): weight of the normalised cosine added to the
+            normalised ITM score in APTM's score fusion (single-process rule, see the retrieval engine).
+        max_text_length (`int`, *optional*, defaults to 56): tokens per caption, [CLS] included.
+        num_attributes (`int`, *optional*, defaults to 27): attributes of the prompt schema (MALS 27, PA-100K 26).
+        itc_loss_weight, itm_loss_weight, mlm_loss_weight (`float`, *optional*, default to 1.0): weights of the
+            text-matching losses.
+        eda_loss_weight (`float`, *optional*, defaults to 0.8): weight of ITC/ITM on the EDA-augmented captions.
+        attribute_loss_weight (`float`, *optional*, defaults to 0.8): weight `t` of the mean of the three attribute
+            prompt losses (IAC, IAM, MAL).
+        attribute_label_smoothing (`float`, *optional*, defaults to 0.0): label smoothing of the attribute losses
+            (0.4 in MALS pre-training).
+        num_attribute_matching_prompts (`int`, *optional*, defaults to 5): prompts drawn per step for IAM.
+        mlm_probability (`float`, *optional*, defaults to 0.25): fraction of the sequence length to mask.
+        mlm_max_masks (`int`, *optional*, defaults to 10): most masked positions per sequence.
+        mlm_span_probability (`float`, *optional*, defaults to 0.2): probability of masking a 2-3 token span.
+        mlm_max_span (`int`, *optional*, defaults to 3): longest masked span.
+    """
+
+    model_type = "aptm"
+    sub_configs = {"vision_config": APTMVisionConfig, "text_config": APTMTextConfig, "cross_config": APTMTextConfig}
+
+    def __init__(
+        self,
+        vision_config=None,
+        text_config=None,
+        cross_config=None,
+        embed_dim=256,
+        temp=0.07,
+        k_test=128,
+        itm_cosine_weight=0.002,
+        max_text_length=56,
+        num_attributes=27,
+        itc_loss_weight=1.0,
+        itm_loss_weight=1.0,
+        mlm_loss_weight=1.0,
+        eda_loss_weight=0.8,
+        attribute_loss_weight=0.8,
+        attribute_label_smoothing=0.0,
+        num_attribute_matching_prompts=5,
+        mlm_probability=0.25,
+        mlm_max_masks=10,
+        mlm_span_probability=0.2,
+        mlm_max_span=3,
+        **kwargs,
+    ):
+        self.vision_config = _sub_config(vision_config, APTMVisionConfig, "vision_config")
+        self.text_config = _sub_config(text_config, APTMTextConfig, "text_config")
+        self.cross_config = _sub_config(cross_config, APTMTextConfig, "cross_config")
+        self.cross_config.encoder_hidden_size = self.vision_config.hidden_size
+        if self.cross_config.hidden_size != self.text_config.hidden_size:
+            raise ValueError(
+                f"cross_config.hidden_size ({self.cross_config.hidden_size}) must equal text_config.hidden_size "
+                f"({self.text_config.hidden_size}): the fusion layers continue the text encoder"
+            )
+        self.embed_dim = embed_dim
+        self.temp = temp
+        self.k_test = k_test
+        self.itm_cosine_weight = itm_cosine_weight
+        self.max_text_length = max_text_length
+        self.num_attributes = num_attributes
+        self.itc_loss_weight = itc_loss_weight
+        self.itm_loss_weight = itm_loss_weight
+        self.mlm_loss_weight = mlm_loss_weight
+        self.eda_loss_weight = eda_loss_weight
+        self.attribute_loss_weight = attribute_loss_weight
+        self.attribute_label_smoothing = attribute_label_smoothing
+        self.num_attribute_matching_prompts = num_attribute_matching_prompts
+        self.mlm_probability = mlm_probability
+        self.mlm_max_masks = mlm_max_masks
+        self.mlm_span_probability = mlm_span_probability
+        self.mlm_max_span = mlm_max_span
+        kwargs.setdefault("tie_word_embeddings", True)
+        super().__init__(**kwargs)
+
+    @classmethod
+    def from_preset(cls, name, **overrides):
+        """Build a named configuration: `"aptm-base"` (the paper's model) or `"aptm-tiny"` (same architecture,
+        small widths and depths, a text tower shaped like MiniLM-L6 so its weights can initialise it)."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        kwargs = copy.deepcopy(PRESETS[name])
+        kwargs.update(overrides)
+        return cls(**kwargs)
+
+
+PRESETS = {
+    "aptm-base": {},
+    "aptm-tiny": {
+        "vision_config": {"embed_dim": 32, "depths": [2, 2, 2, 2], "num_heads": [1, 2, 4, 8], "drop_path_rate": 0.0},
+        "text_config": {"hidden_size": 384, "num_hidden_layers": 3, "num_attention_heads": 12, "intermediate_size": 1536},
+        "cross_config": {"hidden_size": 384, "num_hidden_layers": 3, "num_attention_heads": 12, "intermediate_size": 1536},
+        "embed_dim": 128,
+    },
+}
+
+
+APTMConfig.register_for_auto_class()
+
+__all__ = ["APTMConfig", "APTMTextConfig", "APTMVisionConfig", "PRESETS"]

@@ -1,0 +1,622 @@
+"""APTM: a Swin image encoder, a BERT text encoder and a BERT fusion encoder with cross-attention to the image
+tokens, with image-text contrastive (ITC), image-text matching (ITM) and masked-language-model (MLM) heads."""
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import BaseModelOutput
+from transformers.utils import ModelOutput
+
+try:  # remote code (a package in the Hub module cache)
+    from .configuration_aptm import APTMConfig, APTMTextConfig, APTMVisionConfig
+except ImportError:  # installed top-level module
+    from configuration_aptm import APTMConfig, APTMTextConfig, APTMVisionConfig
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Attention: one code path for every attention of the model (Swin windows, text self-attention, cross-attention)
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def attention_forward(query, key, value, attention_mask=None, dropout=0.0, implementation="sdpa"):
+    """Scaled dot-product attention over `[..., heads, length, head_dim]` tensors with an additive
+    `attention_mask` broadcastable to the scores. `implementation` is `"sdpa"` (PyTorch kernel) or `"eager"`."""
+    if implementation == "eager":
+        scores = torch.matmul(query * query.shape[-1] ** -0.5, key.transpose(-1, -2))
+        if attention_mask is not None:
+            scores = scores + attention_mask
+        probs = F.dropout(scores.softmax(dim=-1), p=dropout, training=dropout > 0)
+        return torch.matmul(probs, value)
+    return F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, dropout_p=dropout)
+
+
+def additive_attention_mask(attention_mask, dtype):
+    """`[B, L]` mask of 1 (attend) / 0 (ignore) -> additive `[B, 1, 1, L]` mask, or None when absent."""
+    if attention_mask is None:
+        return None
+    mask = attention_mask[:, None, None, :].to(dtype)
+    return (1.0 - mask) * torch.finfo(dtype).min
+
+
+def drop_path(hidden_states, drop_prob, training):
+    """Stochastic depth: zero whole samples of a residual branch with probability `drop_prob`, rescale the rest."""
+    if drop_prob == 0.0 or not training:
+        return hidden_states
+    keep = 1.0 - drop_prob
+    shape = (hidden_states.shape[0],) + (1,) * (hidden_states.ndim - 1)
+    return hidden_states * hidden_states.new_empty(shape).bernoulli_(keep) / keep
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Vision: APTM's Swin Transformer at 384x128 (windows shrink to the shorter grid side, global token prepended)
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def window_partition(hidden_states, window_size):
+    """`[B, H, W, C]` -> `[B, num_windows, window_size**2, C]` (windows in row-major order)."""
+    batch, height, width, channels = hidden_states.shape
+    windows = hidden_states.view(
+        batch, height // window_size, window_size, width // window_size, window_size, channels
+    )
+    return windows.permute(0, 1, 3, 2, 4, 5).reshape(batch, -1, window_size * window_size, channels)
+
+
+def window_reverse(windows, window_size, height, width):
+    """Inverse of `window_partition`: `[B, num_windows, window_size**2, C]` -> `[B, H, W, C]`."""
+    batch, channels = windows.shape[0], windows.shape[-1]
+    hidden_states = windows.view(
+        batch, height // window_size, width // window_size, window_size, window_size, channels
+    )
+    return hidden_states.permute(0, 1, 3, 2, 4, 5).reshape(batch, height, width, channels)
+
+
+def relative_position_index(window_size, device=None):
+    """Index into the `(2w-1)**2`-row bias table for every (query, key) pair of a `w x w` window."""
+    coords = torch.stack(
+        torch.meshgrid(torch.arange(window_size, device=device), torch.arange(window_size, device=device), indexing="ij")
+    ).flatten(1)
+    relative = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + (window_size - 1)
+    return relative[..., 0] * (2 * window_size - 1) + relative[..., 1]
+
+
+def shifted_window_mask(height, width, window_size, shift_size, device=None):
+    """Additive mask `[num_windows, w*w, w*w]` (-100 between tokens of different regions) for cyclic-shifted windows."""
+    region = torch.zeros(height, width, device=device)
+    bounds = (slice(0, -window_size), slice(-window_size, -shift_size), slice(-shift_size, None))
+    label = 0
+    for rows in bounds:
+        for cols in bounds:
+            region[rows, cols] = label
+            label += 1
+    windows = window_partition(region[None, :, :, None], window_size)[0, :, :, 0]
+    different = windows[:, None, :] != windows[:, :, None]
+    return torch.zeros(different.shape, device=device).masked_fill(different, -100.0)
+
+
+class APTMPatchEmbeddings(nn.Module):
+    """Non-overlapping patch projection followed by LayerNorm."""
+
+    def __init__(self, config: APTMVisionConfig):
+        super().__init__()
+        self.proj = nn.Conv2d(config.num_channels, config.embed_dim, config.patch_size, stride=config.patch_size)
+        self.norm = nn.LayerNorm(config.embed_dim, eps=config.layer_norm_eps)
+
+    def forward(self, pixel_values):
+        return self.norm(self.proj(pixel_values).flatten(2).transpose(1, 2))
+
+
+class APTMWindowAttention(nn.Module):
+    """Multi-head self-attention inside windows, with a learned relative-position bias."""
+
+    def __init__(self, config: APTMVisionConfig, dim, num_heads, window_size):
+        super().__init__()
+        self.config = config
+        self.num_heads = num_heads
+        self.window_size = window_size
+        self.relative_position_bias_table = nn.Parameter(torch.empty((2 * window_size - 1) ** 2, num_heads))
+        self.register_buffer("relative_position_index", relative_position_index(window_size), persistent=False)
+        self.qkv = nn.Linear(dim, 3 * dim, bias=config.qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, windows, window_mask=None):
+        """`windows`: `[B, num_windows, N, C]`; `window_mask`: additive `[num_windows, N, N]` or None."""
+        batch, num_windows, length, channels = windows.shape
+        qkv = self.qkv(windows).view(batch, num_windows, length, 3, self.num_heads, channels // self.num_heads)
+        query, key, value = qkv.permute(3, 0, 1, 4, 2, 5).unbind(0)
+        bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
+        mask = bias.view(length, length, self.num_heads).permute(2, 0, 1)
+        if window_mask is not None:
+            mask = mask + window_mask[:, None]
+        dropout = self.config.attention_probs_dropout_prob if self.training else 0.0
+        context = attention_forward(query, key, value, mask.to(query.dtype), dropout, self.config._attn_implementation)
+        context = context.transpose(2, 3).reshape(batch, num_windows, length, channels)
+        return self.proj_drop(self.proj(context))
+
+
+class APTMSwinMLP(nn.Module):
+    def __init__(self, config: APTMVisionConfig, dim):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, int(dim * config.mlp_ratio))
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(int(dim * config.mlp_ratio), dim)
+        self.drop = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states):
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(hidden_states)))))
+
+
+class APTMSwinBlock(GradientCheckpointingLayer):
+    """Swin block: (shifted-)window attention and MLP, each pre-norm with a residual and stochastic depth."""
+
+    def __init__(self, config: APTMVisionConfig, dim, resolution, num_heads, shift, drop_path_rate):
+        super().__init__()
+        self.resolution = resolution
+        self.window_size = min(config.window_size, *resolution)
+        self.shift_size = config.window_size // 2 if shift and min(resolution) > config.window_size else 0
+        self.drop_path_rate = drop_path_rate
+        self.norm1 = nn.LayerNorm(dim, eps=config.layer_norm_eps)
+        self.attn = APTMWindowAttention(config, dim, num_heads, self.window_size)
+        self.norm2 = nn.LayerNorm(dim, eps=config.layer_norm_eps)
+        self.mlp = APTMSwinMLP(config, dim)
+        self.register_buffer("attn_mask", self.compute_attn_mask(), persistent=False)
+
+    def compute_attn_mask(self, device=None):
+        if not self.shift_size:
+            return None
+        return shifted_window_mask(*self.resolution, self.window_size, self.shift_size, device=device)
+
+    def forward(self, hidden_states):
+        height, width = self.resolution
+        batch, _, channels = hidden_states.shape
+        shortcut = hidden_states
+        hidden_states = self.norm1(hidden_states).view(batch, height, width, channels)
+        if self.shift_size:
+            hidden_states = torch.roll(hidden_states, shifts=(-self.shift_size, -self.shift_size), dims=(1, 2))
+        windows = self.attn(window_partition(hidden_states, self.window_size), self.attn_mask)
+        hidden_states = window_reverse(windows, self.window_size, height, width)
+        if self.shift_size:
+            hidden_states = torch.roll(hidden_states, shifts=(self.shift_size, self.shift_size), dims=(1, 2))
+        hidden_states = shortcut + drop_path(hidden_states.view(batch, -1, channels), self.drop_path_rate, self.training)
+        return hidden_states + drop_path(self.mlp(self.norm2(hidden_states)), self.drop_path_rate, self.training)
+
+
+class APTMPatchMerging(nn.Module):
+    """2x2 neighbourhood concatenation ((0,0), (1,0), (0,1), (1,1)), LayerNorm, then a linear 4C -> 2C reduction."""
+
+    def __init__(self, config: APTMVisionConfig, dim, resolution):
+        super().__init__()
+        self.resolution = resolution
+        self.norm = nn.LayerNorm(4 * dim, eps=config.layer_norm_eps)
+        self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
+
+    def forward(self, hidden_states):
+        height, width = self.resolution
+        batch, _, channels = hidden_states.shape
+        grid = hidden_states.view(batch, height, width, channels)
+        merged = torch.cat(
+            [grid[:, 0::2, 0::2], grid[:, 1::2, 0::2], grid[:, 0::2, 1::2], grid[:, 1::2, 1::2]], dim=-1
+        )
+        return self.reduction(self.norm(merged.view(batch, -1, 4 * channels)))
+
+
+class APTMSwinStage(nn.Module):
+    def __init__(self, config: APTMVisionConfig, index, drop_path_rates):
+        super().__init__()
+        dim = config.embed_dim * 2**index
+        stride = config.patch_size * 2**index
+        resolution = (config.image_size[0] // stride, config.image_size[1] // stride)
+        self.blocks = nn.ModuleList(
+            APTMSwinBlock(config, dim, resolution, config.num_heads[index], shift=j % 2 == 1, drop_path_rate=rate)
+            for j, rate in enumerate(drop_path_rates)
+        )
+        last = index == len(config.depths) - 1
+        self.downsample = None if last else APTMPatchMerging(config, dim, resolution)
+
+    def forward(self, hidden_states):
+        for block in self.blocks:
+            hidden_states = block(hidden_states)
+        return hidden_states if self.downsample is None else self.downsample(hidden_states)
+
+
+class APTMVisionModel(nn.Module):
+    """Swin image encoder. Returns `[B, 1 + N, C]` tokens: the mean of the final normalised patch tokens, then the
+    N patch tokens (N = 48 at 384x128)."""
+
+    def __init__(self, config: APTMVisionConfig):
+        super().__init__()
+        self.config = config
+        self.patch_embed = APTMPatchEmbeddings(config)
+        total = sum(config.depths)
+        rates = [config.drop_path_rate * i / max(total - 1, 1) for i in range(total)]
+        starts = [sum(config.depths[:i]) for i in range(len(config.depths))]
+        self.layers = nn.ModuleList(
+            APTMSwinStage(config, i, rates[start : start + depth])
+            for i, (start, depth) in enumerate(zip(starts, config.depths))
+        )
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(self, pixel_values, output_hidden_states=False):
+        expected = (self.config.num_channels, *self.config.image_size)
+        if pixel_values.ndim != 4 or tuple(pixel_values.shape[1:]) != expected:
+            raise ValueError(
+                f"pixel_values must have shape [batch, {expected[0]}, {expected[1]}, {expected[2]}], "
+                f"got {list(pixel_values.shape)}; resize images with APTMProcessor"
+            )
+        hidden_states = self.patch_embed(pixel_values)
+        all_hidden_states = [hidden_states]
+        for stage in self.layers:
+            hidden_states = stage(hidden_states)
+            all_hidden_states.append(hidden_states)
+        hidden_states = self.norm(hidden_states)
+        hidden_states = torch.cat([hidden_states.mean(dim=1, keepdim=True), hidden_states], dim=1)
+        return BaseModelOutput(
+            last_hidden_state=hidden_states, hidden_states=tuple(all_hidden_states) if output_hidden_states else None
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Text and fusion: BERT layers; fusion layers add cross-attention whose keys/values come from the image tokens
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+class APTMTextEmbeddings(nn.Module):
+    def __init__(self, config: APTMTextConfig):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, input_ids, token_type_ids=None):
+        length = input_ids.shape[1]
+        if length > self.position_embeddings.num_embeddings:
+            raise ValueError(f"input_ids has {length} tokens, more than the {self.position_embeddings.num_embeddings} "
+                             "positions of the model")
+        positions = torch.arange(length, device=input_ids.device)
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        embeddings = (
+            self.word_embeddings(input_ids) + self.position_embeddings(positions) + self.token_type_embeddings(token_type_ids)
+        )
+        return self.dropout(self.LayerNorm(embeddings))
+
+
+class APTMSelfAttention(nn.Module):
+    """Multi-head attention of the BERT towers: self-attention, or cross-attention when `key_value_size` (the width
+    of the image tokens) is given."""
+
+    def __init__(self, config: APTMTextConfig, key_value_size=None):
+        super().__init__()
+        self.config = config
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        key_value_size = key_value_size or config.hidden_size
+        self.query = nn.Linear(config.hidden_size, config.hidden_size)
+        self.key = nn.Linear(key_value_size, config.hidden_size)
+        self.value = nn.Linear(key_value_size, config.hidden_size)
+
+    def split_heads(self, states):
+        return states.view(*states.shape[:2], self.num_heads, self.head_dim).transpose(1, 2)
+
+    def key_value(self, states):
+        """Keys and values `[B, heads, N, head_dim]` of `states`; computed once, they can be reused across queries."""
+        return self.split_heads(self.key(states)), self.split_heads(self.value(states))
+
+    def forward(self, hidden_states, attention_mask=None, key_value_states=None, key_value=None):
+        if key_value is None:
+            key_value = self.key_value(hidden_states if key_value_states is None else key_value_states)
+        query = self.split_heads(self.query(hidden_states))
+        dropout = self.config.attention_probs_dropout_prob if self.training else 0.0
+        context = attention_forward(query, *key_value, attention_mask, dropout, self.config._attn_implementation)
+        return context.transpose(1, 2).flatten(2)
+
+
+class APTMSelfOutput(nn.Module):
+    def __init__(self, config: APTMTextConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states, input_tensor):
+        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + input_tensor)
+
+
+class APTMAttention(nn.Module):
+    def __init__(self, config: APTMTextConfig, key_value_size=None):
+        super().__init__()
+        self.self = APTMSelfAttention(config, key_value_size)
+        self.output = APTMSelfOutput(config)
+
+    def forward(self, hidden_states, attention_mask=None, key_value_states=None, key_value=None):
+        return self.output(self.self(hidden_states, attention_mask, key_value_states, key_value), hidden_states)
+
+
+class APTMIntermediate(nn.Module):
+    def __init__(self, config: APTMTextConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.intermediate_act_fn = ACT2FN[config.hidden_act]
+
+    def forward(self, hidden_states):
+        return self.intermediate_act_fn(self.dense(hidden_states))
+
+
+class APTMOutputProjection(nn.Module):
+    def __init__(self, config: APTMTextConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states, input_tensor):
+        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + input_tensor)
+
+
+class APTMLayer(GradientCheckpointingLayer):
+    """Post-norm BERT layer: bidirectional self-attention, then (fusion layers only) cross-attention to the image
+    tokens, then the feed-forward block."""
+
+    def __init__(self, config: APTMTextConfig, cross_attention=False):
+        super().__init__()
+        self.attention = APTMAttention(config)
+        self.crossattention = APTMAttention(config, config.encoder_hidden_size) if cross_attention else None
+        self.intermediate = APTMIntermediate(config)
+        self.output = APTMOutputProjection(config)
+
+    def forward(self, hidden_states, attention_mask=None, encoder_hidden_states=None, cross_key_value=None):
+        hidden_states = self.attention(hidden_states, attention_mask)
+        if self.crossattention is not None:
+            hidden_states = self.crossattention(hidden_states, None, encoder_hidden_states, cross_key_value)
+        return self.output(self.intermediate(hidden_states), hidden_states)
+
+
+class APTMTextEncoder(nn.Module):
+    def __init__(self, config: APTMTextConfig):
+        super().__init__()
+        self.layer = nn.ModuleList(APTMLayer(config) for _ in range(config.num_hidden_layers))
+
+
+class APTMTextModel(nn.Module):
+    """BERT text encoder (embeddings and the text layers). Parameter names equal `transformers.BertModel`'s, so BERT
+    checkpoints load into it directly."""
+
+    def __init__(self, config: APTMTextConfig):
+        super().__init__()
+        self.config = config
+        self.embeddings = APTMTextEmbeddings(config)
+        self.encoder = APTMTextEncoder(config)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, output_hidden_states=False):
+        hidden_states = self.embeddings(input_ids, token_type_ids)
+        mask = additive_attention_mask(attention_mask, hidden_states.dtype)
+        all_hidden_states = [hidden_states]
+        for layer in self.encoder.layer:
+            hidden_states = layer(hidden_states, mask)
+            all_hidden_states.append(hidden_states)
+        return BaseModelOutput(
+            last_hidden_state=hidden_states, hidden_states=tuple(all_hidden_states) if output_hidden_states else None
+        )
+
+
+class APTMFusionModel(nn.Module):
+    """Fusion encoder: BERT layers with cross-attention, continuing the text encoder's hidden states."""
+
+    def __init__(self, config: APTMTextConfig):
+        super().__init__()
+        self.config = config
+        self.layer = nn.ModuleList(APTMLayer(config, cross_attention=True) for _ in range(config.num_hidden_layers))
+
+    def cross_key_values(self, encoder_hidden_states):
+        """Per-layer cross-attention `(key, value)` of image tokens, each `[B, heads, N, head_dim]`. Pass the result as
+        `cross_key_values` to attend to the same images again without recomputing them."""
+        return tuple(layer.crossattention.self.key_value(encoder_hidden_states) for layer in self.layer)
+
+    def forward(self, hidden_states, attention_mask=None, encoder_hidden_states=None, cross_key_values=None,
+                output_hidden_states=False):
+        if (encoder_hidden_states is None) == (cross_key_values is None):
+            raise ValueError("pass exactly one of encoder_hidden_states and cross_key_values")
+        mask = additive_attention_mask(attention_mask, hidden_states.dtype)
+        all_hidden_states = [hidden_states]
+        for index, layer in enumerate(self.layer):
+            key_value = None if cross_key_values is None else cross_key_values[index]
+            hidden_states = layer(hidden_states, mask, encoder_hidden_states, key_value)
+            all_hidden_states.append(hidden_states)
+        return BaseModelOutput(
+            last_hidden_state=hidden_states, hidden_states=tuple(all_hidden_states) if output_hidden_states else None
+        )
+
+
+class APTMMLMHead(nn.Module):
+    """BERT masked-LM head; the decoder weight is tied to the word embeddings."""
+
+    def __init__(self, config: APTMTextConfig):
+        super().__init__()
+        self.transform = nn.Sequential()
+        self.transform.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.transform.act = ACT2FN[config.hidden_act]
+        self.transform.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size)
+
+    def forward(self, hidden_states):
+        return self.decoder(self.transform(hidden_states))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Outputs
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class APTMOutput(ModelOutput):
+    """
+    Outputs of [`APTMModel`] for aligned (text, image) pairs.
+
+    Args:
+        itm_logits (`torch.FloatTensor` of shape `(batch_size, 2)`):
+            Image-text matching logits of each pair from the fusion encoder; index 1 means "match".
+        logits_per_text (`torch.FloatTensor` of shape `(batch_size, batch_size)`):
+            Cosine similarity of every text to every image of the batch divided by the temperature.
+        image_embeds (`torch.FloatTensor` of shape `(batch_size, 1 + num_patches, vision_hidden_size)`):
+            Image tokens of the vision encoder; token 0 is the global (mean) token.
+        text_embeds (`torch.FloatTensor` of shape `(batch_size, sequence_length, hidden_size)`):
+            Last hidden states of the text encoder.
+        image_features (`torch.FloatTensor` of shape `(batch_size, embed_dim)`):
+            Projected, L2-normalised global image token.
+        text_features (`torch.FloatTensor` of shape `(batch_size, embed_dim)`):
+            Projected, L2-normalised [CLS] text state.
+    """
+
+    itm_logits: Optional[torch.FloatTensor] = None
+    logits_per_text: Optional[torch.FloatTensor] = None
+    image_embeds: Optional[torch.FloatTensor] = None
+    text_embeds: Optional[torch.FloatTensor] = None
+    image_features: Optional[torch.FloatTensor] = None
+    text_features: Optional[torch.FloatTensor] = None
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Models
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+class APTMPreTrainedModel(PreTrainedModel):
+    config_class = APTMConfig
+    base_model_prefix = "aptm"
+    main_input_name = "pixel_values"
+    input_modalities = ("image", "text")
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _no_split_modules = ["APTMSwinBlock", "APTMLayer"]
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        std = self.config.text_config.initializer_range
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            init.normal_(module.weight, mean=0.0, std=std)
+            if module.padding_idx is not None and not getattr(module.weight, "_is_hf_initialized", False):
+                module.weight[module.padding_idx].zero_()
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+        elif isinstance(module, APTMWindowAttention):
+            init.trunc_normal_(module.relative_position_bias_table, std=std)
+            init.copy_(module.relative_position_index, relative_position_index(module.window_size))
+        elif isinstance(module, APTMSwinBlock) and module.attn_mask is not None:
+            init.copy_(module.attn_mask, module.compute_attn_mask())
+        elif isinstance(module, APTMModel):
+            init.constant_(module.temp, self.config.temp)
+
+
+class APTMModel(APTMPreTrainedModel):
+    """APTM for retrieval: dual encoders with projections for ITC, and the fusion encoder with the ITM head."""
+
+    _keys_to_ignore_on_load_unexpected = [r"^mlm_head\."]
+
+    def __init__(self, config: APTMConfig):
+        super().__init__(config)
+        self.vision_model = APTMVisionModel(config.vision_config)
+        self.text_model = APTMTextModel(config.text_config)
+        self.fusion_model = APTMFusionModel(config.cross_config)
+        self._build_heads(config)
+        self.post_init()
+
+    def _build_heads(self, config):
+        self.vision_proj = nn.Linear(config.vision_config.hidden_size, config.embed_dim)
+        self.text_proj = nn.Linear(config.text_config.hidden_size, config.embed_dim)
+        hidden = config.cross_config.hidden_size
+        self.itm_head = nn.Sequential(
+            nn.Linear(hidden, 2 * hidden), nn.LayerNorm(2 * hidden), nn.GELU(), nn.Linear(2 * hidden, 2)
+        )
+        self.temp = nn.Parameter(torch.empty(()))
+
+    def get_input_embeddings(self):
+        return self.text_model.embeddings.word_embeddings
+
+    def set_input_embeddings(self, value):
+        self.text_model.embeddings.word_embeddings = value
+
+    def image_features_from_embeds(self, image_embeds):
+        """Projected, L2-normalised global token of `image_embeds` `[B, 1 + N, C]` -> `[B, embed_dim]`."""
+        return F.normalize(self.vision_proj(image_embeds[:, 0]), dim=-1)
+
+    def text_features_from_embeds(self, text_embeds):
+        """Projected, L2-normalised [CLS] state of `text_embeds` `[B, L, H]` -> `[B, embed_dim]`."""
+        return F.normalize(self.text_proj(text_embeds[:, 0]), dim=-1)
+
+    def get_image_features(self, pixel_values):
+        """Normalised image features `[B, embed_dim]` for ITC retrieval."""
+        return self.image_features_from_embeds(self.vision_model(pixel_values).last_hidden_state)
+
+    def get_text_features(self, input_ids, attention_mask=None):
+        """Normalised text features `[B, embed_dim]` for ITC retrieval."""
+        return self.text_features_from_embeds(self.text_model(input_ids, attention_mask).last_hidden_state)
+
+    def itm_logits(self, text_embeds, attention_mask, image_embeds=None, cross_key_values=None):
+        """Matching logits `[B, 2]` (index 1 = match) of aligned pairs: text states `[B, L, H]` with their mask, and
+        either image tokens `[B, 1 + N, C]` or their precomputed `fusion_model.cross_key_values`."""
+        fused = self.fusion_model(text_embeds, attention_mask, image_embeds, cross_key_values).last_hidden_state
+        return self.itm_head(fused[:, 0])
+
+    def forward(self, input_ids, pixel_values, attention_mask=None, token_type_ids=None, return_dict=True):
+        if input_ids.shape[0] != pixel_values.shape[0]:
+            raise ValueError(
+                f"forward takes aligned pairs: got {input_ids.shape[0]} texts and {pixel_values.shape[0]} images"
+            )
+        image_embeds = self.vision_model(pixel_values).last_hidden_state
+        text_embeds = self.text_model(input_ids, attention_mask, token_type_ids).last_hidden_state
+        image_features = self.image_features_from_embeds(image_embeds)
+        text_features = self.text_features_from_embeds(text_embeds)
+        output = APTMOutput(
+            itm_logits=self.itm_logits(text_embeds, attention_mask, image_embeds),
+            logits_per_text=text_features @ image_features.t() / self.temp,
+            image_embeds=image_embeds,
+            text_embeds=text_embeds,
+            image_features=image_features,
+            text_features=text_features,
+        )
+        return output if return_dict else output.to_tuple()
+
+
+class APTMForPreTraining(APTMModel):
+    """APTM with the masked-language-model head, as trained by the original code."""
+
+    _tied_weights_keys = {"mlm_head.decoder.weight": "text_model.embeddings.word_embeddings.weight"}
+
+    def _build_heads(self, config):
+        super()._build_heads(config)
+        self.mlm_head = APTMMLMHead(config.text_config)
+
+    def get_output_embeddings(self):
+        return self.mlm_head.decoder
+
+    def set_output_embeddings(self, value):
+        self.mlm_head.decoder = value
+
+    def mlm_logits(self, input_ids, attention_mask, image_embeds, masked_positions=None):
+        """Image-conditioned MLM logits: all text and fusion layers over `input_ids` (with [MASK] tokens), then the MLM
+        head, only at `masked_positions` `[B, M]` when given (`[B, M, vocab]`), else at every position."""
+        text_embeds = self.text_model(input_ids, attention_mask).last_hidden_state
+        hidden = self.fusion_model(text_embeds, attention_mask, image_embeds).last_hidden_state
+        if masked_positions is not None:
+            hidden = torch.gather(hidden, 1, masked_positions[..., None].expand(-1, -1, hidden.shape[-1]))
+        return self.mlm_head(hidden)
+
+
+APTMModel.register_for_auto_class("AutoModel")
+APTMForPreTraining.register_for_auto_class("AutoModelForPreTraining")
+
+__all__ = ["APTMPreTrainedModel", "APTMModel", "APTMForPreTraining", "APTMOutput"]
