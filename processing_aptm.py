@@ -137,10 +137,10 @@ class APTMImageProcessor(BaseImageProcessor):
         return cls(image_mean=mean, image_std=std, **kwargs)
 
     def preprocess(self, images, return_tensors="pt", **kwargs):
-        if isinstance(images, (Image.Image, np.ndarray)):
+        if not isinstance(images, (list, tuple)):
             images = [images]
-        if not isinstance(images, (list, tuple)) or not images:
-            raise TypeError(f"images must be an image or a non-empty list of images, got {type(images).__name__}")
+        if not images:
+            raise TypeError("images must be an image or a non-empty list of images")
         mean = np.asarray(self.image_mean, dtype=np.float32)
         std = np.asarray(self.image_std, dtype=np.float32)
         size = (self.size["width"], self.size["height"])
