@@ -1,0 +1,51 @@
+"""Model cards and pushing APTM checkpoints to the Hugging Face Hub."""
+
+from pathlib import Path
+
+USAGE = '''```python
+from transformers import AutoModel, AutoProcessor
+
+model = AutoModel.from_pretrained("{repo}", trust_remote_code=True).eval()
+processor = AutoProcessor.from_pretrained("{repo}", trust_remote_code=True)
+inputs = processor(text=["a woman in a red coat with a black backpack"], images=[image])
+outputs = model(**inputs)
+outputs.itm_logits.softmax(-1)[:, 1]   # matching probability of each (text, image) pair
+```'''
+
+
+def model_card(config, processor, repo="path/to/this/folder", source="", metrics=None, notes=None):
+    """Markdown model card: front matter, architecture, usage snippet, evaluation table and conversion notes."""
+    vision, text, cross = config.vision_config, config.text_config, config.cross_config
+    lines = [
+        "---", "library_name: transformers", "license: apache-2.0", "tags:", "- aptm", "- text-based-person-retrieval",
+        "- pedestrian-attribute-recognition", "- custom_code", "pipeline_tag: zero-shot-image-classification", "---",
+        "", "# APTM", "",
+        "Text-based person retrieval and pedestrian attribute recognition with APTM (Attribute Prompt Learning and "
+        f"Text Matching, ACM MM 2023). {source}".strip(), "",
+        "## Architecture", "",
+        f"- image encoder: Swin, {vision.image_size[0]}x{vision.image_size[1]} input, embed dim {vision.embed_dim}, "
+        f"depths {vision.depths}, heads {vision.num_heads}, window {vision.window_size}",
+        f"- text encoder: {text.num_hidden_layers} BERT layers, hidden {text.hidden_size}; fusion encoder: "
+        f"{cross.num_hidden_layers} layers with cross-attention to the image tokens",
+        f"- ITC features: {config.embed_dim}-d, temperature {config.temp:.4g}; ITM re-ranking of the top "
+        f"{config.k_test} candidates",
+        f"- attribute prompts: {len(processor.attribute_names)} attributes "
+        f"({', '.join(processor.attribute_names[:5])}, ...)",
+        f"- image normalisation: mean {[round(v, 4) for v in processor.image_processor.image_mean]}, "
+        f"std {[round(v, 4) for v in processor.image_processor.image_std]}",
+        "", "## Usage", "", USAGE.format(repo=repo),
+    ]
+    if metrics:
+        lines += ["", "## Evaluation", "", "| " + " | ".join(metrics) + " |", "|" + "---|" * len(metrics),
+                  "| " + " | ".join(f"{value:.2f}" if isinstance(value, float) else str(value)
+                                    for value in metrics.values()) + " |"]
+    if notes:
+        lines += ["", "## Conversion notes", ""] + [f"- {note}" for note in notes]
+    return "\n".join(lines) + "\n"
+
+
+def write_model_card(folder, config, processor, **kwargs):
+    """Write `README.md` (the model card) into a checkpoint folder."""
+    path = Path(folder) / "README.md"
+    path.write_text(model_card(config, processor, **kwargs))
+    return path

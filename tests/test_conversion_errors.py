@@ -1,0 +1,111 @@
+"""The converter's handling of checkpoint layouts and bad input."""
+
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from _golden import golden_dir
+from aptm.conversion import ConversionError, convert_state_dict, infer_config, load_original_checkpoint, map_key
+from conftest import tiny_config
+from modeling_aptm import APTMForPreTraining
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def original_state_dict(config, bare_bert=False):
+    """An original-layout state dict made from our tiny model (inverse of the key mapping)."""
+    model = APTMForPreTraining(config)
+    fusion = config.text_config.num_hidden_layers
+    state = {}
+    for key, value in model.state_dict().items():
+        if key.startswith("vision_model."):
+            key = "vision_encoder." + key[len("vision_model."):]
+        elif key.startswith("text_model.embeddings."):
+            key = "text_encoder.bert.embeddings." + key[len("text_model.embeddings."):]
+        elif key.startswith("text_model.encoder.layer."):
+            key = "text_encoder.bert.encoder.layer." + key[len("text_model.encoder.layer."):]
+        elif key.startswith("fusion_model.layer."):
+            index, rest = key[len("fusion_model.layer."):].split(".", 1)
+            key = f"text_encoder.bert.encoder.layer.{int(index) + fusion}.{rest}"
+        elif key == "mlm_head.decoder.weight":
+            key = "text_encoder.cls.predictions.decoder.weight"
+        elif key == "mlm_head.decoder.bias":
+            state["text_encoder.cls.predictions.bias"] = value
+            key = "text_encoder.cls.predictions.decoder.bias"
+        elif key.startswith("mlm_head.transform."):
+            key = "text_encoder.cls.predictions.transform." + key[len("mlm_head.transform."):]
+        if bare_bert:
+            key = key.replace("text_encoder.bert.", "text_encoder.")
+        state[key] = value
+    return model, state
+
+
+def test_round_trip_of_a_bare_bert_checkpoint(tmp_path):
+    config = tiny_config()
+    model, state = original_state_dict(config, bare_bert=True)
+    torch.save({"model": state, "config": {"test_file": "data/finetune/rstp_test.json", "k_test": 7}}, tmp_path / "c.pth")
+    loaded, processor, report = load_original_checkpoint(tmp_path / "c.pth")
+    assert loaded.config.k_test == 7
+    assert processor.image_processor.image_mean[0] == pytest.approx(0.27722597)  # RSTPReid statistics
+    assert any("num_attention_heads" in line for line in report.defaulted)
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor), name
+
+
+@pytest.mark.parametrize("payload, message", [
+    ([1, 2, 3], "holds a list"),
+    ({"model": {"a": 1}}, "map names to tensors"),
+    ({"conv1.weight": torch.zeros(2), "fc.bias": torch.zeros(2)}, "not an APTM checkpoint"),
+])
+def test_bad_payloads(tmp_path, payload, message):
+    torch.save(payload, tmp_path / "bad.pth")
+    with pytest.raises(ConversionError, match=message):
+        load_original_checkpoint(tmp_path / "bad.pth")
+
+
+def test_truncated_and_foreign_pickles(tmp_path):
+    golden = golden_dir("A") / "checkpoint.pth"
+    (tmp_path / "truncated.pth").write_bytes(golden.read_bytes()[:100_000])
+    with pytest.raises(ConversionError, match="truncated"):
+        load_original_checkpoint(tmp_path / "truncated.pth")
+    (tmp_path / "object.pth").write_bytes(pickle.dumps(ConversionError("x")))
+    with pytest.raises(ConversionError, match="could not read"):
+        load_original_checkpoint(tmp_path / "object.pth")
+    with pytest.raises(FileNotFoundError):
+        load_original_checkpoint(tmp_path / "missing.pth")
+
+
+def test_unmapped_missing_and_misshaped_tensors_are_named():
+    config = tiny_config()
+    _, state = original_state_dict(config)
+    with pytest.raises(ConversionError, match="text_encoder.bert.pooler.dense.weight"):
+        convert_state_dict({**state, "text_encoder.bert.pooler.dense.weight": torch.zeros(2)}, config)
+    partial = {k: v for k, v in state.items() if not k.startswith("itm_head.3")}
+    with pytest.raises(ConversionError, match="itm_head.3.bias"):
+        convert_state_dict(partial, config)
+    state["vision_proj.weight"] = torch.zeros(3, 3)
+    with pytest.raises(ConversionError, match="vision_proj.weight"):
+        convert_state_dict(state, config)
+
+
+def test_config_is_inferred_from_shapes():
+    config = tiny_config()
+    _, state = original_state_dict(config)
+    inferred = infer_config(state)
+    assert inferred.vision_config.depths == config.vision_config.depths
+    assert inferred.vision_config.num_heads == config.vision_config.num_heads
+    assert inferred.text_config.num_hidden_layers == 2 and inferred.cross_config.num_hidden_layers == 2
+    assert inferred.embed_dim == 16 and map_key("vision_encoder.layers.0.blocks.1.attn_mask", 2) is None
+
+
+def test_cli_writes_a_folder(tmp_path):
+    source = golden_dir("A") / "checkpoint.pth"
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "convert_original_checkpoint.py"), str(source),
+                             str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "inferred  vision" in result.stdout
+    assert (tmp_path / "out" / "model.safetensors").is_file() and (tmp_path / "out" / "processor_config.json").is_file()
