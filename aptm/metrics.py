@@ -1,0 +1,122 @@
+"""Evaluation metrics as plain numpy functions (the `evaluate` modules in `metrics/` wrap them).
+
+Text-to-person retrieval (the protocol of IRRA and APTM): each query is a caption, the gallery is the test images, and a
+gallery image is relevant when it shows the query's person id.
+  * R@K: percentage of queries with a relevant image within the top K (CMC hit rate, as the field reports it).
+  * mAP: mean over queries of the average precision over the full ranking.
+  * mINP: mean over queries of (number of relevant images) / (rank of the last relevant image).
+Ties in a row are broken by gallery order (a stable sort; deterministic), or pessimistically (`ties="pessimistic"`:
+irrelevant images first among equal scores). The ranking is computed in query chunks so a 19,848 x 19,848 (ICFG-PEDES)
+matrix never needs a full int64 argsort in memory at once.
+
+Pedestrian attributes (label-based mA as APTM reports it, plus instance-based metrics). Labels are 1 (present),
+0 (absent) or -1 (unknown, ignored). Rules that avoid NaN: an attribute without positives (or without negatives) in
+the evaluated set contributes only its defined half to mA; an instance with empty prediction and empty ground truth
+counts as accuracy, precision and recall 1; an empty prediction (ground truth not empty) has precision 0, and an empty
+ground truth (prediction not empty) has recall 0. F1 is computed from the mean precision and mean recall, as APTM.
+"""
+
+import warnings
+
+import numpy as np
+
+RETRIEVAL_KEYS = ("R@1", "R@5", "R@10", "mAP", "mINP")
+
+
+def _as_numpy(array):
+    if hasattr(array, "detach"):
+        array = array.detach().cpu().numpy()
+    return np.asarray(array)
+
+
+def rank_gallery(scores, query_ids=None, gallery_ids=None, ties="stable"):
+    """Gallery indices of each query row, best first. `ties="pessimistic"` needs the ids to put irrelevant images
+    first among equal scores."""
+    scores = _as_numpy(scores)
+    if ties == "stable":
+        return np.argsort(-scores, axis=1, kind="stable")
+    if ties == "pessimistic":
+        relevant = _as_numpy(gallery_ids)[None, :] == _as_numpy(query_ids)[:, None]
+        return np.lexsort((relevant, -scores), axis=1)
+    raise ValueError(f"ties must be 'stable' or 'pessimistic', got {ties!r}")
+
+
+def retrieval_metrics(scores, query_ids, gallery_ids, ks=(1, 5, 10), ties="stable", chunk_size=1024):
+    """R@K, mAP and mINP (percent) of a `[num_queries, num_gallery]` score matrix (higher = better match)."""
+    scores, query_ids, gallery_ids = _as_numpy(scores), _as_numpy(query_ids), _as_numpy(gallery_ids)
+    if scores.ndim != 2 or scores.shape != (len(query_ids), len(gallery_ids)):
+        raise ValueError(f"scores must have shape [len(query_ids)={len(query_ids)}, len(gallery_ids)="
+                         f"{len(gallery_ids)}], got {list(scores.shape)}")
+    if not len(query_ids):
+        raise ValueError("no queries to evaluate")
+    without = np.flatnonzero(~np.isin(query_ids, gallery_ids))
+    if len(without):
+        raise ValueError(f"{len(without)} queries have no relevant gallery image (first: query {without[0]}, "
+                         f"person id {query_ids[without[0]]}); the metrics are undefined for them")
+    if not np.isfinite(scores).all():
+        raise ValueError("scores contain NaN or infinite values")
+    hits = {k: 0.0 for k in ks}
+    ap_sum = inp_sum = 0.0
+    for start in range(0, len(query_ids), chunk_size):
+        rows = slice(start, start + chunk_size)
+        order = rank_gallery(scores[rows], query_ids[rows], gallery_ids, ties)
+        relevant = gallery_ids[order] == query_ids[rows, None]
+        first = relevant.argmax(axis=1)
+        for k in ks:
+            hits[k] += (first < k).sum()
+        cumulative = relevant.cumsum(axis=1)
+        ranks = np.arange(1, relevant.shape[1] + 1)
+        count = cumulative[:, -1]
+        ap_sum += (((cumulative / ranks) * relevant).sum(axis=1) / count).sum()
+        last = relevant.shape[1] - 1 - relevant[:, ::-1].argmax(axis=1)
+        inp_sum += (count / (last + 1)).sum()
+    total = len(query_ids)
+    metrics = {f"R@{k}": 100.0 * hits[k] / total for k in ks}
+    metrics.update({"mAP": 100.0 * ap_sum / total, "mINP": 100.0 * inp_sum / total})
+    return {key: float(value) for key, value in metrics.items()}
+
+
+def attribute_predictions(prompt_scores):
+    """Per-attribute predictions from prompt scores `[N, 2A]` (prompt `2i` = label 0, `2i+1` = label 1): 1 where the
+    label-1 prompt scores strictly higher, as the original argmax (ties go to label 0)."""
+    scores = _as_numpy(prompt_scores)
+    if scores.ndim != 2 or scores.shape[1] % 2:
+        raise ValueError(f"prompt scores must have shape [N, 2 * num_attributes], got {list(scores.shape)}")
+    return (scores[:, 1::2] > scores[:, 0::2]).astype(np.int64)
+
+
+def attribute_metrics(predictions, labels):
+    """Label-based mA and instance accuracy/precision/recall/F1 (percent) of binary predictions `[N, A]` against
+    labels `[N, A]` in {1, 0, -1 (unknown, ignored)}."""
+    predictions, labels = _as_numpy(predictions).astype(np.int64), _as_numpy(labels).astype(np.int64)
+    if predictions.shape != labels.shape or predictions.ndim != 2:
+        raise ValueError(f"predictions {list(predictions.shape)} and labels {list(labels.shape)} must be equal [N, A]")
+    if not np.isin(predictions, (0, 1)).all():
+        raise ValueError("predictions must be 0 or 1")
+    if not np.isin(labels, (-1, 0, 1)).all():
+        raise ValueError("labels must be 1, 0 or -1 (unknown)")
+    known = labels >= 0
+    positive, negative = (labels == 1), (labels == 0)
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        tpr = ((predictions == 1) & positive).sum(0) / positive.sum(0)
+        tnr = ((predictions == 0) & negative).sum(0) / negative.sum(0)
+        per_attribute = np.nanmean(np.stack([tpr, tnr]), axis=0)
+    predicted = (predictions == 1) & known
+    truth = positive
+    intersection = (predicted & truth).sum(1)
+    union = (predicted | truth).sum(1)
+    n_predicted, n_truth = predicted.sum(1), truth.sum(1)
+    accuracy = np.where(union > 0, intersection / np.maximum(union, 1), 1.0)
+    precision = np.where(n_predicted > 0, intersection / np.maximum(n_predicted, 1), (n_truth == 0).astype(float))
+    recall = np.where(n_truth > 0, intersection / np.maximum(n_truth, 1), (n_predicted == 0).astype(float))
+    mean_precision, mean_recall = precision.mean(), recall.mean()
+    f1 = 2 * mean_precision * mean_recall / (mean_precision + mean_recall) if mean_precision + mean_recall else 0.0
+    return {
+        "mA": 100.0 * float(per_attribute[np.isfinite(per_attribute)].mean()) if np.isfinite(per_attribute).any() else 0.0,
+        "accuracy": 100.0 * float(accuracy.mean()),
+        "precision": 100.0 * float(mean_precision),
+        "recall": 100.0 * float(mean_recall),
+        "F1": 100.0 * float(f1),
+        "per_attribute_mA": [100.0 * float(v) for v in per_attribute],
+    }
