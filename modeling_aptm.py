@@ -55,6 +55,94 @@ def drop_path(hidden_states, drop_prob, training):
 
 
 # ---------------------------------------------------------------------------------------------------------------------
+# Losses: pure functions; `APTMForPreTraining.forward` calls them for the inputs it is given
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def gather_across_processes(tensor):
+    """Concatenate `tensor` from every process along dim 0 (identity with one process). The gather is
+    differentiable: each process's loss sends gradient to the slice that came from every other process, so under
+    DDP's gradient averaging the update equals the one-process update on the global batch. (The original gives each
+    process only its own loss's gradient, which scales the ITC gradient by 1 / world size.)"""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return tensor
+    if torch.distributed.get_world_size() == 1:
+        return tensor
+    if not tensor.requires_grad:
+        gathered = [torch.empty_like(tensor) for _ in range(torch.distributed.get_world_size())]
+        torch.distributed.all_gather(gathered, tensor.contiguous())
+        return torch.cat(gathered)
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(tensor.contiguous()))
+
+
+def image_text_contrastive_loss(image_features, text_features, temp, person_ids):
+    """Identity-aware symmetric InfoNCE over the (gathered) global batch: every pair with the same person id is a
+    positive, with soft targets spread evenly over a row's positives. Features are L2-normalised."""
+    image_features, text_features = gather_across_processes(image_features), gather_across_processes(text_features)
+    person_ids = gather_across_processes(person_ids)
+    logits = image_features @ text_features.t() / temp
+    positives = (person_ids[:, None] == person_ids[None, :]).float()
+    targets = positives / positives.sum(dim=1, keepdim=True)
+    loss_i2t = -(F.log_softmax(logits, dim=1) * targets).sum(dim=1).mean()
+    loss_t2i = -(F.log_softmax(logits.t(), dim=1) * targets).sum(dim=1).mean()
+    return (loss_i2t + loss_t2i) / 2
+
+
+@torch.no_grad()
+def sample_hard_negatives(image_features, text_features, temp, person_ids):
+    """For each text a negative image and for each image a negative text, drawn with probability
+    softmax(similarity / temp) among the batch samples of another person (local batch). Returns two index tensors
+    `[B]`; -1 where a sample has no other person in the batch (the original crashes there)."""
+    similarity = text_features @ image_features.t() / temp
+    different = person_ids[:, None] != person_ids[None, :]
+    negatives = []
+    for logits in (similarity, similarity.t()):
+        weights = (logits.softmax(dim=1) + 1e-5) * different
+        valid = weights.sum(dim=1) > 0
+        drawn = torch.full_like(person_ids, -1)
+        for row in valid.nonzero().flatten().tolist():
+            drawn[row] = torch.multinomial(weights[row], 1)
+        negatives.append(drawn)
+    return negatives[0], negatives[1]
+
+
+def masked_lm_loss(logits, labels):
+    """Cross-entropy of MLM logits `[..., vocab]` against `labels` (-100 = not masked); 0 without any target."""
+    labels = labels.reshape(-1)
+    if not (labels != -100).any():
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits.reshape(labels.shape[0], -1).float(), labels, ignore_index=-100)
+
+
+def two_way_loss(logits, targets, label_smoothing=0.0):
+    """Mean cross-entropy of 2-way `logits [..., 2]` against `targets` in {0, 1, -1 (ignored)}, with label smoothing
+    (targets `1 - s/2` and `s/2`, as APTM's CrossEntropyLabelSmooth on 2 classes); 0 when every target is ignored."""
+    known = targets >= 0
+    if not known.any():
+        return logits.sum() * 0.0
+    log_probs = F.log_softmax(logits[known].float(), dim=-1)
+    soft = F.one_hot(targets[known], 2).float() * (1 - label_smoothing) + label_smoothing / 2
+    return -(soft * log_probs).sum(dim=-1).mean()
+
+
+def attribute_contrastive_loss(image_features, prompt_features, temp, labels, label_smoothing=0.0):
+    """IAC: for each attribute a 2-way contrast of the image against its two prompts (prompt `2i + v` states label
+    value `v`), averaged over attributes (an attribute with no known label in the batch contributes 0)."""
+    logits = (image_features @ prompt_features.t() / temp).view(len(labels), -1, 2)
+    losses = [two_way_loss(logits[:, i], labels[:, i], label_smoothing) for i in range(labels.shape[1])]
+    return torch.stack(losses).mean()
+
+
+def prompt_targets(labels):
+    """Attribute labels `[B, A]` in {1, 0, -1} -> prompt targets `[B, 2A]`: prompt `2i + v` is true (1) when label `i`
+    is `v`, false (0) for the other value, -1 when unknown."""
+    targets = torch.stack([1 - labels, labels], dim=-1)
+    return targets.masked_fill((labels < 0)[..., None], -1).flatten(1)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
 # Vision: APTM's Swin Transformer at 384x128 (windows shrink to the shorter grid side, global token prepended)
 # ---------------------------------------------------------------------------------------------------------------------
 
@@ -484,6 +572,43 @@ class APTMOutput(ModelOutput):
     text_features: Optional[torch.FloatTensor] = None
 
 
+@dataclass
+class APTMForPreTrainingOutput(ModelOutput):
+    """
+    Outputs of [`APTMForPreTraining`]: the weighted total and every loss term that the given inputs switch on.
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`):
+            Weighted sum of the terms below (captions: ITC + ITM + MLM, + `eda_loss_weight` x the EDA terms,
+            + `attribute_loss_weight` x the mean of IAC, IAM and MAM; attributes without captions: IAC + IAM + MAM).
+        loss_itc (`torch.FloatTensor`, *optional*): identity-aware image-text contrastive loss.
+        loss_itm (`torch.FloatTensor`, *optional*): image-text matching loss with hard negatives.
+        loss_mlm (`torch.FloatTensor`, *optional*): image-conditioned masked-language-model loss.
+        loss_itc_eda (`torch.FloatTensor`, *optional*): ITC with the EDA-augmented captions.
+        loss_itm_eda (`torch.FloatTensor`, *optional*): ITM with the EDA-augmented captions.
+        loss_iac (`torch.FloatTensor`, *optional*): attribute-prompt contrastive loss.
+        loss_iam (`torch.FloatTensor`, *optional*): attribute-prompt matching loss.
+        loss_mam (`torch.FloatTensor`, *optional*): masked attribute-prompt language-model loss.
+        itm_logits (`torch.FloatTensor` of shape `(3 * batch_size, 2)`, *optional*):
+            ITM logits of the positives, the (negative image, text) and the (image, negative text) pairs.
+        image_features (`torch.FloatTensor` of shape `(batch_size, embed_dim)`): normalised image features.
+        text_features (`torch.FloatTensor` of shape `(batch_size, embed_dim)`, *optional*): normalised text features.
+    """
+
+    loss: Optional[torch.FloatTensor] = None
+    loss_itc: Optional[torch.FloatTensor] = None
+    loss_itm: Optional[torch.FloatTensor] = None
+    loss_mlm: Optional[torch.FloatTensor] = None
+    loss_itc_eda: Optional[torch.FloatTensor] = None
+    loss_itm_eda: Optional[torch.FloatTensor] = None
+    loss_iac: Optional[torch.FloatTensor] = None
+    loss_iam: Optional[torch.FloatTensor] = None
+    loss_mam: Optional[torch.FloatTensor] = None
+    itm_logits: Optional[torch.FloatTensor] = None
+    image_features: Optional[torch.FloatTensor] = None
+    text_features: Optional[torch.FloatTensor] = None
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Models
 # ---------------------------------------------------------------------------------------------------------------------
@@ -592,7 +717,9 @@ class APTMModel(APTMPreTrainedModel):
 
 
 class APTMForPreTraining(APTMModel):
-    """APTM with the masked-language-model head, as trained by the original code."""
+    """APTM with the masked-language-model head and the training losses of the original code. The terms computed
+    depend only on the inputs given: captions (`input_ids`) switch on ITC and ITM, `mlm_labels` MLM, `eda_input_ids`
+    the EDA terms, `attribute_labels` with the prompt bank the attribute losses (IAC, IAM, MAM)."""
 
     _tied_weights_keys = {"mlm_head.decoder.weight": "text_model.embeddings.word_embeddings.weight"}
 
@@ -615,8 +742,148 @@ class APTMForPreTraining(APTMModel):
             hidden = torch.gather(hidden, 1, masked_positions[..., None].expand(-1, -1, hidden.shape[-1]))
         return self.mlm_head(hidden)
 
+    def _matching(self, image_embeds, image_features, text_embeds, text_mask, text_features, person_ids,
+                  negatives=None):
+        """ITM loss and logits over B positives, B (negative image, text) and B (image, negative text) pairs."""
+        negative_images, negative_texts = negatives or sample_hard_negatives(
+            image_features, text_features, self.temp, person_ids)
+        batch = torch.arange(len(person_ids), device=person_ids.device)
+        with_image, with_text = negative_images >= 0, negative_texts >= 0
+        image_index = torch.cat([batch, negative_images[with_image], batch[with_text]])
+        text_index = torch.cat([batch, batch[with_image], negative_texts[with_text]])
+        logits = self.itm_logits(text_embeds[text_index], text_mask[text_index], image_embeds[image_index])
+        labels = (torch.arange(len(logits), device=logits.device) < len(batch)).long()
+        if len(logits) == len(batch):  # no sample has a batch-mate of another person: nothing to contrast
+            return logits.sum() * 0.0, logits
+        return F.cross_entropy(logits, labels), logits
+
+    def forward(
+        self,
+        pixel_values,
+        input_ids=None,
+        attention_mask=None,
+        person_ids=None,
+        mlm_input_ids=None,
+        mlm_positions=None,
+        mlm_labels=None,
+        eda_input_ids=None,
+        eda_attention_mask=None,
+        attribute_labels=None,
+        attribute_input_ids=None,
+        attribute_attention_mask=None,
+        attribute_mlm_input_ids=None,
+        attribute_mlm_positions=None,
+        attribute_mlm_labels=None,
+        itm_negatives=None,
+        attribute_matching_prompts=None,
+        attribute_mlm_images=None,
+        return_dict=True,
+    ):
+        r"""
+        Args:
+            pixel_values (`torch.FloatTensor` of shape `(B, 3, H, W)`): images.
+            input_ids, attention_mask (`torch.LongTensor` of shape `(B, L)`, *optional*): one caption per image.
+            person_ids (`torch.LongTensor` of shape `(B,)`, *optional*): identity of each pair; pairs of the same
+                person are positives for ITC and never negatives for ITM (default: every pair its own identity).
+            mlm_input_ids, mlm_positions, mlm_labels (*optional*): masked captions `(B, L)`, the masked positions
+                `(B, M)` and their original ids `(B, M)` (-100 = padding of the list).
+            eda_input_ids, eda_attention_mask (*optional*): EDA-augmented captions `(B, L')`.
+            attribute_labels (`torch.LongTensor` of shape `(B, A)`, *optional*): labels in {1, 0, -1 (unknown)}.
+            attribute_input_ids, attribute_attention_mask (*optional*): the `2A` prompts, prompt `2i + v` stating
+                label value `v` of attribute `i`.
+            attribute_mlm_input_ids, attribute_mlm_positions, attribute_mlm_labels (*optional*): the masked prompts.
+            itm_negatives (`tuple` of two `torch.LongTensor` of shape `(B,)`, *optional*): negative image per text and
+                negative text per image (default: sampled from the similarities).
+            attribute_matching_prompts (`torch.LongTensor`, *optional*): prompts used for IAM (default: a random
+                draw of `config.num_attribute_matching_prompts`).
+            attribute_mlm_images (`torch.LongTensor`, *optional*): for each prompt with a positive image in the
+                batch (in prompt order), the image it is paired with for MAM (default: a random positive image).
+        """
+        config = self.config
+        image_embeds = self.vision_model(pixel_values).last_hidden_state
+        image_features = self.image_features_from_embeds(image_embeds)
+        batch = len(pixel_values)
+        if person_ids is None:
+            person_ids = torch.arange(batch, device=pixel_values.device)
+        terms, output = {}, {"image_features": image_features}
+        if input_ids is not None:
+            text_embeds = self.text_model(input_ids, attention_mask).last_hidden_state
+            text_features = self.text_features_from_embeds(text_embeds)
+            terms["loss_itc"] = image_text_contrastive_loss(image_features, text_features, self.temp, person_ids)
+            terms["loss_itm"], output["itm_logits"] = self._matching(
+                image_embeds, image_features, text_embeds, attention_mask, text_features, person_ids, itm_negatives)
+            output["text_features"] = text_features
+        if mlm_labels is not None:
+            logits = self.mlm_logits(mlm_input_ids, attention_mask, image_embeds, mlm_positions)
+            terms["loss_mlm"] = masked_lm_loss(logits, mlm_labels)
+        if eda_input_ids is not None:
+            eda_embeds = self.text_model(eda_input_ids, eda_attention_mask).last_hidden_state
+            eda_features = self.text_features_from_embeds(eda_embeds)
+            terms["loss_itc_eda"] = image_text_contrastive_loss(image_features, eda_features, self.temp, person_ids)
+            terms["loss_itm_eda"], _ = self._matching(
+                image_embeds, image_features, eda_embeds, eda_attention_mask, eda_features, person_ids)
+        if attribute_labels is not None:
+            terms.update(self._attribute_losses(
+                image_embeds, image_features, attribute_labels, attribute_input_ids, attribute_attention_mask,
+                attribute_mlm_input_ids, attribute_mlm_positions, attribute_mlm_labels, attribute_matching_prompts,
+                attribute_mlm_images))
+        if not terms:
+            raise ValueError("no loss to compute: pass captions (input_ids), mlm_labels or attribute_labels")
+        output.update(terms)
+        output["loss"] = self._total(terms, captions=input_ids is not None)
+        result = APTMForPreTrainingOutput(**output)
+        return result if return_dict else result.to_tuple()
+
+    def _total(self, terms, captions):
+        config = self.config
+        weights = {"loss_itc": config.itc_loss_weight, "loss_itm": config.itm_loss_weight,
+                   "loss_mlm": config.mlm_loss_weight, "loss_itc_eda": config.eda_loss_weight * config.itc_loss_weight,
+                   "loss_itm_eda": config.eda_loss_weight * config.itm_loss_weight}
+        attribute_weight = config.attribute_loss_weight / 3 if captions else 1.0
+        weights.update(dict.fromkeys(("loss_iac", "loss_iam", "loss_mam"), attribute_weight))
+        return sum(weights[name] * value for name, value in terms.items())
+
+    def _attribute_losses(self, image_embeds, image_features, labels, prompt_ids, prompt_mask, mlm_ids, mlm_positions,
+                          mlm_labels, matching_prompts=None, mlm_images=None):
+        """IAC, IAM and MAM of a batch against the prompt bank."""
+        if prompt_ids is None:
+            raise ValueError("attribute_labels need the prompt bank: attribute_input_ids and attribute_attention_mask")
+        if prompt_ids.shape[0] != 2 * labels.shape[1]:
+            raise ValueError(f"{labels.shape[1]} attribute labels need {2 * labels.shape[1]} prompts, got {prompt_ids.shape[0]}")
+        smoothing = self.config.attribute_label_smoothing
+        prompt_embeds = self.text_model(prompt_ids, prompt_mask).last_hidden_state
+        prompt_features = self.text_features_from_embeds(prompt_embeds)
+        targets = prompt_targets(labels)
+        losses = {"loss_iac": attribute_contrastive_loss(image_features, prompt_features, self.temp, labels, smoothing)}
+        if matching_prompts is None:
+            count = min(self.config.num_attribute_matching_prompts, len(prompt_ids))
+            matching_prompts = torch.randperm(len(prompt_ids), device=labels.device)[:count]
+        batch = len(image_embeds)
+        matching = []
+        for prompt in matching_prompts.tolist():
+            logits = self.itm_logits(prompt_embeds[prompt : prompt + 1].expand(batch, -1, -1),
+                                     prompt_mask[prompt : prompt + 1].expand(batch, -1), image_embeds)
+            matching.append(two_way_loss(logits, targets[:, prompt], smoothing))
+        losses["loss_iam"] = torch.stack(matching).mean()
+        if mlm_labels is not None:
+            positive = targets == 1
+            kept = positive.any(dim=0).nonzero().flatten()
+            if mlm_images is None:
+                mlm_images = torch.stack([torch.multinomial(positive[:, p].float(), 1)[0] for p in kept.tolist()]) \
+                    if len(kept) else kept
+            if len(kept):
+                logits = self.mlm_logits(mlm_ids[kept], prompt_mask[kept], image_embeds[mlm_images], mlm_positions[kept])
+                losses["loss_mam"] = masked_lm_loss(logits, mlm_labels[kept])
+            else:
+                losses["loss_mam"] = image_features.sum() * 0.0
+        return losses
+
 
 APTMModel.register_for_auto_class("AutoModel")
 APTMForPreTraining.register_for_auto_class("AutoModelForPreTraining")
 
-__all__ = ["APTMPreTrainedModel", "APTMModel", "APTMForPreTraining", "APTMOutput"]
+__all__ = [
+    "APTMPreTrainedModel", "APTMModel", "APTMForPreTraining", "APTMOutput", "APTMForPreTrainingOutput",
+    "attribute_contrastive_loss", "image_text_contrastive_loss", "masked_lm_loss", "prompt_targets",
+    "sample_hard_negatives", "two_way_loss",
+]
