@@ -209,9 +209,9 @@ def test_remote_code_round_trip_in_a_fresh_process(tmp_path, processor, batch):
     assert got["type"] == "APTMModel" and got["config"] == "APTMConfig"
     inputs = processor(text=texts)
     assert got["ids"] == inputs["input_ids"].tolist()
-    with torch.no_grad():
-        out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
-                    pixel_values=torch.from_numpy(np.stack(images)))
+    with torch.no_grad():  # the inference forward of the saved pre-training model
+        out = APTMModel.forward(model, input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                                pixel_values=torch.from_numpy(np.stack(images)))
     assert torch.equal(torch.tensor(got["itm"]), out.itm_logits)
     assert torch.equal(torch.tensor(got["features"]), out.image_features)
     assert torch.equal(torch.tensor(got["text"]), out.text_features)
