@@ -1,0 +1,145 @@
+"""Builders for attribute-labelled data: MALS (image-caption pairs with 27 attribute labels, APTM's pre-training
+set), PA-100K-style attribute json (`{image, label}` per image) and SYNTH-PEDES (PLIP's synthetic captions).
+
+  * MALS: `data_dir/gene_attrs/*.json`, each a list of `{"image": "gene_crop/c_g_a_0/0.jpg", "caption": str,
+    "image_id": str, "label": [27 x {1, 0, -1}]}`; images relative to `data_dir`. The json files ship with the MALS
+    download (see the APTM repository). One `train` split: `image`, `caption`, `person_id` (dense from `image_id`),
+    `image_path`, `attribute_labels`.
+  * PA-100K: `data_dir/PA100K_{train,val,test}.json`, lists of `{"image": path, "label": [26 x {0, 1}]}` (APTM's
+    processed files), images relative to `data_dir` or `data_dir/release_data`. The original `annotation.mat` is not
+    read (it needs SciPy); convert it to this json. Splits train/validation/test: `image`, `image_path`,
+    `attribute_labels`. The same builder reads any `<prefix>_{train,val,test}.json` with another label length.
+  * SYNTH-PEDES: `data_dir/synthpedes_dataset.json`, a list of `{"id", "file_path", "captions": [...],
+    "prompt_caption": [...]}` (PLIP release); one `train` split of pairs (`use_prompt_captions=True` adds the prompt
+    captions).
+"""
+
+from pathlib import Path
+
+import datasets
+
+from .common import DenseIds, RecordChecker, attribute_features, pairs_features, read_json, require_files
+from .retrieval import SPLIT_NAMES, checker_error
+
+
+class AttributeConfig(datasets.BuilderConfig):
+    def __init__(self, kind="mals", prefix="PA100K", num_attributes=None, on_error="raise", verify_images=True,
+                 use_prompt_captions=False, **kwargs):
+        if kind not in ("mals", "attributes", "synth-pedes"):
+            raise ValueError(f"kind must be mals, attributes or synth-pedes, got {kind!r}")
+        kwargs.setdefault("name", kind if kind != "attributes" else f"attributes-{prefix}")
+        super().__init__(**kwargs)
+        self.kind, self.prefix = kind, prefix
+        self.num_attributes = num_attributes or {"mals": 27, "attributes": 26, "synth-pedes": None}[kind]
+        self.on_error, self.verify_images, self.use_prompt_captions = on_error, verify_images, use_prompt_captions
+
+
+def annotation_files(config):
+    """The annotation files a config reads, `{split: path}`."""
+    data_dir = Path(config.data_dir) if config.data_dir else None
+    if config.kind == "mals":
+        if data_dir is None or not sorted((data_dir / "gene_attrs").glob("*.json")):
+            raise FileNotFoundError(f"MALS needs data_dir with gene_attrs/*.json (got {data_dir}); the files ship with "
+                                    "the MALS download linked from the APTM repository")
+        return {"train": sorted((data_dir / "gene_attrs").glob("*.json"))}
+    if config.kind == "synth-pedes":
+        return {"train": [require_files(data_dir, ["synthpedes_dataset.json"], "SYNTH-PEDES",
+                                        "Download SYNTH-PEDES from the PLIP repository.")]}
+    names = [f"{config.prefix}_{split}.json" for split in ("train", "val", "test")]
+    require_files(data_dir, names, config.prefix, "For PA-100K use APTM's PA100K_{train,val,test}.json and the "
+                  "release_data images.")
+    return {SPLIT_NAMES[split]: [data_dir / f"{config.prefix}_{split}.json"]
+            for split in ("train", "val", "test") if (data_dir / f"{config.prefix}_{split}.json").is_file()}
+
+
+class AttributeBuilder(datasets.GeneratorBasedBuilder):
+    """MALS, PA-100K-style attribute json and SYNTH-PEDES (see the module docstring)."""
+
+    BUILDER_CONFIG_CLASS = AttributeConfig
+    VERSION = datasets.Version("1.0.0")
+
+    def _info(self):
+        if self.config.kind == "attributes":
+            features = attribute_features(self.config.num_attributes)
+        else:
+            features = pairs_features(self.config.num_attributes)
+        return datasets.DatasetInfo(description=__doc__, features=features)
+
+    def _split_generators(self, dl_manager):
+        self.checker = RecordChecker(self.config.on_error, self.config.verify_images)
+        return [datasets.SplitGenerator(name=split, gen_kwargs={"files": files, "split": split})
+                for split, files in annotation_files(self.config).items()]
+
+    def _generate_examples(self, files, split):
+        generate = {"mals": self._mals, "attributes": self._attributes, "synth-pedes": self._synth}[self.config.kind]
+        yield from generate(files)
+        self.checker.log_summary(f"{self.config.name} {split}")
+
+    def _image(self, relative, path, index, roots=("", "release_data")):
+        data_dir = Path(self.config.data_dir)
+        candidates = [data_dir / root / relative for root in roots]
+        image = next((c for c in candidates if c.is_file()), candidates[0])
+        return image if self.checker.image_ok(image, path, index) else None
+
+    def _records(self, path):
+        records = read_json(path)
+        if not isinstance(records, list):
+            raise checker_error(path, "the file must hold a list of records")
+        return records
+
+    def _mals(self, files):
+        ids, images_of_id, row = DenseIds(), {}, 0
+        for path in files:
+            for index, record in enumerate(self._records(path)):
+                fields = {"image": str, "caption": str, "image_id": (str, int), "label": list}
+                if not self.checker.fields_ok(record, fields, path, index) or \
+                        not self.checker.labels_ok(record["label"], 27, path, index):
+                    continue
+                key = str(record["image_id"])
+                if images_of_id.setdefault(key, record["image"]) != record["image"]:
+                    self.checker.fail(path, index, f"duplicate image_id {key!r} for two images "
+                                                   f"({images_of_id[key]!r} and {record['image']!r})")
+                    continue
+                image = self._image(record["image"], path, index)
+                if image is None:
+                    continue
+                yield row, {"image": str(image), "caption": record["caption"], "person_id": ids(key),
+                            "image_path": record["image"], "attribute_labels": record["label"]}
+                row += 1
+
+    def _attributes(self, files):
+        seen, row = {}, 0
+        for path in files:
+            for index, record in enumerate(self._records(path)):
+                if not self.checker.fields_ok(record, {"image": str, "label": list}, path, index) or \
+                        not self.checker.labels_ok(record["label"], self.config.num_attributes, path, index):
+                    continue
+                if record["image"] in seen:
+                    self.checker.fail(path, index, f"duplicate image {record['image']!r} (first at record {seen[record['image']]})")
+                    continue
+                seen[record["image"]] = index
+                image = self._image(record["image"], path, index)
+                if image is None:
+                    continue
+                yield row, {"image": str(image), "image_path": record["image"], "attribute_labels": record["label"]}
+                row += 1
+
+    def _synth(self, files):
+        ids, row = DenseIds(), 0
+        for path in files:
+            for index, record in enumerate(self._records(path)):
+                if not self.checker.fields_ok(record, {"id": (int, str), "file_path": str, "captions": list}, path, index):
+                    continue
+                captions = list(record["captions"])
+                if self.config.use_prompt_captions:
+                    captions += list(record.get("prompt_caption") or [])
+                if not captions or not all(isinstance(c, str) and c.strip() for c in captions):
+                    self.checker.fail(path, index, "captions must be non-empty strings")
+                    continue
+                image = self._image(record["file_path"], path, index)
+                if image is None:
+                    continue
+                for caption in captions:
+                    yield row, {"image": str(image), "caption": caption, "person_id": ids(record["id"]),
+                                "image_path": record["file_path"]}
+                    row += 1
