@@ -1,0 +1,112 @@
+"""The main job, end to end: generate the procedural pedestrians, train the tiny APTM recipe (text encoder from the
+real MiniLM weights), evaluate retrieval and attributes on the test identities, save the checkpoint (safetensors,
+remote code, processor, model card with the numbers), reload it through the Auto classes, answer example queries and
+write the pictures (result grids, training curves).
+
+A real dataset (`dataset`, `data_dir`) or an existing checkpoint (`checkpoint`, e.g. a converted original one:
+training is skipped) can replace the defaults.
+"""
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .evaluation import DatasetImages, evaluate_dataset, load_checkpoint
+from .hub import write_model_card
+from .pipeline import run_training
+from .plotting import ranked_gallery_grid
+from .training import load_recipe
+
+RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "tiny_procedural.json"
+EXAMPLE_QUERIES = (
+    "A man in a red t-shirt and black trousers.",
+    "A woman with long hair wearing a yellow dress.",
+    "A person in a blue jacket and gray pants carrying a black backpack.",
+    "A child in a green top and white shorts.",
+)
+
+
+def chance_levels(gallery_ids, query_ids):
+    """Expected R@1 and mAP (percent) of a random ranking: the mean fraction of relevant gallery images."""
+    gallery_ids = np.asarray(gallery_ids)
+    fractions = [(gallery_ids == q).mean() for q in query_ids]
+    return 100.0 * float(np.mean(fractions))
+
+
+def run_quickstart(output_dir="outputs/quickstart", dataset="procedural", data_dir=None, checkpoint=None,
+                   recipe=RECIPE, seed=None, max_steps=None, dataset_options=None, batch_size=None):
+    """Run every step; returns the summary (also written to `output_dir/summary.json`)."""
+    from datasets_scripts import load_aptm_dataset
+
+    started = time.time()
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    recipe = load_recipe(recipe)
+    recipe["dataset"] = dataset
+    if dataset_options is not None:
+        recipe["dataset_options"] = dataset_options
+    if dataset != "procedural" and dataset_options is None:
+        recipe["dataset_options"] = {}
+    data_dir = Path(data_dir or output_dir / "data")
+    data = load_aptm_dataset(dataset, data_dir=data_dir, **recipe.get("dataset_options", {}))
+    summary = {"dataset": dataset, "data_dir": str(data_dir)}
+    if checkpoint is None:
+        checkpoint = output_dir / "checkpoint"
+        _, validation = run_training(recipe, data_dir, checkpoint, seed=seed, max_steps=max_steps,
+                                     per_device_train_batch_size=batch_size)
+        summary["validation"] = validation
+        shutil.copy(checkpoint / "training_curves.png", output_dir / "training_curves.png")
+    model, processor = load_checkpoint(checkpoint)
+    results = evaluate_dataset(model, processor, data, dataset, "test", output_dir,
+                               k=recipe.get("evaluation", {}).get("k"), batch_size=64)
+    summary.update(results)
+    if "test_gallery" in data:
+        summary["chance_R@1"] = chance_levels(data["test_gallery"]["person_id"], data["test_queries"]["person_id"])
+    if Path(checkpoint) == output_dir / "checkpoint":
+        metrics = {f"test {k}": round(v, 2) for k, v in results.get("retrieval", {}).items()}
+        metrics.update({f"test {k}": round(v, 2) for k, v in results.get("attributes", {}).items() if k == "mA"})
+        write_model_card(checkpoint, model.config, processor, source=f"Trained by the quickstart (tiny recipe) on the "
+                         f"{dataset} dataset; not for real-world use.", metrics=metrics)
+    summary["examples"] = answer_examples(model, processor, data, output_dir)
+    summary["checkpoint"] = str(checkpoint)
+    summary["seconds"] = round(time.time() - started, 1)
+    (output_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def answer_examples(model, processor, data, output_dir, queries=EXAMPLE_QUERIES):
+    """Search the test gallery with the example queries; writes `example_queries.png`."""
+    from .retrieval import RetrievalEngine
+
+    gallery = data["test_gallery"] if "test_gallery" in data else None
+    if gallery is None:
+        return []
+    engine = RetrievalEngine(model, processor, batch_size=64)
+    index = engine.encode_gallery(gallery, person_ids=gallery["person_id"])
+    results = engine.search(list(queries), index, top=10)
+    ranked_gallery_grid(results, DatasetImages(gallery), Path(output_dir) / "example_queries.png")
+    return [{"query": r.query, "top_person_ids": [gallery["person_id"][i] for i in r.indices[:3]],
+             "scores": [round(s, 3) for s in r.scores[:3]]} for r in results]
+
+
+def format_summary(summary):
+    """The final table people read."""
+    lines = ["", "=" * 64, f"APTM quickstart on {summary['dataset']} ({summary['seconds']} s)", "=" * 64]
+    if "retrieval" in summary:
+        lines.append("text-to-person retrieval (test identities, never seen in training)")
+        for key, value in summary["retrieval"].items():
+            lines.append(f"  {key:<8} {value:7.2f}")
+        if "chance_R@1" in summary:
+            lines.append(f"  chance R@1 {summary['chance_R@1']:5.2f}")
+    if "attributes" in summary:
+        lines.append("attribute recognition (test images)")
+        for key, value in summary["attributes"].items():
+            lines.append(f"  {key:<9} {value:7.2f}" + ("   (chance 50)" if key == "mA" else ""))
+    for example in summary.get("examples", []):
+        lines.append(f"  {example['query']!r} -> persons {example['top_person_ids']}")
+    lines += [f"checkpoint: {summary['checkpoint']}", "pictures: retrieval_grid.png, example_queries.png, "
+              "training_curves.png in the output folder", "=" * 64]
+    return "\n".join(lines)

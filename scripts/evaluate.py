@@ -1,0 +1,47 @@
+"""Evaluate a checkpoint (folder or Hub id) on a dataset: prints the metric table, writes metrics.json and the
+ranked-gallery grid.
+
+    python scripts/evaluate.py --model outputs/quickstart/checkpoint --dataset procedural --data-dir data/procedural
+    python scripts/evaluate.py --model aptm-cuhk --dataset cuhk-pedes --data-dir /data/CUHK-PEDES --world-size 4
+"""
+
+import argparse
+import json
+
+import torch
+
+from aptm.evaluation import evaluate_dataset, load_checkpoint
+from datasets_scripts import NAMES, load_aptm_dataset
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="checkpoint folder or Hub id")
+    parser.add_argument("--dataset", required=True, choices=NAMES)
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--split", default="test", choices=["test", "validation"])
+    parser.add_argument("--k", type=int, help="candidates re-ranked with ITM (default: the model's k_test)")
+    parser.add_argument("--fusion", default="aptm", choices=["aptm", "itm", "cosine"])
+    parser.add_argument("--world-size", type=int, default=1,
+                        help="reproduce the original evaluator's score fusion on that many GPUs (the paper used 4)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (approximate)")
+    parser.add_argument("--output-dir", default="outputs/evaluation")
+    args = parser.parse_args(argv)
+
+    model, processor = load_checkpoint(args.model)
+    data = load_aptm_dataset(args.dataset, data_dir=args.data_dir)
+    results = evaluate_dataset(model, processor, data, args.dataset, args.split, args.output_dir, k=args.k,
+                               fusion=args.fusion, world_size=args.world_size, batch_size=args.batch_size,
+                               autocast=torch.bfloat16 if args.bf16 else None)
+    for task in ("retrieval", "attributes"):
+        if task in results:
+            print(f"\n{task} ({args.dataset} {args.split})")
+            print("  ".join(f"{key:>9}" for key in results[task]))
+            print("  ".join(f"{value:9.2f}" for value in results[task].values()))
+    print(f"\nwrote {args.output_dir}/metrics.json" + (" and retrieval_grid.png" if "retrieval" in results else ""))
+    return results
+
+
+if __name__ == "__main__":
+    main()

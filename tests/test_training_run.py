@@ -1,0 +1,115 @@
+"""Training runs: losses go down, multi-process equals one process, resume continues the same trajectory, the same
+seed gives the same result, bf16 autocast runs, and the CLI writes a loadable checkpoint with curves."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModel, TrainerCallback
+
+import aptm
+from _training_helpers import global_batch, tiny_model
+from aptm.collator import APTMCollator
+from aptm.training import APTMTrainer, AttributeEvaluator, RetrievalEvaluator, training_arguments
+from conftest import TINY
+from datasets_scripts import load_aptm_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPE = {"task": "retrieval", "dataset": "procedural", "model": {}, "optimizer": {"lr": 1e-3}, "schedule": {},
+          "training": {"per_device_train_batch_size": 4, "logging_steps": 1, "save_strategy": "no",
+                       "eval_strategy": "no", "load_best_model_at_end": False, "seed": 0, "use_cpu": True}}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("procedural")
+    return load_aptm_dataset("procedural", data_dir=folder, num_identities=8, views_per_identity=2, seed=0)
+
+
+def trainer_for(data, processor, output_dir, callbacks=(), evaluators=(), **overrides):
+    args = training_arguments(RECIPE, output_dir, **overrides)
+    collator = APTMCollator(processor, attributes=True, mlm=True, erasing_p=0.0)
+    return APTMTrainer(model=tiny_model(), args=args, train_dataset=data["train"], data_collator=collator,
+                       evaluators=evaluators, callbacks=list(callbacks), schedule="linear", warmup=0)
+
+
+def losses(trainer, name="loss"):
+    return [entry[name] for entry in trainer.state.log_history if name in entry and "train_runtime" not in entry]
+
+
+def test_training_lowers_every_loss(data, processor, tmp_path):
+    trainer = trainer_for(data, processor, tmp_path, max_steps=24, per_device_train_batch_size=8)
+    trainer.train()
+    for name in ("loss", "loss_itc", "loss_itm", "loss_mlm", "loss_iac", "loss_iam", "loss_mam"):
+        values = losses(trainer, name)
+        assert len(values) == 24, name
+        assert sum(values[-6:]) / 6 < sum(values[:6]) / 6, (name, values)
+
+
+def test_same_seed_same_result_and_resume(data, processor, tmp_path):
+    full = trainer_for(data, processor, tmp_path / "full", max_steps=6, save_strategy="steps", save_steps=3)
+    full.train()
+    again = trainer_for(data, processor, tmp_path / "again", max_steps=6)
+    again.train()
+    assert losses(again) == losses(full)
+
+    class Kill(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            control.should_training_stop = True
+
+    killed = trainer_for(data, processor, tmp_path / "killed", callbacks=[Kill()], max_steps=6, save_strategy="steps",
+                         save_steps=3)
+    killed.train()
+    assert len(losses(killed)) == 3
+    resumed = trainer_for(data, processor, tmp_path / "killed", max_steps=6, save_strategy="steps", save_steps=3)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "killed" / "checkpoint-3"))
+    assert losses(resumed)[-3:] == pytest.approx(losses(full)[3:], rel=1e-5)
+
+
+def test_bf16_autocast_and_evaluation(data, processor, tmp_path):
+    evaluators = [RetrievalEvaluator(processor, data["validation_gallery"], data["validation_queries"], k=2),
+                  AttributeEvaluator(processor, data["attributes_validation"])]
+    trainer = trainer_for(data, processor, tmp_path, evaluators=evaluators, max_steps=2, bf16=True)
+    trainer.train()
+    assert all(torch.isfinite(torch.tensor(losses(trainer))))
+    metrics = trainer.evaluate()
+    assert {"eval_R@1", "eval_mAP", "eval_mA"} <= set(metrics)
+
+
+def test_two_processes_equal_one_process(tmp_path):
+    model = tiny_model()
+    out = model(**global_batch())
+    out.loss.backward()
+    expected = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                             "29533", str(REPO / "tests" / "_ddp_worker.py"), str(tmp_path / "ddp.pt")],
+                            capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ddp = torch.load(tmp_path / "ddp.pt", weights_only=True)
+    assert ddp["loss"].item() == pytest.approx(out.loss.item(), rel=1e-5)
+    assert ddp["grads"].keys() == expected.keys()
+    for name, grad in expected.items():
+        torch.testing.assert_close(ddp["grads"][name], grad, atol=1e-6, rtol=1e-4, msg=name)
+
+
+def test_cli_trains_and_saves_a_loadable_checkpoint(tmp_path):
+    recipe = json.loads((REPO / "recipes" / "tiny_procedural.json").read_text())
+    recipe["dataset_options"] = {"num_identities": 8, "views_per_identity": 2, "seed": 0}
+    recipe["model"] = {"preset": "aptm-tiny", "config": TINY}
+    (tmp_path / "recipe.json").write_text(json.dumps(recipe))
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "train.py"), "--config", str(tmp_path / "recipe.json"),
+                             "--data-dir", str(tmp_path / "data"), "--output-dir", str(tmp_path / "out"),
+                             "--max-steps", "2", "--batch-size", "4"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout[result.stdout.index("{"):])
+    assert "eval_R@1" in summary["validation"] and "eval_mA" in summary["validation"]
+    out = tmp_path / "out"
+    for name in ("model.safetensors", "config.json", "modeling_aptm.py", "processor_config.json", "README.md",
+                 "training_curves.png"):
+        assert (out / name).is_file(), name
+    assert isinstance(AutoModel.from_pretrained(out, trust_remote_code=True), torch.nn.Module)
