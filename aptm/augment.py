@@ -28,15 +28,34 @@ STOP_WORDS = frozenset(
 )
 
 
-def train_transform(mean, std, size=(384, 128), erasing_p=0.6):
-    """Resize (bicubic), horizontal flip, RandAugment (2 ops, magnitude 7), to tensor, normalise, random erasing
-    (p 0.6, area 2-40%, fill 0), as the original training pipeline. torchvision's RandAugment draws from its own op
-    list (the original used an OpenCV variant with 10 ops); the order and strengths are the original's."""
+class OriginalRandAugment(v2.RandAugment):
+    """torchvision's RandAugment restricted to the original's ten ops and strengths at magnitude 7 of 10: identity,
+    autocontrast, equalize, brightness and sharpness (factor 1.36, only brighter/sharper), shear +-0.21, translate
+    +-7 px, rotate +-21 degrees. No colour-destroying ops (solarize, posterize, colour), which the original does not
+    use either. (The original also skips each drawn op with probability 0.5.)"""
+
+    _AUGMENTATION_SPACE = {
+        "Identity": (lambda bins, height, width: None, False),
+        "AutoContrast": (lambda bins, height, width: None, False),
+        "Equalize": (lambda bins, height, width: None, False),
+        "Brightness": (lambda bins, height, width: torch.linspace(0.0, 0.36 / 0.7, bins), False),
+        "Sharpness": (lambda bins, height, width: torch.linspace(0.0, 0.36 / 0.7, bins), False),
+        "ShearX": (lambda bins, height, width: torch.linspace(0.0, 0.3, bins), True),
+        "ShearY": (lambda bins, height, width: torch.linspace(0.0, 0.3, bins), True),
+        "TranslateX": (lambda bins, height, width: torch.linspace(0.0, 10.0, bins), True),
+        "TranslateY": (lambda bins, height, width: torch.linspace(0.0, 10.0, bins), True),
+        "Rotate": (lambda bins, height, width: torch.linspace(0.0, 30.0, bins), True),
+    }
+
+
+def train_transform(mean, std, size=(384, 128), erasing_p=0.6, randaugment=True):
+    """Resize (bicubic), horizontal flip, RandAugment (2 ops, magnitude 7 of 10, the original's op list; optional),
+    to tensor, normalise, random erasing (area 2-40%, fill 0), as the original training pipeline."""
     return v2.Compose([
         v2.ToImage(),
         v2.Resize(size, interpolation=v2.InterpolationMode.BICUBIC, antialias=True),
         v2.RandomHorizontalFlip(),
-        v2.RandAugment(num_ops=2, magnitude=7, fill=128),
+        OriginalRandAugment(num_ops=2, magnitude=7, num_magnitude_bins=11, fill=128) if randaugment else v2.Identity(),
         v2.ToDtype(torch.float32, scale=True),
         v2.Normalize(mean, std),
         v2.RandomErasing(p=erasing_p, scale=(0.02, 0.4), ratio=(0.3, 3.3), value=0),
@@ -65,7 +84,7 @@ class WordNet:
         for pos in self.POS:
             with open(self.root / f"index.{pos}", encoding="utf-8", errors="replace") as lines:
                 for line in lines:
-                    if line.startswith(" "):
+                    if line.startswith(" ") or not line.strip():
                         continue
                     fields = line.split()
                     count = int(fields[2])

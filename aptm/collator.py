@@ -2,6 +2,7 @@
 EDA copies, person ids, attribute labels and the (masked) attribute prompt bank. The keys are the argument names of
 `APTMForPreTraining.forward`."""
 
+import hashlib
 import random
 
 import torch
@@ -26,19 +27,23 @@ class APTMCollator:
         mask_padding (`bool`, *optional*, defaults to `False`): pad captions to `max_length` and let MLM mask the
             padding, as the original; otherwise captions are padded to the batch's longest (same results, faster).
         erasing_p (`float`, *optional*, defaults to 0.6): random-erasing probability.
-    Randomness (augmentation, masking, EDA) comes from torch's generator, which `Trainer` seeds and checkpoints, so
-    runs are reproducible and resume continues the same draws.
+        randaugment (`bool`, *optional*, defaults to `True`): apply RandAugment.
+        seed (`int`, *optional*, defaults to 0): seed of the augmentation, masking and EDA draws.
+    The draws of a batch are a function of `seed` and the batch's rows, not of the global random state, so a run is
+    reproducible and a resumed run continues exactly the same trajectory (the Trainer restores its random state
+    only after collating the first batch after a resume).
     """
 
     def __init__(self, processor, captions=True, attributes=False, mlm=True, eda=False, dataset=None, mask_padding=False,
-                 erasing_p=0.6):
+                 erasing_p=0.6, randaugment=True, seed=0):
         self.processor = processor
         self.captions, self.attributes, self.mlm, self.eda, self.dataset = captions, attributes, mlm, eda, dataset
         self.padding = "max_length" if mask_padding else "longest"
         image = processor.image_processor
         self.transform = train_transform(image.image_mean, image.image_std,
-                                         (image.size["height"], image.size["width"]), erasing_p)
+                                         (image.size["height"], image.size["width"]), erasing_p, randaugment)
         self.masker = WholeWordMasker(processor.tokenizer, mask_padding=mask_padding)
+        self.seed = seed
         if attributes:
             self.prompts = processor.encode_attribute_prompts()
 
@@ -46,9 +51,18 @@ class APTMCollator:
         masked = [self.masker(ids, mask, rng) for ids, mask in zip(input_ids.tolist(), attention_mask.tolist())]
         return {name: torch.tensor([m[i] for m in masked]) for i, name in enumerate(("input_ids", "positions", "labels"))}
 
+    def batch_seed(self, rows):
+        """A seed from the collator's seed and what identifies the rows (paths, captions, ids)."""
+        keys = [tuple(row.get(key) for key in ("image_path", "caption", "person_id")) for row in rows]
+        return int.from_bytes(hashlib.sha256(repr((self.seed, keys)).encode()).digest()[:8], "little")
+
     def __call__(self, rows):
-        rng = random.Random(int(torch.randint(2**62, ())))
-        batch = {"pixel_values": torch.stack([self.transform(to_rgb(row["image"], i)) for i, row in enumerate(rows)])}
+        seed = self.batch_seed(rows)
+        rng = random.Random(seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            pixels = [self.transform(to_rgb(row["image"], i)) for i, row in enumerate(rows)]
+        batch = {"pixel_values": torch.stack(pixels)}
         if "person_id" in rows[0]:
             batch["person_ids"] = torch.tensor([row["person_id"] for row in rows])
         if self.captions:

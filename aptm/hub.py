@@ -49,3 +49,25 @@ def write_model_card(folder, config, processor, **kwargs):
     path = Path(folder) / "README.md"
     path.write_text(model_card(config, processor, **kwargs))
     return path
+
+
+def push_checkpoint(folder, repo_id, private=False, token=None, metrics=None, commit_message="Upload APTM checkpoint"):
+    """Push a checkpoint folder (model, processor, remote code) to the Hub with a model card whose usage snippet names
+    `repo_id` and whose table shows `metrics` (e.g. the evaluation's `metrics.json`). Returns the commit info."""
+    from huggingface_hub import HfApi
+    from transformers import AutoConfig, AutoProcessor
+
+    folder = Path(folder)
+    for name in ("config.json", "processor_config.json"):
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"{folder} has no {name}: save the model and processor with save_pretrained first")
+    if not any(folder.glob("*.safetensors")):
+        raise FileNotFoundError(f"{folder} has no safetensors weights")
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
+    processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
+    write_model_card(folder, config, processor, repo=repo_id, metrics=metrics,
+                     source="Published with the aptm-hf tools.")
+    api = HfApi(token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    return api.upload_folder(folder_path=str(folder), repo_id=repo_id, commit_message=commit_message,
+                             ignore_patterns=["checkpoint-*", "*.pt", "rng_state*", "optimizer*", "scheduler*"])

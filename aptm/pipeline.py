@@ -104,7 +104,8 @@ def run_training(recipe, data_dir, output_dir, init=None, swin=None, bert=None, 
     collator = APTMCollator(processor, captions=task != "attributes",
                             attributes=task == "attributes" or data.get("attributes", task == "pretrain"),
                             mlm=data.get("mlm", True), eda=data.get("eda", False), dataset=recipe["dataset"],
-                            mask_padding=data.get("mask_padding", False), erasing_p=data.get("erasing_p", 0.6))
+                            mask_padding=data.get("mask_padding", False), erasing_p=data.get("erasing_p", 0.6),
+                            randaugment=data.get("randaugment", True), seed=seed)
     evaluation_settings = recipe.get("evaluation", {})
     evaluators = []
     if "gallery" in evaluation:

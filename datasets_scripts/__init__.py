@@ -67,7 +67,7 @@ def load_aptm_dataset(name, data_dir=None, cache_dir=None, on_error="raise", ver
         config = AttributeConfig(kind=kind, data_dir=str(data_dir), **common, **options)
         files = [f for group in annotation_files(config).values() for f in group]
         return _build(AttributeBuilder, cache_dir, files, kind=kind, data_dir=str(data_dir), **common, **options)
-    settings = {"num_identities": 300, "views_per_identity": 6, "seed": 0, "test_fraction": 0.2,
+    settings = {"num_identities": 250, "views_per_identity": 6, "seed": 0, "test_fraction": 0.2,
                 "validation_fraction": 0.1}
     unknown = set(options) - set(settings)
     if unknown:

@@ -333,7 +333,7 @@ def captions(identity, rng):
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def generate(data_dir, num_identities=300, views_per_identity=6, seed=0, test_fraction=0.2, validation_fraction=0.1,
+def generate(data_dir, num_identities=250, views_per_identity=6, seed=0, test_fraction=0.2, validation_fraction=0.1,
              progress=True):
     """Write the procedural dataset to `data_dir` (see the module docstring); returns the manifest. Same arguments,
     same bytes."""

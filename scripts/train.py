@@ -27,6 +27,7 @@ def main(argv=None):
     parser.add_argument("--dataset", help="dataset name of load_aptm_dataset (overrides the recipe's)")
     parser.add_argument("--data-dir", required=True, help="folder of the dataset")
     parser.add_argument("--output-dir", required=True)
+    parser.add_argument("--num-identities", type=int, help="procedural dataset only: identities to generate")
     parser.add_argument("--init", help="checkpoint folder or Hub id to start from (e.g. the MALS-pretrained model)")
     parser.add_argument("--swin", help="Swin checkpoint (.pth/.safetensors) for pre-training from scratch")
     parser.add_argument("--bert", help="BERT checkpoint folder for pre-training from scratch")
@@ -49,6 +50,8 @@ def main(argv=None):
     recipe = load_recipe(args.config)
     if args.dataset:
         recipe["dataset"] = args.dataset
+    if args.num_identities:
+        recipe.setdefault("dataset_options", {})["num_identities"] = args.num_identities
     overrides = {key: getattr(args, key) for key in ("num_train_epochs", "max_steps", "per_device_train_batch_size",
                                                      "gradient_accumulation_steps", "bf16", "fp16", "seed")}
     trainer, metrics = run_training(recipe, args.data_dir, args.output_dir, init=args.init, swin=args.swin,

@@ -17,7 +17,7 @@ def global_batch():
     generator = torch.Generator().manual_seed(1)
     ids = torch.randint(1000, 5000, (4, 12), generator=generator)
     ids[:, 0] = 101
-    positions = torch.tensor([[1, 3], [2, 4], [5, 0], [1, 2]])
+    positions = torch.tensor([[1, 3], [2, 4], [5, 6], [1, 2]])  # as many targets on each process
     labels = ids.gather(1, positions).masked_fill(positions == 0, -100)
     masked = ids.clone()
     masked[torch.arange(4)[:, None], positions] = 103

@@ -1,0 +1,143 @@
+"""Benchmark the retrieval engine against a straightforward re-implementation of the original evaluation (one query
+at a time, text padded to 56, top-k cosine candidates, image keys/values recomputed for every pair), on the same
+weights and inputs, asserting identical rankings. Prints one table per configuration with the ratios, a profile of
+the engine's time, and the FLOPs floor of the re-ranking.
+
+    python scripts/benchmark.py                       # tiny and paper-size (reduced gallery) configurations
+    python scripts/benchmark.py --configs tiny --gallery 400 --queries 200
+"""
+
+import argparse
+import resource
+import time
+
+import numpy as np
+import torch
+
+import aptm
+from aptm.retrieval import RetrievalEngine, fuse_scores, original_procedure_scores
+from configuration_aptm import APTMConfig
+from datasets_scripts import procedural
+
+
+def peak_rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def timed(function):
+    start = time.perf_counter()
+    value = function()
+    return value, time.perf_counter() - start
+
+
+def make_inputs(num_images, num_queries, seed=0):
+    rng = np.random.default_rng(seed)
+    identities = [procedural.sample_identity(rng) for _ in range(max(1, num_images // 2))]
+    images, captions = [], []
+    for index in range(num_images):
+        identity = identities[index % len(identities)]
+        image, _ = procedural.render(identity, rng)
+        images.append(image)
+        captions.append(procedural.captions(identity, rng)[0])
+    return images, [captions[i % num_images] for i in range(num_queries)]
+
+
+def matmul_gflops(size=1024, repeats=5):
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    _, seconds = timed(lambda: [a @ b for _ in range(repeats)])
+    return 2 * size**3 * repeats / seconds / 1e9
+
+
+def rerank_flops(config, text_length, k, queries):
+    """Multiply-adds x 2 of the fusion encoder + ITM head for `queries x k` pairs (image keys/values excluded: the
+    engine computes them once per image)."""
+    cross = config.cross_config
+    hidden, inter, tokens = cross.hidden_size, cross.intermediate_size, config.vision_config.num_patches + 1
+    per_layer = (4 * text_length * hidden**2 + 2 * text_length**2 * hidden  # self-attention
+                 + 2 * text_length * hidden**2 + 2 * text_length * tokens * hidden  # cross-attention q, out, scores
+                 + 2 * text_length * hidden * inter)  # feed-forward
+    head = hidden * 2 * hidden + 2 * hidden * 2
+    return 2 * queries * k * (cross.num_hidden_layers * per_layer + head)
+
+
+def run(name, config, num_images, num_queries, ks, threads):
+    torch.manual_seed(0)
+    model = aptm.APTMModel(config).eval()
+    processor = aptm.build_processor()
+    images, queries = make_inputs(num_images, num_queries)
+    engine = RetrievalEngine(model, processor, batch_size=16, query_batch_size=8, progress=False)
+    rows = []
+    index, seconds = timed(lambda: engine.encode_gallery(images))
+    rows.append(("gallery encoding", f"{num_images / seconds:.1f} images/s", "", ""))
+    engine.fusion = "cosine"
+    _, seconds = timed(lambda: engine.search(queries[:8], index, top=10))
+    rows.append(("query latency, dual encoder", f"{1000 * seconds / 8:.1f} ms", "", ""))
+    engine.fusion = "aptm"
+    for k in ks:
+        engine.k = min(k, num_images)
+        _, seconds = timed(lambda: engine.search(queries[:8], index, top=10))
+        rows.append((f"query latency, re-rank k={engine.k}", f"{1000 * seconds / 8:.1f} ms", "", ""))
+    k = min(max(ks), num_images)
+    engine.k = k
+    timings = {}
+    cosine, topk, itm = None, None, None
+
+    def profiled():
+        nonlocal cosine, topk, itm
+        start = time.perf_counter()
+        encoded = engine.encode_texts(queries)
+        timings["text encoding"] = time.perf_counter() - start
+        cosine, topk, itm = engine._score(queries, index, k)
+        timings["cosine + re-rank"] = time.perf_counter() - start - timings["text encoding"]
+        return encoded
+
+    _, engine_seconds = timed(lambda: (profiled(), fuse_scores(cosine, topk, itm, "aptm", 0.002)))
+    engine_scores = fuse_scores(cosine, topk, itm, "aptm", 0.002)
+    memory_engine = peak_rss_mb()
+    encoded = processor(text=queries)
+    with torch.no_grad():
+        original, original_seconds = timed(lambda: original_procedure_scores(
+            model, encoded["input_ids"], encoded["attention_mask"], index.image_embeds, index.image_features, k))
+    memory_original = peak_rss_mb()
+    same = torch.equal(engine_scores.argsort(dim=1, descending=True, stable=True),
+                       original.argsort(dim=1, descending=True, stable=True))
+    assert same, "the engine's rankings differ from the original procedure's"
+    rows.append((f"full evaluation ({num_queries} queries x {num_images} images, k={k})",
+                 f"{engine_seconds:.2f} s", f"{original_seconds:.2f} s", f"{original_seconds / engine_seconds:.2f}x"))
+    rows.append(("peak process memory (RSS, cumulative)", f"{memory_engine:.0f} MB", f"{memory_original:.0f} MB", ""))
+    lengths = encoded["attention_mask"].sum(1).float().mean().item()
+    flops = rerank_flops(config, lengths, k, num_queries)
+    peak = matmul_gflops()
+    print(f"\n## {name}: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, {threads} threads")
+    print(f"| {'measure':<58} | {'engine':>14} | {'original':>10} | {'ratio':>7} |")
+    print(f"|{'-' * 60}|{'-' * 16}|{'-' * 12}|{'-' * 9}|")
+    for measure, ours, theirs, ratio in rows:
+        print(f"| {measure:<58} | {ours:>14} | {theirs:>10} | {ratio:>7} |")
+    print(f"rankings identical: {same}; max |score difference| {(engine_scores - original).abs().max():.2e}")
+    print("engine time: " + ", ".join(f"{key} {value:.2f} s" for key, value in timings.items()))
+    print(f"re-rank floor: {flops / 1e9:.2f} GFLOP at mean text length {lengths:.1f} -> {flops / 1e9 / peak:.2f} s at "
+          f"this machine's {peak:.0f} GFLOP/s matmul peak")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--configs", default="tiny,base")
+    parser.add_argument("--gallery", type=int, default=200, help="gallery size for the tiny configuration")
+    parser.add_argument("--queries", type=int, default=100)
+    parser.add_argument("--base-gallery", type=int, default=48, help="gallery size for the paper-size configuration")
+    parser.add_argument("--base-queries", type=int, default=16)
+    args = parser.parse_args(argv)
+    threads = torch.get_num_threads()
+    for name in args.configs.split(","):
+        if name == "tiny":
+            run("aptm-tiny", APTMConfig.from_preset("aptm-tiny"), args.gallery, args.queries, (16, 128), threads)
+        elif name == "base":
+            run("aptm-base (paper size, reduced gallery)", APTMConfig.from_preset("aptm-base"), args.base_gallery,
+                args.base_queries, (16, 128), threads)
+        else:
+            parser.error(f"unknown configuration {name!r}")
+
+
+if __name__ == "__main__":
+    main()
