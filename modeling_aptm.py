@@ -408,10 +408,13 @@ class APTMSelfAttention(nn.Module):
         return context.transpose(1, 2).flatten(2)
 
 
-class APTMSelfOutput(nn.Module):
-    def __init__(self, config: APTMTextConfig):
+class APTMResidualOutput(nn.Module):
+    """Projection back to the hidden size, dropout, residual and post-LayerNorm (after attention and after the
+    feed-forward block)."""
+
+    def __init__(self, config: APTMTextConfig, input_size):
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dense = nn.Linear(input_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
@@ -423,7 +426,7 @@ class APTMAttention(nn.Module):
     def __init__(self, config: APTMTextConfig, key_value_size=None):
         super().__init__()
         self.self = APTMSelfAttention(config, key_value_size)
-        self.output = APTMSelfOutput(config)
+        self.output = APTMResidualOutput(config, config.hidden_size)
 
     def forward(self, hidden_states, attention_mask=None, key_value_states=None, key_value=None):
         return self.output(self.self(hidden_states, attention_mask, key_value_states, key_value), hidden_states)
@@ -439,17 +442,6 @@ class APTMIntermediate(nn.Module):
         return self.intermediate_act_fn(self.dense(hidden_states))
 
 
-class APTMOutputProjection(nn.Module):
-    def __init__(self, config: APTMTextConfig):
-        super().__init__()
-        self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-
-    def forward(self, hidden_states, input_tensor):
-        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + input_tensor)
-
-
 class APTMLayer(GradientCheckpointingLayer):
     """Post-norm BERT layer: bidirectional self-attention, then (fusion layers only) cross-attention to the image
     tokens, then the feed-forward block."""
@@ -459,13 +451,28 @@ class APTMLayer(GradientCheckpointingLayer):
         self.attention = APTMAttention(config)
         self.crossattention = APTMAttention(config, config.encoder_hidden_size) if cross_attention else None
         self.intermediate = APTMIntermediate(config)
-        self.output = APTMOutputProjection(config)
+        self.output = APTMResidualOutput(config, config.intermediate_size)
 
     def forward(self, hidden_states, attention_mask=None, encoder_hidden_states=None, cross_key_value=None):
         hidden_states = self.attention(hidden_states, attention_mask)
         if self.crossattention is not None:
             hidden_states = self.crossattention(hidden_states, None, encoder_hidden_states, cross_key_value)
         return self.output(self.intermediate(hidden_states), hidden_states)
+
+
+def run_layers(layers, hidden_states, attention_mask, output_hidden_states, encoder_hidden_states=None,
+               cross_key_values=None):
+    """Run BERT layers (with cross-attention to `encoder_hidden_states` or cached `cross_key_values` when the layers
+    have it) and collect the hidden states."""
+    mask = additive_attention_mask(attention_mask, hidden_states.dtype)
+    all_hidden_states = [hidden_states]
+    for index, layer in enumerate(layers):
+        key_value = None if cross_key_values is None else cross_key_values[index]
+        hidden_states = layer(hidden_states, mask, encoder_hidden_states, key_value)
+        all_hidden_states.append(hidden_states)
+    return BaseModelOutput(
+        last_hidden_state=hidden_states, hidden_states=tuple(all_hidden_states) if output_hidden_states else None
+    )
 
 
 class APTMTextEncoder(nn.Module):
@@ -486,14 +493,7 @@ class APTMTextModel(nn.Module):
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, output_hidden_states=False):
         hidden_states = self.embeddings(input_ids, token_type_ids)
-        mask = additive_attention_mask(attention_mask, hidden_states.dtype)
-        all_hidden_states = [hidden_states]
-        for layer in self.encoder.layer:
-            hidden_states = layer(hidden_states, mask)
-            all_hidden_states.append(hidden_states)
-        return BaseModelOutput(
-            last_hidden_state=hidden_states, hidden_states=tuple(all_hidden_states) if output_hidden_states else None
-        )
+        return run_layers(self.encoder.layer, hidden_states, attention_mask, output_hidden_states)
 
 
 class APTMFusionModel(nn.Module):
@@ -513,15 +513,8 @@ class APTMFusionModel(nn.Module):
                 output_hidden_states=False):
         if (encoder_hidden_states is None) == (cross_key_values is None):
             raise ValueError("pass exactly one of encoder_hidden_states and cross_key_values")
-        mask = additive_attention_mask(attention_mask, hidden_states.dtype)
-        all_hidden_states = [hidden_states]
-        for index, layer in enumerate(self.layer):
-            key_value = None if cross_key_values is None else cross_key_values[index]
-            hidden_states = layer(hidden_states, mask, encoder_hidden_states, key_value)
-            all_hidden_states.append(hidden_states)
-        return BaseModelOutput(
-            last_hidden_state=hidden_states, hidden_states=tuple(all_hidden_states) if output_hidden_states else None
-        )
+        return run_layers(self.layer, hidden_states, attention_mask, output_hidden_states, encoder_hidden_states,
+                          cross_key_values)
 
 
 class APTMMLMHead(nn.Module):
@@ -550,6 +543,8 @@ class APTMOutput(ModelOutput):
     Outputs of [`APTMModel`] for aligned (text, image) pairs.
 
     Args:
+        loss (`torch.FloatTensor` of shape `()`, *optional*):
+            Identity-aware image-text contrastive loss of the batch, returned when `return_loss=True`.
         itm_logits (`torch.FloatTensor` of shape `(batch_size, 2)`):
             Image-text matching logits of each pair from the fusion encoder; index 1 means "match".
         logits_per_text (`torch.FloatTensor` of shape `(batch_size, batch_size)`):
@@ -564,6 +559,7 @@ class APTMOutput(ModelOutput):
             Projected, L2-normalised [CLS] text state.
     """
 
+    loss: Optional[torch.FloatTensor] = None
     itm_logits: Optional[torch.FloatTensor] = None
     logits_per_text: Optional[torch.FloatTensor] = None
     image_embeds: Optional[torch.FloatTensor] = None
@@ -696,7 +692,10 @@ class APTMModel(APTMPreTrainedModel):
         fused = self.fusion_model(text_embeds, attention_mask, image_embeds, cross_key_values).last_hidden_state
         return self.itm_head(fused[:, 0])
 
-    def forward(self, input_ids, pixel_values, attention_mask=None, token_type_ids=None, return_dict=True):
+    def forward(self, input_ids, pixel_values, attention_mask=None, token_type_ids=None, person_ids=None,
+                return_loss=False, return_dict=True):
+        """Aligned (text, image) pairs -> `APTMOutput`; with `return_loss`, the ITC loss (pairs with equal
+        `person_ids` are positives; default: each pair its own identity)."""
         if input_ids.shape[0] != pixel_values.shape[0]:
             raise ValueError(
                 f"forward takes aligned pairs: got {input_ids.shape[0]} texts and {pixel_values.shape[0]} images"
@@ -705,7 +704,10 @@ class APTMModel(APTMPreTrainedModel):
         text_embeds = self.text_model(input_ids, attention_mask, token_type_ids).last_hidden_state
         image_features = self.image_features_from_embeds(image_embeds)
         text_features = self.text_features_from_embeds(text_embeds)
+        if return_loss and person_ids is None:
+            person_ids = torch.arange(len(input_ids), device=input_ids.device)
         output = APTMOutput(
+            loss=image_text_contrastive_loss(image_features, text_features, self.temp, person_ids) if return_loss else None,
             itm_logits=self.itm_logits(text_embeds, attention_mask, image_embeds),
             logits_per_text=text_features @ image_features.t() / self.temp,
             image_embeds=image_embeds,
@@ -799,7 +801,6 @@ class APTMForPreTraining(APTMModel):
             attribute_mlm_images (`torch.LongTensor`, *optional*): for each prompt with a positive image in the
                 batch (in prompt order), the image it is paired with for MAM (default: a random positive image).
         """
-        config = self.config
         image_embeds = self.vision_model(pixel_values).last_hidden_state
         image_features = self.image_features_from_embeds(image_embeds)
         batch = len(pixel_values)

@@ -10,7 +10,6 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import torch
 from transformers import AutoProcessor, set_seed
 
 from configuration_aptm import APTMConfig
@@ -118,7 +117,8 @@ def run_training(recipe, data_dir, output_dir, init=None, swin=None, bert=None, 
     optimizer, schedule = recipe["optimizer"], recipe["schedule"]
     trainer = APTMTrainer(model=model, args=args, train_dataset=train, data_collator=collator, processing_class=processor,
                           evaluators=evaluators, lr_mult=optimizer.get("lr_mult", 2.0), lr_2=optimizer.get("lr_2", False),
-                          init_cross=optimizer.get("init_cross", False), schedule=schedule.get("kind", "linear"),
+                          init_cross=optimizer.get("init_cross", False), text_lr=optimizer.get("text_lr"),
+                          schedule=schedule.get("kind", "linear"),
                           warmup=schedule.get("warmup", 0.1))
     trainer.train(resume_from_checkpoint=resume)
     metrics = trainer.evaluate()

@@ -41,17 +41,20 @@ def fast_parameter(name, config, lr_2=False, init_cross=False):
     return any(name.startswith(p) for p in patterns)
 
 
-def parameter_groups(model, lr, weight_decay=0.01, lr_mult=2.0, lr_2=False, init_cross=False):
+def parameter_groups(model, lr, weight_decay=0.01, lr_mult=2.0, lr_2=False, init_cross=False, text_lr=None):
     """The original four AdamW groups: (decay, no decay) x (base lr, lr x lr_mult). No-decay is a substring match on
-    biases and norms, so `temp`, the relative-position tables and the ITM head's LayerNorm (`itm_head.1`) decay."""
+    biases and norms, so `temp`, the relative-position tables and the ITM head's LayerNorm (`itm_head.1`) decay.
+    `text_lr` (not in the original) gives the pretrained text encoder its own base rate, for recipes whose image
+    encoder starts from scratch and needs a higher rate than a pretrained BERT tolerates."""
     groups = defaultdict(list)
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
         decay = not any(pattern in name for pattern in NO_DECAY)
-        groups[(decay, fast_parameter(name, model.config, lr_2, init_cross))].append(parameter)
-    return [{"params": params, "weight_decay": weight_decay if decay else 0.0, "lr": lr * lr_mult if fast else lr}
-            for (decay, fast), params in sorted(groups.items())]
+        base = text_lr if text_lr is not None and name.startswith("text_model.") else lr
+        groups[(decay, fast_parameter(name, model.config, lr_2, init_cross), base)].append(parameter)
+    return [{"params": params, "weight_decay": weight_decay if decay else 0.0, "lr": base * lr_mult if fast else base}
+            for (decay, fast, base), params in sorted(groups.items())]
 
 
 def schedule_factor(kind, step, total, warmup):
@@ -123,20 +126,20 @@ class APTMTrainer(Trainer):
         evaluators (`list`, *optional*): callables `model -> dict of metrics` run by `evaluate()` (e.g.
             `RetrievalEvaluator` on the validation split); their metrics get the `eval_` prefix, so
             `metric_for_best_model="R@1"` selects checkpoints on validation R@1.
-        lr_mult, lr_2, init_cross: the original optimiser groups (see `parameter_groups`).
+        lr_mult, lr_2, init_cross, text_lr: the optimiser groups (see `parameter_groups`).
         schedule (`str`, *optional*, defaults to `"linear"`): `"linear"` or `"step"`; `warmup` steps (or fraction).
     Other arguments are `Trainer`'s. Use `remove_unused_columns=False` (the collator needs the raw columns).
     """
 
     loss_is_scaled_for_ga = False
 
-    def __init__(self, *args, evaluators=(), lr_mult=2.0, lr_2=False, init_cross=False, schedule="linear",
-                 warmup=0.1, **kwargs):
+    def __init__(self, *args, evaluators=(), lr_mult=2.0, lr_2=False, init_cross=False, text_lr=None,
+                 schedule="linear", warmup=0.1, **kwargs):
         if evaluators and kwargs.get("eval_dataset") is None:  # Trainer requires one to schedule evaluations
             kwargs["eval_dataset"] = {"evaluators": list(evaluators)}
         super().__init__(*args, **kwargs)
         self.evaluators = list(evaluators)
-        self.lr_mult, self.lr_2, self.init_cross = lr_mult, lr_2, init_cross
+        self.lr_mult, self.lr_2, self.init_cross, self.text_lr = lr_mult, lr_2, init_cross, text_lr
         self.schedule, self.warmup = schedule, warmup
         self._term_sums, self._term_count = defaultdict(float), 0
         self.add_callback(CurvesCallback())
@@ -164,7 +167,7 @@ class APTMTrainer(Trainer):
         if self.optimizer is None:
             model = self.accelerator.unwrap_model(model or self.model)
             groups = parameter_groups(model, self.args.learning_rate, self.args.weight_decay, self.lr_mult, self.lr_2,
-                                      self.init_cross)
+                                      self.init_cross, self.text_lr)
             self.optimizer = torch.optim.AdamW(groups, betas=(0.9, 0.98), eps=1e-8)
         return self.optimizer
 

@@ -6,7 +6,6 @@ ranked-gallery grid.
 """
 
 import argparse
-import json
 
 import torch
 

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import tiny_config
-from modeling_aptm import APTMForPreTraining, APTMModel
+from modeling_aptm import APTMForPreTraining, APTMModel, image_text_contrastive_loss
 
 OUTPUT_KEYS = ("itm_logits", "logits_per_text", "image_embeds", "text_embeds", "image_features", "text_features")
 
@@ -33,6 +33,11 @@ def test_output_shapes(batch):
     torch.testing.assert_close(out.text_features.norm(dim=-1), torch.ones(3))
     torch.testing.assert_close(out.logits_per_text, out.text_features @ out.image_features.t() / model.temp)
     assert len(model(**batch, return_dict=False)) == len(OUTPUT_KEYS)
+    with torch.no_grad():
+        with_loss = model(**batch, return_loss=True, person_ids=torch.tensor([0, 0, 1]))
+    assert with_loss.loss.item() == pytest.approx(image_text_contrastive_loss(
+        out.image_features, out.text_features, model.temp, torch.tensor([0, 0, 1])).item(), rel=1e-6)
+    assert out.loss is None
 
 
 def test_global_token_is_the_mean_of_patch_tokens(batch):

@@ -125,6 +125,11 @@ def test_parameter_groups_follow_the_original():
     assert rate("vision_model.layers.1.blocks.0.attn.qkv.weight") == 1e-4
     assert rate("fusion_model.layer.0.crossattention.self.key.weight") == 2e-4
     assert rate("text_model.embeddings.word_embeddings.weight") == 1e-4 and rate("itm_head.3.weight") == 2e-4
+    slow_text = parameter_groups(model, lr=1e-4, lr_2=True, text_lr=1e-5)
+    by_id = {id(p): g for g in slow_text for p in g["params"]}
+    assert by_id[id(named["text_model.embeddings.word_embeddings.weight"])]["lr"] == 1e-5
+    assert by_id[id(named["text_model.encoder.layer.1.output.dense.weight"])]["lr"] == 2e-5  # last two text layers x2
+    assert by_id[id(named["vision_model.layers.0.blocks.0.attn.qkv.weight"])]["lr"] == 1e-4
 
 
 def test_schedules():

@@ -11,7 +11,6 @@ import pytest
 import torch
 from transformers import AutoModel, TrainerCallback
 
-import aptm
 from _training_helpers import global_batch, tiny_model
 from aptm.collator import APTMCollator
 from aptm.training import APTMTrainer, AttributeEvaluator, RetrievalEvaluator, training_arguments

@@ -1,0 +1,49 @@
+"""A reduced quickstart (a tiny model, a small procedural set, a few steps): every step runs, the pictures and the
+model card are written, the checkpoint reloads through the Auto classes, and the same seed gives the same numbers."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from aptm.quickstart import format_summary, run_quickstart
+from conftest import TINY
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory):
+    recipe = json.loads((REPO / "recipes" / "tiny_procedural.json").read_text())
+    recipe["model"] = {"preset": "aptm-tiny", "config": TINY}
+    recipe["training"].update(per_device_train_batch_size=8, logging_steps=1)
+    path = tmp_path_factory.mktemp("recipe") / "recipe.json"
+    path.write_text(json.dumps(recipe))
+    return path
+
+
+def run(folder, recipe, data):
+    return run_quickstart(folder, data_dir=data, recipe=recipe, seed=0, max_steps=3,
+                          dataset_options={"num_identities": 15, "views_per_identity": 2, "seed": 0})
+
+
+def test_reduced_quickstart(tmp_path, recipe):
+    summary = run(tmp_path / "a", recipe, tmp_path / "data")
+    for name in ("retrieval_grid.png", "example_queries.png", "training_curves.png", "metrics.json", "summary.json"):
+        assert (tmp_path / "a" / name).is_file(), name
+    assert set(summary["retrieval"]) == {"R@1", "R@5", "R@10", "mAP", "mINP"} and "mA" in summary["attributes"]
+    assert 0 < summary["chance_R@1"] < 100 and len(summary["examples"]) == 4
+    card = (tmp_path / "a" / "checkpoint" / "README.md").read_text()
+    assert "test R@1" in card and "test mA" in card
+    text = format_summary(summary)
+    assert "chance R@1" in text and "R@1" in text and str(tmp_path / "a" / "checkpoint") in text
+    again = run(tmp_path / "b", recipe, tmp_path / "data")
+    assert again["retrieval"] == summary["retrieval"] and again["attributes"] == summary["attributes"]
+
+
+def test_existing_checkpoint_skips_training(tmp_path, recipe):
+    first = run(tmp_path / "a", recipe, tmp_path / "data")
+    summary = run_quickstart(tmp_path / "b", data_dir=tmp_path / "data", recipe=recipe, checkpoint=first["checkpoint"],
+                             dataset_options={"num_identities": 15, "views_per_identity": 2, "seed": 0})
+    assert "validation" not in summary and summary["retrieval"] == first["retrieval"]
+    assert not (tmp_path / "b" / "checkpoint").exists()
