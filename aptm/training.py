@@ -54,7 +54,7 @@ def parameter_groups(model, lr, weight_decay=0.01, lr_mult=2.0, lr_2=False, init
         base = text_lr if text_lr is not None and name.startswith("text_model.") else lr
         groups[(decay, fast_parameter(name, model.config, lr_2, init_cross), base)].append(parameter)
     return [{"params": params, "weight_decay": weight_decay if decay else 0.0, "lr": base * lr_mult if fast else base}
-            for (decay, fast, base), params in sorted(groups.items())]
+            for (decay, fast, base), params in sorted(groups.items(), key=lambda item: (item[0][2] != lr, item[0]))]
 
 
 def schedule_factor(kind, step, total, warmup):
