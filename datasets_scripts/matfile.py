@@ -91,8 +91,12 @@ def _matrix(payload, order, where):
     kind, data = _next(parts, where)
     if matlab_class == CHAR_CLASS:
         if kind in (UTF8, UTF16, UTF32):
-            encoding = {UTF8: "utf-8", UTF16: "utf-16", UTF32: "utf-32"}[kind] + ("-le" if order == "<" else "-be") * (kind != UTF8)
-            codes = np.array([ord(c) for c in bytes(data).decode(encoding)], dtype=np.uint32)
+            suffix = "" if kind == UTF8 else "-le" if order == "<" else "-be"
+            encoding = {UTF8: "utf-8", UTF16: "utf-16", UTF32: "utf-32"}[kind] + suffix
+            try:
+                codes = np.array([ord(c) for c in bytes(data).decode(encoding)], dtype=np.uint32)
+            except UnicodeDecodeError as error:
+                raise DatasetFormatError(f"{where}: characters are not valid {encoding} ({error.reason})") from error
         else:
             codes = _numbers(kind, data, order, where)
         if codes.size != count:
