@@ -1,0 +1,67 @@
+"""Score fusion: the closed forms of the original evaluator on one and on W processes, and a hand-made case where
+the process count changes the ranking."""
+
+import pytest
+import torch
+
+from aptm.retrieval import fuse_scores, min_max
+
+
+def random_case(queries, gallery, k, seed):
+    generator = torch.Generator().manual_seed(seed)
+    cosine = torch.rand(queries, gallery, generator=generator, dtype=torch.float64) * 2 - 1
+    topk = cosine.topk(k, dim=1).indices
+    itm = torch.randn(queries, k, generator=generator, dtype=torch.float64) * 4
+    return cosine, topk, itm
+
+
+def filled_itm(cosine, topk, itm):
+    """ITM logits of the top-k, every other entry the row's minimum logit."""
+    return itm.min(dim=1, keepdim=True).values.expand_as(cosine).clone().scatter_(1, topk, itm)
+
+
+def test_single_process_closed_form():
+    cosine, topk, itm = random_case(7, 11, 4, seed=0)
+    filled = filled_itm(cosine, topk, itm)
+    expected = (filled - itm.min()) / (itm.max() - itm.min()) + 0.002 * min_max(cosine)
+    torch.testing.assert_close(fuse_scores(cosine, topk, itm, "aptm", 0.002, world_size=1), expected)
+
+
+@pytest.mark.parametrize("queries, world_size", [(10, 4), (9, 2), (12, 3)])
+def test_multi_process_closed_form(queries, world_size):
+    """Process p owns rows [p * step, (p + 1) * step) with step = queries // W + 1 and normalises with the global max
+    1000 (the sentinel of the rows it did not compute) and its own minimum m_p; every process adds the cosine term:
+    final = (x - m_p) / (1000 - m_p) + (W - 1) + W * w * norm(cosine)."""
+    cosine, topk, itm = random_case(queries, 9, 3, seed=queries)
+    filled = filled_itm(cosine, topk, itm)
+    step = queries // world_size + 1
+    expected = torch.empty_like(cosine)
+    for start in range(0, queries, step):
+        rows = slice(start, start + step)
+        low = itm[rows].min()
+        expected[rows] = (filled[rows] - low) / (1000 - low) + (world_size - 1)
+    expected += world_size * 0.002 * min_max(cosine)
+    torch.testing.assert_close(fuse_scores(cosine, topk, itm, "aptm", 0.002, world_size=world_size), expected)
+
+
+def test_process_count_changes_the_ranking():
+    """Two candidates 0.1 logit apart, the lower one with the higher cosine: on one process the ITM logit decides
+    (its range is 10, so 0.01 against 0.002), on four the cosine does (1e-4 against 0.008)."""
+    cosine = torch.tensor([[0.9, 0.1, 0.0]] + [[0.0, 0.5, 1.0]] * 6, dtype=torch.float64)
+    topk = torch.tensor([[0, 1]] + [[2, 1]] * 6)
+    itm = torch.tensor([[4.9, 5.0]] + [[-5.0, 0.0]] * 6, dtype=torch.float64)  # 7 rows: each of 4 processes owns some
+    one = fuse_scores(cosine, topk, itm, "aptm", 0.002, world_size=1)
+    four = fuse_scores(cosine, topk, itm, "aptm", 0.002, world_size=4)
+    assert one[0].argsort(descending=True).tolist() == [1, 0, 2]
+    assert four[0].argsort(descending=True).tolist() == [0, 1, 2]
+
+
+def test_itm_and_cosine_fusions_ignore_the_weight_and_process_count():
+    cosine, topk, itm = random_case(5, 8, 3, seed=1)
+    for world_size in (1, 4):
+        assert torch.equal(fuse_scores(cosine, topk, itm, "cosine", 0.5, world_size), cosine)
+        only_itm = fuse_scores(cosine, topk, itm, "itm", 0.5, world_size)
+        assert torch.equal(only_itm.gather(1, topk), itm)
+        assert (only_itm == -1000).sum() == 5 * (8 - 3)
+    with pytest.raises(ValueError, match="world_size"):
+        fuse_scores(cosine, topk, itm, "aptm", 0.002, world_size=0)
