@@ -13,6 +13,7 @@ export GRADIO_ANALYTICS_ENABLED := False
 export TOKENIZERS_PARALLELISM := false
 
 .PHONY: install quickstart test
+BROWSER_STAMP := $(VENV)/.browser
 
 $(STAMP): setup.cfg constraints/ci.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,5 +30,12 @@ install: $(STAMP)
 quickstart: $(STAMP)
 	$(PY) scripts/quickstart.py $(ARGS)
 
-test: $(STAMP)
+# Headless Chromium for the Space screenshot test (optional: the test is skipped without it); root and apt-get only
+$(BROWSER_STAMP): $(STAMP)
+	-@if ! command -v chromium >/dev/null && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		(apt-get install -y -qq chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null 2>&1)) \
+		|| echo "note: chromium not installed; the Space screenshot test will be skipped"; fi
+	touch $(BROWSER_STAMP)
+
+test: $(STAMP) $(BROWSER_STAMP)
 	$(PY) -m pytest $(ARGS)

@@ -6,7 +6,8 @@ depths, windows, heads of the Swin stages, the fusion layer and the vocabulary a
 shapes do not tell (BERT attention heads, epsilons, image size) comes from those json files when they are found next to
 the checkpoint (by base name) or passed explicitly, else from the paper's values. Every inferred or defaulted value is
 reported. Any unmapped, missing or mis-shaped tensor is an error that names it; nothing is dropped silently except the
-buffers the model recomputes (`relative_position_index`, `attn_mask`, `position_ids`) and the tied MLM decoder.
+buffers the model recomputes (`relative_position_index`, `attn_mask`, `position_ids`) and the tied MLM decoder. A
+checkpoint without the MLM head (`cls.predictions.*`) converts with a fresh head, reported as defaulted.
 
     model, processor, report = load_original_checkpoint("checkpoint_best.pth")
     convert_checkpoint("checkpoint_best.pth", "aptm-cuhk")          # writes the Hub folder
@@ -56,15 +57,22 @@ def read_original_checkpoint(path):
     """Load an original `.pth` (`{'model': state_dict, 'config': dict}` or a bare state dict; `weights_only=True`)
     or a `.safetensors` file. Returns `(state_dict, original_config or {})`."""
     path = Path(path)
+    if path.is_dir():
+        if (path / "config.json").is_file() and '"aptm"' in (path / "config.json").read_text():
+            raise ConversionError(f"{path} is already a converted APTM folder; load it with from_pretrained")
+        candidates = sorted(p.name for p in path.iterdir() if p.suffix in (".pth", ".pt", ".bin", ".safetensors"))
+        raise ConversionError(f"{path} is a folder; pass the checkpoint file inside it"
+                              + (f" (found: {', '.join(candidates)})" if candidates else " (it holds no .pth file)"))
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
         try:
-            return load_file(str(path)), {}
+            state_dict, config = load_file(str(path)), {}
         except Exception as error:
             raise ConversionError(f"could not read {path} as safetensors: {error}") from error
+        return _checked_state_dict(path, state_dict), config
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, AttributeError) as error:
@@ -78,12 +86,17 @@ def read_original_checkpoint(path):
     config = checkpoint.get("config", {}) if "model" in checkpoint else {}
     if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
         raise ConversionError(f"{path}: the state dict must map names to tensors")
-    if not any(key.startswith(("vision_encoder.", "text_encoder.")) for key in state_dict):
-        raise ConversionError(
-            f"{path} is not an APTM checkpoint: no vision_encoder.* or text_encoder.* tensors "
-            f"(first keys: {list(state_dict)[:5]})"
-        )
-    return state_dict, config if isinstance(config, dict) else {}
+    return _checked_state_dict(path, state_dict), config if isinstance(config, dict) else {}
+
+
+def _checked_state_dict(path, state_dict):
+    if any(key.startswith(("vision_encoder.", "text_encoder.")) for key in state_dict):
+        return state_dict
+    if any(key.startswith(("vision_model.", "text_model.")) for key in state_dict):
+        raise ConversionError(f"{path} already has this project's tensor names (vision_model.*, text_model.*); "
+                              "load its folder with from_pretrained instead of converting it")
+    raise ConversionError(f"{path} is not an APTM checkpoint: no vision_encoder.* or text_encoder.* tensors "
+                          f"(first keys: {list(state_dict)[:5]})")
 
 
 def normalize_text_keys(state_dict):
@@ -254,10 +267,14 @@ def convert_state_dict(state_dict, config, report=None):
     if unmapped:
         raise ConversionError(f"{len(unmapped)} tensors have no place in the APTM model: {unmapped[:20]}")
     missing = sorted(set(expected) - set(converted))
+    if missing and all(name.startswith("mlm_head.") for name in missing):
+        report.defaulted.append("mlm_head.* newly initialised (the checkpoint has no MLM head: retrieval and attributes "
+                                "are unaffected, MLM training starts from scratch)")
+        missing = []
     if missing:
         raise ConversionError(f"{len(missing)} tensors of the APTM model are missing from the checkpoint: {missing[:20]}")
     wrong = [f"{name}: checkpoint {tuple(converted[name].shape)} vs model {shape}"
-             for name, shape in expected.items() if tuple(converted[name].shape) != shape]
+             for name, shape in expected.items() if name in converted and tuple(converted[name].shape) != shape]
     if wrong:
         raise ConversionError("shape mismatches: " + "; ".join(wrong[:20]))
     report.dropped.extend(sorted(dropped))

@@ -3,29 +3,17 @@
 encoders (layers `0..T-1` -> text, `T..T+F-1` -> fusion; the cross-attention stays newly initialised).
 
 The relative-position tables are resized from the checkpoint's window (13 x 13 entries for window 7) to APTM's
-(15 x 15 for window 8, 7 x 7 for the window-4 stage) with bicubic interpolation over the offset grid (torch; the
-original used SciPy's removed `interp2d`).
+(15 x 15 for window 8, 7 x 7 for the window-4 stage) as the original does (geometric offsets + bicubic spline; see
+`aptm.relative_position`).
 """
 
 import re
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file
 
-
-def resize_relative_position_table(table, size):
-    """`[(2w-1)^2, heads]` table -> `[size^2, heads]` by bicubic interpolation (corners aligned, so the offsets
-    -(w-1) and w-1 map to the new extremes). The same size returns the table unchanged."""
-    old = round(table.shape[0] ** 0.5)
-    if old * old != table.shape[0]:
-        raise ValueError(f"a relative-position table needs a square number of rows, got {table.shape[0]}")
-    if old == size:
-        return table.clone()
-    grid = table.t().reshape(1, -1, old, old).float()
-    resized = F.interpolate(grid, size=(size, size), mode="bicubic", align_corners=True)
-    return resized.reshape(-1, size * size).t().to(table.dtype)
+from .relative_position import resize_relative_position_table
 
 
 def _read_state_dict(path):

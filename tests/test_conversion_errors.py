@@ -109,3 +109,39 @@ def test_cli_writes_a_folder(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "inferred  vision" in result.stdout
     assert (tmp_path / "out" / "model.safetensors").is_file() and (tmp_path / "out" / "processor_config.json").is_file()
+
+
+def test_checkpoint_without_mlm_head_gets_a_fresh_tied_head(tmp_path):
+    config = tiny_config()
+    model, state = original_state_dict(config)
+    state = {k: v for k, v in state.items() if not k.startswith("text_encoder.cls.")}
+    torch.save({"model": state}, tmp_path / "no_head.pth")
+    loaded, _, report = load_original_checkpoint(tmp_path / "no_head.pth")
+    assert any(line.startswith("mlm_head.* newly initialised") for line in report.defaulted)
+    for name, tensor in model.state_dict().items():
+        if not name.startswith("mlm_head."):
+            assert torch.equal(loaded.state_dict()[name], tensor), name
+    assert loaded.mlm_head.decoder.weight.data_ptr() == loaded.text_model.embeddings.word_embeddings.weight.data_ptr()
+    partial = {k: v for k, v in state.items() if not k.startswith("itm_head.")}
+    with pytest.raises(ConversionError, match="itm_head"):  # other missing tensors are still errors
+        convert_state_dict(partial, config)
+
+
+def test_folders_and_already_converted_checkpoints_are_named(tmp_path):
+    from safetensors.torch import save_file
+
+    config = tiny_config()
+    model, state = original_state_dict(config)
+    (tmp_path / "run").mkdir()
+    torch.save({"model": state}, tmp_path / "run" / "checkpoint_best.pth")
+    with pytest.raises(ConversionError, match=r"is a folder.*checkpoint_best\.pth"):
+        load_original_checkpoint(tmp_path / "run")
+    with pytest.raises(ConversionError, match="holds no .pth"):
+        load_original_checkpoint(tmp_path)
+    model.save_pretrained(tmp_path / "converted")
+    with pytest.raises(ConversionError, match="already a converted APTM folder"):
+        load_original_checkpoint(tmp_path / "converted")
+    save_file({k: v.contiguous() for k, v in model.state_dict().items() if k != "mlm_head.decoder.weight"},
+              tmp_path / "ours.safetensors")
+    with pytest.raises(ConversionError, match="already has this project's tensor names"):
+        load_original_checkpoint(tmp_path / "ours.safetensors")

@@ -1,31 +1,16 @@
 """Initialisation from public backbones: Swin checkpoints (timm and Microsoft layouts, window 7 tables resized),
-BERT folders (the real MiniLM-L6), and the relative-position interpolation itself."""
+BERT folders (the real MiniLM-L6). The relative-position resize has its own tests."""
 
 import pytest
 import torch
 
 from aptm.components import minilm_dir
-from aptm.pretrained_init import from_vision_text_pretrained, resize_relative_position_table
+from aptm.pretrained_init import from_vision_text_pretrained
+from aptm.relative_position import resize_relative_position_table
 from configuration_aptm import APTMConfig
 from conftest import tiny_config
 
 timm = pytest.importorskip("timm")
-
-
-def test_resize_is_identity_at_the_same_size_and_exact_on_smooth_tables():
-    table = torch.randn(169, 3)
-    assert torch.equal(resize_relative_position_table(table, 13), table)
-    offsets = torch.arange(-6, 7, dtype=torch.float32)
-    plane = (0.5 * offsets[:, None] - 0.25 * offsets[None, :] + 1.0).reshape(-1, 1)  # linear in the offsets
-    resized = resize_relative_position_table(plane, 15).reshape(15, 15)
-    new = torch.linspace(-6, 6, 15)
-    expected = 0.5 * new[:, None] - 0.25 * new[None, :] + 1.0
-    source = plane.reshape(13, 13)
-    for new_index, old_index in ((0, 0), (7, 6), (14, 12)):  # the extreme and zero offsets land on grid points
-        torch.testing.assert_close(resized[new_index, new_index], source[old_index, old_index])
-    assert (resized - expected).abs().max() < 0.05  # a smooth table stays close to its continuation
-    with pytest.raises(ValueError, match="square"):
-        resize_relative_position_table(torch.zeros(10, 2), 5)
 
 
 def timm_swin(config):
@@ -55,6 +40,10 @@ def test_swin_checkpoints_load_with_resized_tables(tmp_path, layout):
     model, notes = from_vision_text_pretrained(config, swin=path)
     assert any("resized" in note and "(169, 1) -> (225, 1)" in note for note in notes)
     assert any("(169, 2) -> (49, 2)" in note for note in notes)  # the window-4 stage
+    for stage, size in ((0, 15), (3, 7)):  # the original's geometric-offset spline resize, not a plain bicubic one
+        key = f"layers.{stage}.blocks.0.attn.relative_position_bias_table"
+        torch.testing.assert_close(model.vision_model.layers[stage].blocks[0].attn.relative_position_bias_table,
+                                   resize_relative_position_table(swin[key], size))
     torch.testing.assert_close(model.vision_model.layers[0].blocks[0].attn.qkv.weight,
                                swin["layers.0.blocks.0.attn.qkv.weight"])
     merging = "layers.1.downsample.reduction.weight"
