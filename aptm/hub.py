@@ -36,12 +36,35 @@ def model_card(config, processor, repo="path/to/this/folder", source="", metrics
         "", "## Usage", "", USAGE.format(repo=repo),
     ]
     if metrics:
-        lines += ["", "## Evaluation", "", "| " + " | ".join(metrics) + " |", "|" + "---|" * len(metrics),
-                  "| " + " | ".join(f"{value:.2f}" if isinstance(value, float) else str(value)
-                                    for value in metrics.values()) + " |"]
+        lines += evaluation_section(metrics)
     if notes:
         lines += ["", "## Conversion notes", ""] + [f"- {note}" for note in notes]
     return "\n".join(lines) + "\n"
+
+
+def evaluation_section(metrics):
+    """Lines of the card's `## Evaluation` table (one row of `metrics`)."""
+    return ["", "## Evaluation", "", "| " + " | ".join(metrics) + " |", "|" + "---|" * len(metrics),
+            "| " + " | ".join(f"{value:.2f}" if isinstance(value, float) else str(value) for value in metrics.values())
+            + " |"]
+
+
+def card_for_push(card, repo_id, metrics=None):
+    """An existing model card made ready for `repo_id`: the usage snippet names it, and `metrics` (when given) replace
+    the evaluation table. The source sentence and conversion notes stay."""
+    card = card.replace(USAGE.format(repo="path/to/this/folder"), USAGE.format(repo=repo_id))
+    if metrics:
+        lines = card.rstrip("\n").split("\n")
+        if "## Evaluation" in lines:
+            start = lines.index("## Evaluation") - 1
+            stop = next((i for i in range(start + 2, len(lines)) if lines[i].startswith("## ")), len(lines) + 1) - 1
+            lines[start:stop] = []
+            lines[start:start] = evaluation_section(metrics)
+        else:
+            at = lines.index("## Conversion notes") - 1 if "## Conversion notes" in lines else len(lines)
+            lines[at:at] = evaluation_section(metrics)
+        card = "\n".join(lines) + "\n"
+    return card
 
 
 def write_model_card(folder, config, processor, **kwargs):
@@ -53,7 +76,8 @@ def write_model_card(folder, config, processor, **kwargs):
 
 def push_checkpoint(folder, repo_id, private=False, token=None, metrics=None, commit_message="Upload APTM checkpoint"):
     """Push a checkpoint folder (model, processor, remote code) to the Hub with a model card whose usage snippet names
-    `repo_id` and whose table shows `metrics` (e.g. the evaluation's `metrics.json`). Returns the commit info."""
+    `repo_id` and whose table shows `metrics` (e.g. the evaluation's `metrics.json`). The folder's own card (training
+    source, conversion notes) is kept and updated; a folder without one gets a new card. Returns the commit info."""
     from huggingface_hub import HfApi
     from transformers import AutoConfig, AutoProcessor
 
@@ -65,8 +89,11 @@ def push_checkpoint(folder, repo_id, private=False, token=None, metrics=None, co
         raise FileNotFoundError(f"{folder} has no safetensors weights")
     config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
     processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
-    write_model_card(folder, config, processor, repo=repo_id, metrics=metrics,
-                     source="Published with the aptm-hf tools.")
+    card = folder / "README.md"
+    if card.is_file():
+        card.write_text(card_for_push(card.read_text(), repo_id, metrics))
+    else:
+        write_model_card(folder, config, processor, repo=repo_id, metrics=metrics, source="Published with the aptm-hf tools.")
     api = HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True)
     return api.upload_folder(folder_path=str(folder), repo_id=repo_id, commit_message=commit_message,

@@ -69,3 +69,19 @@ def test_push_refuses_an_incomplete_folder(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="config.json"):
         push_checkpoint(tmp_path, "tester/empty")
+
+
+def test_card_for_push_keeps_source_and_notes(tmp_path, processor):
+    from aptm.hub import card_for_push, model_card
+
+    config = tiny_config()
+    card = model_card(config, processor, source="Converted from `checkpoint_best.pth`.", metrics={"R@1": 1.0},
+                      notes=["inferred  vision depths [2, 2]", "dropped   attn_mask"])
+    pushed = card_for_push(card, "tester/aptm", metrics={"R@1": 76.5, "mAP": 66.25})
+    assert 'AutoModel.from_pretrained("tester/aptm", trust_remote_code=True)' in pushed and "path/to/this" not in pushed
+    assert "Converted from `checkpoint_best.pth`." in pushed and "- dropped   attn_mask" in pushed
+    assert "| 76.50 | 66.25 |" in pushed and "| 1.00 |" not in pushed and pushed.count("## Evaluation") == 1
+    assert pushed.index("## Evaluation") < pushed.index("## Conversion notes")
+    fresh = card_for_push(model_card(config, processor, notes=["x"]), "tester/aptm", metrics={"R@1": 2.0})
+    assert fresh.index("| 2.00 |") < fresh.index("## Conversion notes")
+    assert card_for_push(card, "tester/aptm") == card.replace("path/to/this/folder", "tester/aptm")
