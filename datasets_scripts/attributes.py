@@ -6,9 +6,10 @@ set), PA-100K-style attribute json (`{image, label}` per image) and SYNTH-PEDES 
     download (see the APTM repository). One `train` split: `image`, `caption`, `person_id` (dense from `image_id`),
     `image_path`, `attribute_labels`.
   * PA-100K: `data_dir/PA100K_{train,val,test}.json`, lists of `{"image": path, "label": [26 x {0, 1}]}` (APTM's
-    processed files), images relative to `data_dir` or `data_dir/release_data`. The original `annotation.mat` is not
-    read (it needs SciPy); convert it to this json. Splits train/validation/test: `image`, `image_path`,
-    `attribute_labels`. The same builder reads any `<prefix>_{train,val,test}.json` with another label length.
+    processed files), images relative to `data_dir` or `data_dir/release_data`; labels must be 0 or 1. The original
+    `annotation.mat` converts to this json once with `python -m datasets_scripts.pa100k_annotation DATA_DIR`. Splits
+    train/validation/test: `image`, `image_path`, `attribute_labels`. The same builder reads any
+    `<prefix>_{train,val,test}.json` with another label length (and -1 for unknown labels).
   * SYNTH-PEDES: `data_dir/synthpedes_dataset.json`, a list of `{"id", "file_path", "captions": [...],
     "prompt_caption": [...]}` (PLIP release); one `train` split of pairs (`use_prompt_captions=True` adds the prompt
     captions).
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import datasets
 
+from .pa100k_annotation import ANNOTATION_NAMES
 from .common import DenseIds, RecordChecker, attribute_features, pairs_features, read_json, require_files
 from .retrieval import SPLIT_NAMES, checker_error
 
@@ -46,6 +48,11 @@ def annotation_files(config):
         return {"train": [require_files(data_dir, ["synthpedes_dataset.json"], "SYNTH-PEDES",
                                         "Download SYNTH-PEDES from the PLIP repository.")]}
     names = [f"{config.prefix}_{split}.json" for split in ("train", "val", "test")]
+    if config.prefix == "PA100K" and data_dir is not None and not (data_dir / names[0]).is_file():
+        found = [data_dir / name for name in ANNOTATION_NAMES if (data_dir / name).is_file()]
+        if found:
+            raise FileNotFoundError(f"PA-100K: {data_dir} holds the original {found[0].name} but not {names}; convert "
+                                    f"it once with `python -m datasets_scripts.pa100k_annotation {data_dir}`")
     require_files(data_dir, names, config.prefix, "For PA-100K use APTM's PA100K_{train,val,test}.json and the "
                   "release_data images.")
     return {SPLIT_NAMES[split]: [data_dir / f"{config.prefix}_{split}.json"]
@@ -112,7 +119,8 @@ class AttributeBuilder(datasets.GeneratorBasedBuilder):
         for path in files:
             for index, record in enumerate(self._records(path)):
                 if not self.checker.fields_ok(record, {"image": str, "label": list}, path, index) or \
-                        not self.checker.labels_ok(record["label"], self.config.num_attributes, path, index):
+                        not self.checker.labels_ok(record["label"], self.config.num_attributes, path, index,
+                                                   allowed=(0, 1) if self.config.prefix == "PA100K" else (-1, 0, 1)):
                     continue
                 if record["image"] in seen:
                     self.checker.fail(path, index, f"duplicate image {record['image']!r} (first at record {seen[record['image']]})")

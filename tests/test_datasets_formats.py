@@ -74,6 +74,9 @@ def test_attribute_family_bad_records(tmp_path):
     write_json(tmp_path / "PA100K_train.json", [{"image": "a.jpg", "label": [0, 1] * 13}, {"image": "a.jpg", "label": [1] * 25}])
     with pytest.raises(DatasetFormatError, match="PA100K_train.json, record 1: label vector must have 26 entries, got 25"):
         load_aptm_dataset("pa100k", data_dir=tmp_path)
+    write_json(tmp_path / "PA100K_train.json", [{"image": "a.jpg", "label": [0, -1] * 13}])
+    with pytest.raises(DatasetFormatError, match=r"record 0: label values must be in \(0, 1\), got \[-1, 0\]"):
+        load_aptm_dataset("pa100k", data_dir=tmp_path, cache_dir=tmp_path / "c3")
     write_json(tmp_path / "synthpedes_dataset.json", [{"id": 1, "captions": ["x"]}])
     with pytest.raises(DatasetFormatError, match="synthpedes_dataset.json, record 0: missing field 'file_path'"):
         load_aptm_dataset("synth-pedes", data_dir=tmp_path)

@@ -113,6 +113,8 @@ def pa100k_tree(root, sizes=(3, 2, 2), image_root="release_data/release_data", *
 
 def test_annotation_to_builder(tmp_path):
     variables = pa100k_tree(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"original annotation.mat.*python -m datasets_scripts.pa100k_annotation"):
+        load_aptm_dataset("pa100k", data_dir=tmp_path)
     paths = convert_annotation(tmp_path)
     assert [p.name for p in paths] == ["PA100K_train.json", "PA100K_val.json", "PA100K_test.json"]
     data = load_aptm_dataset("pa100k", data_dir=tmp_path)
