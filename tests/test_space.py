@@ -4,6 +4,7 @@ answered with messages while the app keeps working, and a headless-Chromium scre
 import shutil
 import subprocess
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -88,3 +89,17 @@ def test_screenshot(app_url):
     pixels = np.asarray(Image.open(shot).convert("L"))
     assert pixels.shape == (900, 1280) and pixels.std() > 10  # a rendered page, not a blank one
     shutil.copy(shot, "/tmp/space_screenshot.png")
+
+
+def test_space_requirements_pin_what_ci_tests():
+    """Every Space requirement carries an exact version, the one CI's constraints file installs."""
+    root = Path(__file__).resolve().parents[1]
+    pins = dict(line.split("==") for line in (root / "constraints" / "ci.txt").read_text().splitlines()
+                if "==" in line and not line.startswith("#"))
+    pins = {name.lower().strip(): version.strip() for name, version in pins.items()}
+    for line in (root / "space" / "requirements.txt").read_text().splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        assert "==" in line, f"space/requirements.txt: {line!r} is not pinned"
+        name, version = line.split("==")
+        assert pins.get(name.lower()) == version, f"space/requirements.txt pins {line!r}, CI installs {pins.get(name.lower())}"
