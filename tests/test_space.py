@@ -1,6 +1,7 @@
 """The Gradio Space: launched in-process on 127.0.0.1, every endpoint called through gradio_client, bad inputs
 answered with messages while the app keeps working, and a headless-Chromium screenshot when Chromium exists."""
 
+import os
 import shutil
 import subprocess
 import zipfile
@@ -88,7 +89,8 @@ def test_screenshot(app_url):
                     "--window-size=1280,900", url], capture_output=True, timeout=120)
     pixels = np.asarray(Image.open(shot).convert("L"))
     assert pixels.shape == (900, 1280) and pixels.std() > 10  # a rendered page, not a blank one
-    shutil.copy(shot, "/tmp/space_screenshot.png")
+    if os.environ.get("APTM_SCREENSHOT_DIR"):  # keep the picture for a person to look at
+        shutil.copy(shot, Path(os.environ["APTM_SCREENSHOT_DIR"]) / "space.png")
 
 
 def test_space_requirements_pin_what_ci_tests():
