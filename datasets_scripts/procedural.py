@@ -3,7 +3,7 @@ captions and MALS 27-attribute labels, the project's embedded default dataset.
 
 Each identity has fixed attributes covering the MALS space (gender and age cues, hair length and colour, hat,
 backpack, handbag, shoulder bag, sleeve length, lower-body length and type, upper and lower colours, shoes). Its views
-vary pose (stride, arm swing, front/back/side), scale, position, background (gradients, textures, street clutter),
+vary pose (stride, arm swing, front/back/side), scale, position, background (muted street scenes: gradients, textures, clutter),
 lighting, blur and JPEG quality, so identity must be recognised from attributes, not pixels. Each image gets two
 captions from varied templates and synonyms that mention different subsets of attributes, and its label vector
 (MALS coding: value v of attribute i means prompt 2i+v is true; -1 only where not visible: short hair under a hat).
@@ -14,7 +14,8 @@ captions from varied templates and synonyms that mention different subsets of at
     val/test: one record per image with both captions), identities split disjointly;
   * `gene_attrs/procedural_attrs.json`: MALS pre-training json (train identities, `image_id` per image);
   * `procedural_attributes_{train,val,test}.json`: PA-100K-style `{image, label}` with the 27 MALS labels;
-  * `manifest.json`: the generation settings (a different request regenerates the folder).
+  * `manifest.json`: the generation settings and render version (a different request, or a folder drawn by an
+    older version of this module, regenerates the folder).
 """
 
 import io
@@ -28,6 +29,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 WIDTH, HEIGHT = 128, 384
+RENDER_VERSION = 2  # bumped when the drawing changes, so folders drawn by an older version are regenerated
 PALETTE = {
     "black": (28, 28, 30), "white": (236, 236, 232), "red": (200, 32, 38), "purple": (118, 52, 150),
     "yellow": (236, 206, 42), "blue": (36, 72, 192), "green": (42, 142, 62), "gray": (128, 128, 128),
@@ -106,18 +108,25 @@ def attribute_labels(identity):
 # --------------------------------------------------------------------------------------------------------------------
 
 
+def _muted(rng, low, high, tint=18):
+    """A street colour: a grey level in [low, high) with a small colour tint, so that clothes stand out from the scene
+    as in real surveillance footage (a saturated scene in the clothes' palette would make colour attributes a
+    segmentation problem)."""
+    return np.clip(rng.integers(low, high) + rng.integers(-tint, tint + 1, 3), 0, 255)
+
+
 def _background(rng):
-    top, bottom = rng.integers(60, 220, 3), rng.integers(40, 200, 3)
+    top, bottom = _muted(rng, 90, 210), _muted(rng, 70, 190)
     ramp = np.linspace(0, 1, HEIGHT)[:, None, None]
     pixels = (top * (1 - ramp) + bottom * ramp).repeat(WIDTH, axis=1)
     image = Image.fromarray(pixels.astype(np.uint8))
     draw = ImageDraw.Draw(image)
     ground = int(rng.uniform(0.82, 0.94) * HEIGHT)
-    draw.rectangle([0, ground, WIDTH, HEIGHT], fill=tuple(int(v) for v in rng.integers(70, 170, 3)))
+    draw.rectangle([0, ground, WIDTH, HEIGHT], fill=tuple(int(v) for v in _muted(rng, 80, 160)))
     for _ in range(int(rng.integers(2, 7))):  # buildings, windows, poles, parked things
         x0, w = int(rng.integers(-20, WIDTH)), int(rng.integers(6, 60))
         y0 = int(rng.integers(0, ground - 20))
-        colour = tuple(int(v) for v in rng.integers(50, 210, 3))
+        colour = tuple(int(v) for v in _muted(rng, 60, 200, tint=30))
         if rng.random() < 0.3:
             draw.rectangle([x0, 0, x0 + 4, ground], fill=colour)
         else:
@@ -375,7 +384,7 @@ def generate(data_dir, num_identities=250, views_per_identity=6, seed=0, test_fr
         _write_json(data_dir / f"procedural_{split}.json", retrieval[split])
         _write_json(data_dir / f"procedural_attributes_{split}.json", attributes[split])
     _write_json(data_dir / "gene_attrs" / "procedural_attrs.json", mals)
-    manifest = {"num_identities": num_identities, "views_per_identity": views_per_identity, "seed": seed,
+    manifest = {"render_version": RENDER_VERSION, "num_identities": num_identities, "views_per_identity": views_per_identity, "seed": seed,
                 "test_fraction": test_fraction, "validation_fraction": validation_fraction,
                 "identities": [asdict(identity) for identity in identities]}
     _write_json(data_dir / "manifest.json", manifest)
@@ -392,7 +401,7 @@ def is_generated(data_dir, **settings):
     if not path.is_file():
         return False
     manifest = json.loads(path.read_text())
-    return all(manifest.get(key) == value for key, value in settings.items())
+    return manifest.get("render_version") == RENDER_VERSION and all(manifest.get(key) == value for key, value in settings.items())
 
 
 def render_contact_sheet(data_dir, path, count=24, columns=8):

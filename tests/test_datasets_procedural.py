@@ -1,6 +1,7 @@
 """The procedural pedestrians: deterministic, labels agree with the pixels, and one call gives ready splits."""
 
 import hashlib
+import json
 
 import numpy as np
 import pytest
@@ -88,3 +89,30 @@ def test_contact_sheet(tmp_path):
     procedural.generate(tmp_path, num_identities=5, views_per_identity=2, progress=False)
     sheet = Image.open(procedural.render_contact_sheet(tmp_path, tmp_path / "sheet.png", count=2, columns=2))
     assert sheet.size[0] == 2 * (procedural.WIDTH + 16) and np.asarray(sheet).std() > 20
+
+
+def test_scene_is_muted_so_clothes_stand_out():
+    """Street scenes are near-grey (chroma = max - min channel), unlike the saturated clothes of the palette."""
+    rng = np.random.default_rng(5)
+    for _ in range(40):
+        scene, _ = procedural._background(rng)
+        pixels = np.asarray(scene, dtype=np.int32)
+        assert np.percentile(pixels.max(-1) - pixels.min(-1), 99) <= 64
+    saturated = [name for name, rgb in procedural.PALETTE.items() if max(rgb) - min(rgb) > 80]
+    assert {"red", "purple", "yellow", "blue", "green", "pink"} <= set(saturated)
+
+
+def test_folder_from_an_older_renderer_is_regenerated(tmp_path):
+    settings = dict(num_identities=4, views_per_identity=1, seed=2)
+    load_aptm_dataset("procedural", data_dir=tmp_path / "fresh", **settings)
+    load_aptm_dataset("procedural", data_dir=tmp_path / "old", **settings)
+    manifest = tmp_path / "old" / "manifest.json"
+    old = json.loads(manifest.read_text())
+    old["render_version"] = procedural.RENDER_VERSION - 1
+    manifest.write_text(json.dumps(old))
+    (tmp_path / "old" / "imgs" / "00000_0.jpg").write_bytes(b"drawn by the old renderer")
+    assert not procedural.is_generated(tmp_path / "old", **settings)
+    data = load_aptm_dataset("procedural", data_dir=tmp_path / "old", **settings)
+    assert json.loads(manifest.read_text())["render_version"] == procedural.RENDER_VERSION
+    assert digest(tmp_path / "old") == digest(tmp_path / "fresh")
+    assert data["train"].num_rows > 0

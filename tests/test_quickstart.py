@@ -5,9 +5,15 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
+
+from aptm.augment import clean_caption
+from aptm.evaluation import load_checkpoint
+from aptm.metrics import retrieval_metrics
 
 from aptm.quickstart import format_summary, run_quickstart
 from conftest import TINY
+from datasets_scripts import load_aptm_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,6 +33,18 @@ def run(folder, recipe, data):
                           dataset_options={"num_identities": 15, "views_per_identity": 2, "seed": 0})
 
 
+def dual_encoder_metrics(checkpoint, data_dir):
+    """Cosine-only retrieval metrics computed directly from the checkpoint's two encoders."""
+    model, processor = load_checkpoint(checkpoint, "cpu")
+    data = load_aptm_dataset("procedural", data_dir=data_dir, num_identities=15, views_per_identity=2, seed=0)
+    gallery, queries = data["test_gallery"], data["test_queries"]
+    with torch.no_grad():
+        images = model.get_image_features(processor.image_processor(list(gallery["image"]))["pixel_values"])
+        text = processor.tokenize([clean_caption(c, "procedural") for c in queries["caption"]])
+        texts = model.get_text_features(text["input_ids"], text["attention_mask"])
+    return retrieval_metrics(texts @ images.t(), queries["person_id"], gallery["person_id"])
+
+
 def test_reduced_quickstart(tmp_path, recipe):
     summary = run(tmp_path / "a", recipe, tmp_path / "data")
     for name in ("retrieval_grid.png", "example_queries.png", "training_curves.png", "metrics.json", "summary.json"):
@@ -36,7 +54,8 @@ def test_reduced_quickstart(tmp_path, recipe):
     card = (tmp_path / "a" / "checkpoint" / "README.md").read_text()
     assert "test R@1" in card and "test mA" in card
     text = format_summary(summary)
-    assert "chance R@1" in text and "R@1" in text and str(tmp_path / "a" / "checkpoint") in text
+    assert "chance R@1" in text and "dual encoder" in text and str(tmp_path / "a" / "checkpoint") in text
+    assert summary["retrieval_dual_encoder"] == pytest.approx(dual_encoder_metrics(summary["checkpoint"], tmp_path / "data"))
     again = run(tmp_path / "b", recipe, tmp_path / "data")
     assert again["retrieval"] == summary["retrieval"] and again["attributes"] == summary["attributes"]
 
