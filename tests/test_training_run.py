@@ -41,12 +41,12 @@ def losses(trainer, name="loss"):
 
 
 def test_training_lowers_every_loss(data, processor, tmp_path):
-    trainer = trainer_for(data, processor, tmp_path, max_steps=24, per_device_train_batch_size=8)
+    trainer = trainer_for(data, processor, tmp_path, max_steps=32, per_device_train_batch_size=8)
     trainer.train()
     for name in ("loss", "loss_itc", "loss_itm", "loss_mlm", "loss_iac", "loss_iam", "loss_mam"):
         values = losses(trainer, name)
-        assert len(values) == 24, name
-        assert sum(values[-6:]) / 6 < sum(values[:6]) / 6, (name, values)
+        assert len(values) == 32, name
+        assert sum(values[-8:]) / 8 < sum(values[:8]) / 8, (name, values)  # IAM draws 2 random prompts a step: average
 
 
 def test_same_seed_same_result_and_resume(data, processor, tmp_path):
