@@ -34,6 +34,8 @@ class AttributeConfig(datasets.BuilderConfig):
         self.kind, self.prefix = kind, prefix
         self.num_attributes = num_attributes or {"mals": 27, "attributes": 26, "synth-pedes": None}[kind]
         self.on_error, self.verify_images, self.use_prompt_captions = on_error, verify_images, use_prompt_captions
+        # PA-100K labels every attribute; other attribute json may mark a label unknown (-1)
+        self.label_values = (0, 1) if kind == "attributes" and prefix == "PA100K" else (-1, 0, 1)
 
 
 def annotation_files(config):
@@ -120,7 +122,7 @@ class AttributeBuilder(datasets.GeneratorBasedBuilder):
             for index, record in enumerate(self._records(path)):
                 if not self.checker.fields_ok(record, {"image": str, "label": list}, path, index) or \
                         not self.checker.labels_ok(record["label"], self.config.num_attributes, path, index,
-                                                   allowed=(0, 1) if self.config.prefix == "PA100K" else (-1, 0, 1)):
+                                                   allowed=self.config.label_values):
                     continue
                 if record["image"] in seen:
                     self.checker.fail(path, index, f"duplicate image {record['image']!r} (first at record {seen[record['image']]})")
