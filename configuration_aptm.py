@@ -175,6 +175,9 @@ class APTMConfig(PretrainedConfig):
             prompt losses (IAC, IAM, MAL).
         attribute_label_smoothing (`float`, *optional*, defaults to 0.0): label smoothing of the attribute losses
             (0.4 in MALS pre-training).
+        attribute_balanced_loss (`bool`, *optional*, defaults to `False`): weigh the two label values of each attribute
+            equally in IAC and IAM (per batch) instead of every image equally. Not in the original; it helps short
+            runs whose attributes are rare (mA counts positives and negatives equally).
         num_attribute_matching_prompts (`int`, *optional*, defaults to 5): prompts drawn per step for IAM.
         mlm_probability (`float`, *optional*, defaults to 0.25): fraction of the sequence length to mask.
         mlm_max_masks (`int`, *optional*, defaults to 10): most masked positions per sequence.
@@ -202,6 +205,7 @@ class APTMConfig(PretrainedConfig):
         eda_loss_weight=0.8,
         attribute_loss_weight=0.8,
         attribute_label_smoothing=0.0,
+        attribute_balanced_loss=False,
         num_attribute_matching_prompts=5,
         mlm_probability=0.25,
         mlm_max_masks=10,
@@ -230,6 +234,7 @@ class APTMConfig(PretrainedConfig):
         self.eda_loss_weight = eda_loss_weight
         self.attribute_loss_weight = attribute_loss_weight
         self.attribute_label_smoothing = attribute_label_smoothing
+        self.attribute_balanced_loss = attribute_balanced_loss
         self.num_attribute_matching_prompts = num_attribute_matching_prompts
         self.mlm_probability = mlm_probability
         self.mlm_max_masks = mlm_max_masks

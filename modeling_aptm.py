@@ -116,22 +116,28 @@ def masked_lm_loss(logits, labels):
     return F.cross_entropy(logits.reshape(labels.shape[0], -1).float(), labels, ignore_index=-100)
 
 
-def two_way_loss(logits, targets, label_smoothing=0.0):
+def two_way_loss(logits, targets, label_smoothing=0.0, balanced=False):
     """Mean cross-entropy of 2-way `logits [..., 2]` against `targets` in {0, 1, -1 (ignored)}, with label smoothing
-    (targets `1 - s/2` and `s/2`, as APTM's CrossEntropyLabelSmooth on 2 classes); 0 when every target is ignored."""
+    (targets `1 - s/2` and `s/2`, as APTM's CrossEntropyLabelSmooth on 2 classes); 0 when every target is ignored.
+    `balanced` averages the mean loss of each target value present instead of every sample, so a rare value weighs
+    as much as a common one (the surrogate of the balanced accuracy that mA measures)."""
     known = targets >= 0
     if not known.any():
         return logits.sum() * 0.0
+    targets = targets[known]
     log_probs = F.log_softmax(logits[known].float(), dim=-1)
-    soft = F.one_hot(targets[known], 2).float() * (1 - label_smoothing) + label_smoothing / 2
-    return -(soft * log_probs).sum(dim=-1).mean()
+    soft = F.one_hot(targets, 2).float() * (1 - label_smoothing) + label_smoothing / 2
+    losses = -(soft * log_probs).sum(dim=-1)
+    if not balanced:
+        return losses.mean()
+    return torch.stack([losses[targets == value].mean() for value in targets.unique()]).mean()
 
 
-def attribute_contrastive_loss(image_features, prompt_features, temp, labels, label_smoothing=0.0):
+def attribute_contrastive_loss(image_features, prompt_features, temp, labels, label_smoothing=0.0, balanced=False):
     """IAC: for each attribute a 2-way contrast of the image against its two prompts (prompt `2i + v` states label
     value `v`), averaged over attributes (an attribute with no known label in the batch contributes 0)."""
     logits = (image_features @ prompt_features.t() / temp).view(len(labels), -1, 2)
-    losses = [two_way_loss(logits[:, i], labels[:, i], label_smoothing) for i in range(labels.shape[1])]
+    losses = [two_way_loss(logits[:, i], labels[:, i], label_smoothing, balanced) for i in range(labels.shape[1])]
     return torch.stack(losses).mean()
 
 
@@ -851,11 +857,12 @@ class APTMForPreTraining(APTMModel):
             raise ValueError("attribute_labels need the prompt bank: attribute_input_ids and attribute_attention_mask")
         if prompt_ids.shape[0] != 2 * labels.shape[1]:
             raise ValueError(f"{labels.shape[1]} attribute labels need {2 * labels.shape[1]} prompts, got {prompt_ids.shape[0]}")
-        smoothing = self.config.attribute_label_smoothing
+        smoothing, balanced = self.config.attribute_label_smoothing, self.config.attribute_balanced_loss
         prompt_embeds = self.text_model(prompt_ids, prompt_mask).last_hidden_state
         prompt_features = self.text_features_from_embeds(prompt_embeds)
         targets = prompt_targets(labels)
-        losses = {"loss_iac": attribute_contrastive_loss(image_features, prompt_features, self.temp, labels, smoothing)}
+        losses = {"loss_iac": attribute_contrastive_loss(image_features, prompt_features, self.temp, labels, smoothing,
+                                                            balanced)}
         if matching_prompts is None:
             count = min(self.config.num_attribute_matching_prompts, len(prompt_ids))
             matching_prompts = torch.randperm(len(prompt_ids), device=labels.device)[:count]
@@ -864,7 +871,7 @@ class APTMForPreTraining(APTMModel):
         for prompt in matching_prompts.tolist():
             logits = self.itm_logits(prompt_embeds[prompt : prompt + 1].expand(batch, -1, -1),
                                      prompt_mask[prompt : prompt + 1].expand(batch, -1), image_embeds)
-            matching.append(two_way_loss(logits, targets[:, prompt], smoothing))
+            matching.append(two_way_loss(logits, targets[:, prompt], smoothing, balanced))
         losses["loss_iam"] = torch.stack(matching).mean()
         if mlm_labels is not None:
             positive = targets == 1

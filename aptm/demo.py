@@ -53,10 +53,12 @@ class Demo:
         return [(images[i], f"#{rank + 1} {labels[i]} score {score:.3f}")
                 for rank, (i, score) in enumerate(zip(result.indices, result.scores))]
 
-    def attributes(self, image):
-        """`{statement: probability}` for each attribute of the processor's schema."""
+    def attributes(self, image, dual_encoder_only=False):
+        """`{statement: probability}` for each attribute of the processor's schema, the prompts scored by the ITM head
+        or, with `dual_encoder_only`, by the IAC similarities."""
         if image is None:
             raise gr.Error("Upload or pick an image.")
+        self.engine.attribute_scoring = "contrastive" if dual_encoder_only else "itm"
         described = self.engine.describe_attributes([image.convert("RGB")])[0]
         return {f"{name}: {statement}": round(probability, 4) for name, statement, probability in described}
 
@@ -124,10 +126,11 @@ def build_demo(demo):
             button.click(demo.search, [query, top, dual], results, api_name="search")
         with gr.Tab("Attributes"):
             image = gr.Image(type="pil", label="pedestrian image")
+            attribute_dual = gr.Checkbox(label="dual encoder only (prompt similarities, no ITM head)")
             attribute_button = gr.Button("Recognise attributes", variant="primary")
             labels = gr.Label(label="attributes", num_top_classes=30)
             gr.Examples([[img] for img in demo.images[:4]], inputs=image)
-            attribute_button.click(demo.attributes, image, labels, api_name="attributes")
+            attribute_button.click(demo.attributes, [image, attribute_dual], labels, api_name="attributes")
         with gr.Tab("Your gallery"):
             uploads = gr.File(file_count="multiple", label=f"images or a zip (at most {MAX_UPLOAD_FILES} images)")
             index_button = gr.Button("Index")

@@ -49,11 +49,21 @@ class DatasetImages:
         return self.dataset[int(index)]["image"]
 
 
-def evaluate_attributes(model, processor, dataset, batch_size=32):
-    """Attribute metrics (mA, accuracy, precision, recall, F1, per-attribute mA) of images with labels."""
-    engine = RetrievalEngine(model, processor, batch_size=batch_size)
+def evaluate_attributes(model, processor, dataset, batch_size=32, attribute_scoring="itm"):
+    """Attribute metrics (mA, accuracy, precision, recall, F1, per-attribute mA) of images with labels, the prompts
+    scored by `attribute_scoring` (`"itm"`, the paper's, or `"contrastive"`; see `RetrievalEngine`)."""
+    engine = RetrievalEngine(model, processor, batch_size=batch_size, attribute_scoring=attribute_scoring)
     predictions, _ = engine.recognize_attributes(dataset["image"])
     return attribute_metrics(predictions.numpy(), dataset["attribute_labels"])
+
+
+def attribute_split(data, split="test"):
+    """The split of `data` that holds attribute labels for `split` (`attributes_test` of a retrieval dataset, or the
+    split itself of an attribute dataset), or None."""
+    attributes = data.get(f"attributes_{split}")
+    if attributes is None and split in data and "attribute_labels" in data[split].column_names:
+        attributes = data[split]
+    return attributes
 
 
 def evaluate_dataset(model, processor, data, dataset_name, split="test", output_dir=None, **engine_options):
@@ -68,14 +78,13 @@ def evaluate_dataset(model, processor, data, dataset_name, split="test", output_
             model, processor, data[f"{split}_gallery"], data[f"{split}_queries"], dataset=dataset_name,
             grid_path=output_dir / "retrieval_grid.png" if output_dir else None, **engine_options)
         results["retrieval"] = metrics
-    attributes = data.get(f"attributes_{split}")
-    if attributes is None and split in data and "attribute_labels" in data[split].column_names:
-        attributes = data[split]
+    attributes = attribute_split(data, split)
     if attributes is not None:
         if len(attributes[0]["attribute_labels"]) != len(processor.attribute_names):
             raise ValueError(f"the dataset has {len(attributes[0]['attribute_labels'])} attribute labels, the "
                              f"checkpoint's processor {len(processor.attribute_names)}")
-        metrics = evaluate_attributes(model, processor, attributes, engine_options.get("batch_size", 32))
+        metrics = evaluate_attributes(model, processor, attributes, engine_options.get("batch_size", 32),
+                                      engine_options.get("attribute_scoring", "itm"))
         results["attributes"] = {k: v for k, v in metrics.items() if k != "per_attribute_mA"}
         results["attributes_per_attribute_mA"] = dict(zip(processor.attribute_names, metrics["per_attribute_mA"]))
     if not results:

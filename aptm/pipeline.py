@@ -112,7 +112,8 @@ def run_training(recipe, data_dir, output_dir, init=None, swin=None, bert=None, 
                                              k=evaluation_settings.get("k"), fusion=evaluation_settings.get("fusion", "aptm"),
                                              batch_size=evaluation_settings.get("batch_size", 32), dataset=recipe["dataset"]))
     if evaluation.get("attributes") is not None:
-        evaluators.append(AttributeEvaluator(processor, evaluation["attributes"], evaluation_settings.get("batch_size", 32)))
+        evaluators.append(AttributeEvaluator(processor, evaluation["attributes"], evaluation_settings.get("batch_size", 32),
+                                             evaluation_settings.get("attribute_scoring", "itm")))
     args = training_arguments(recipe, output_dir, **overrides)
     optimizer, schedule = recipe["optimizer"], recipe["schedule"]
     trainer = APTMTrainer(model=model, args=args, train_dataset=train, data_collator=collator, processing_class=processor,

@@ -1,5 +1,5 @@
 """Retrieval engine: encode a gallery once, search it with text (cosine top-k, then ITM re-ranking), score full
-query x gallery matrices for evaluation, and recognise attributes through the ITM head.
+query x gallery matrices for evaluation, and recognise attributes through the ITM head (or the IAC similarities).
 
 Score fusion (`fusion=`):
   * `"cosine"`: dual-encoder only, no re-ranking (fastest).
@@ -13,6 +13,11 @@ Score fusion (`fusion=`):
     logit / (1000 - m) + W x 0.002 x normalised cosine, so the cosine weighs about W x (1000 - m) / (max - min)
     times more than on one GPU (two orders of magnitude for typical logit ranges): the paper's numbers were measured
     with W = 4.
+Attribute scoring (`attribute_scoring=`): each attribute has two prompts (label value 0 and 1), and the prediction is
+the value whose prompt scores higher.
+  * `"itm"` (default): ITM logit[1] of each (image, prompt) pair through the fusion encoder, the original PA-100K
+    evaluation.
+  * `"contrastive"`: the IAC logits, image feature . prompt feature / temperature (dual encoder only, no fusion).
 The efficient path gives the same scores as the original one-query-at-a-time procedure (`original_procedure_scores`,
 kept as the reference): each gallery image's cross-attention keys/values are computed once and reused across queries,
 queries are batched, and text is padded only to the batch's longest caption. Optional bf16 autocast
@@ -33,6 +38,7 @@ from .metrics import attribute_predictions, retrieval_metrics
 
 SENTINEL = 1000.0
 FUSIONS = ("cosine", "itm", "aptm")
+ATTRIBUTE_SCORINGS = ("itm", "contrastive")
 
 
 def min_max(matrix):
@@ -138,12 +144,16 @@ class RetrievalEngine:
         progress (`bool`, *optional*, defaults to `True`): show progress bars.
         kv_memory_limit (`int`, *optional*, defaults to 2 GiB): keep the whole gallery's cross-attention keys/values
             when they fit in this many bytes; otherwise compute them per query batch.
+        attribute_scoring (`str`, *optional*, defaults to `"itm"`): `"itm"` or `"contrastive"` (see the module
+            docstring).
     """
 
     def __init__(self, model, processor, k=None, fusion="aptm", cosine_weight=None, world_size=1, batch_size=32,
-                 query_batch_size=8, autocast=None, progress=True, kv_memory_limit=2**31):
+                 query_batch_size=8, autocast=None, progress=True, kv_memory_limit=2**31, attribute_scoring="itm"):
         if fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
+        if attribute_scoring not in ATTRIBUTE_SCORINGS:
+            raise ValueError(f"attribute_scoring must be one of {ATTRIBUTE_SCORINGS}, got {attribute_scoring!r}")
         self.model = model.eval()
         self.processor = processor
         self.k = k or model.config.k_test
@@ -155,6 +165,7 @@ class RetrievalEngine:
         self.autocast = autocast
         self.progress = progress
         self.kv_memory_limit = kv_memory_limit
+        self.attribute_scoring = attribute_scoring
 
     @property
     def device(self):
@@ -304,15 +315,20 @@ class RetrievalEngine:
 
     @torch.no_grad()
     def prompt_scores(self, images):
-        """Raw ITM logit[1] of every (image, attribute prompt) pair `[N, 2A]`, as the original PA-100K evaluation."""
+        """Score of every (image, attribute prompt) pair `[N, 2A]` by `attribute_scoring`: raw ITM logit[1], as the
+        original PA-100K evaluation, or the IAC logit."""
         prompts = self.processor.encode_attribute_prompts()
         ids, mask = prompts["input_ids"].to(self.device), prompts["attention_mask"].to(self.device)
         with self._autocast():
             prompt_embeds = self.model.text_model(ids, mask).last_hidden_state
+            prompt_features = self.model.text_features_from_embeds(prompt_embeds).float()
         rows = []
         for start in self._bar(range(0, len(images), self.batch_size), "attributes",
                                total=(len(images) + self.batch_size - 1) // self.batch_size):
-            image_embeds, _ = self.encode_images(images[start : start + self.batch_size])
+            image_embeds, image_features = self.encode_images(images[start : start + self.batch_size])
+            if self.attribute_scoring == "contrastive":
+                rows.extend((image_features @ prompt_features.t() / self.model.temp).float().cpu())
+                continue
             with self._autocast():
                 per_layer = self.model.fusion_model.cross_key_values(image_embeds)
                 for row in range(len(image_embeds)):

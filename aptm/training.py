@@ -92,13 +92,15 @@ class RetrievalEvaluator:
 
 
 class AttributeEvaluator:
-    """Validation attribute metrics (mA, accuracy, precision, recall, F1) through the ITM head on prompt pairs."""
+    """Validation attribute metrics (mA, accuracy, precision, recall, F1) from prompt-pair scores: through the ITM
+    head (`scoring="itm"`, the paper's) or the IAC similarities (`"contrastive"`)."""
 
-    def __init__(self, processor, dataset, batch_size=32):
-        self.processor, self.dataset, self.batch_size = processor, dataset, batch_size
+    def __init__(self, processor, dataset, batch_size=32, scoring="itm"):
+        self.processor, self.dataset, self.batch_size, self.scoring = processor, dataset, batch_size, scoring
 
     def __call__(self, model):
-        engine = RetrievalEngine(model, self.processor, batch_size=self.batch_size, progress=False)
+        engine = RetrievalEngine(model, self.processor, batch_size=self.batch_size, progress=False,
+                                 attribute_scoring=self.scoring)
         predictions, _ = engine.recognize_attributes(self.dataset["image"])
         metrics = attribute_metrics(predictions.numpy(), self.dataset["attribute_labels"])
         return {key: value for key, value in metrics.items() if key != "per_attribute_mA"}

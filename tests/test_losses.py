@@ -66,6 +66,24 @@ def test_mlm_and_two_way_losses_by_hand():
     assert two_way_loss(pair, torch.tensor([-1, -1, -1]), 0.4).item() == 0.0
 
 
+def test_balanced_two_way_loss_weighs_each_label_value_equally():
+    pair = torch.tensor([[0.3, -1.2], [2.0, 0.5], [-0.7, 0.4], [1.1, 0.2], [0.0, 0.0]])
+    nll = -F.log_softmax(pair, -1)
+    targets = torch.tensor([1, 0, 0, 0, -1])
+    # one positive against three negatives: the positive carries half the loss
+    expected = (nll[0, 1] + (nll[1, 0] + nll[2, 0] + nll[3, 0]) / 3) / 2
+    assert two_way_loss(pair, targets, balanced=True).item() == pytest.approx(expected.item(), rel=1e-6)
+    assert two_way_loss(pair, targets).item() == pytest.approx((nll[0, 1] + nll[1, 0] + nll[2, 0] + nll[3, 0]).item() / 4,
+                                                               rel=1e-6)
+    smoothed = 0.8 * nll + 0.2 * nll.flip(-1)
+    expected = (smoothed[0, 1] + (smoothed[1, 0] + smoothed[2, 0] + smoothed[3, 0]) / 3) / 2
+    assert two_way_loss(pair, targets, 0.4, balanced=True).item() == pytest.approx(expected.item(), rel=1e-6)
+    # one label value only, or none known: the same as the plain mean
+    same = torch.tensor([0, 0, -1, 0, 0])
+    assert two_way_loss(pair, same, balanced=True).item() == pytest.approx(two_way_loss(pair, same).item(), rel=1e-6)
+    assert two_way_loss(pair, torch.full((5,), -1), balanced=True).item() == 0.0
+
+
 def test_attribute_contrastive_loss_matches_a_loop():
     image, prompts = normalised(4, 8, seed=6), normalised(6, 8, seed=7)
     labels = torch.tensor([[1, 0, -1], [0, -1, -1], [1, 1, -1], [-1, 0, -1]])
@@ -77,6 +95,14 @@ def test_attribute_contrastive_loss_matches_a_loop():
                                       for b in rows]) if rows else 0.0)
     got = attribute_contrastive_loss(image, prompts, 0.05, labels)
     assert got.item() == pytest.approx(np.mean(per_attribute), rel=1e-5)
+    balanced = []
+    for i in range(3):
+        per_value = [[F.cross_entropy(logits[b, 2 * i : 2 * i + 2][None], labels[b, i][None]).item()
+                      for b in range(4) if labels[b, i] == v] for v in (0, 1)]
+        per_value = [np.mean(losses) for losses in per_value if losses]
+        balanced.append(np.mean(per_value) if per_value else 0.0)
+    got = attribute_contrastive_loss(image, prompts, 0.05, labels, balanced=True)
+    assert got.item() == pytest.approx(np.mean(balanced), rel=1e-5)
     assert prompt_targets(labels)[0].tolist() == [0, 1, 1, 0, -1, -1]
 
 
@@ -121,6 +147,38 @@ def test_terms_follow_the_inputs(model_and_batch):
         model(pixel_values=batch["pixel_values"])
     with pytest.raises(ValueError, match="prompt bank"):
         model(pixel_values=batch["pixel_values"], attribute_labels=batch["attribute_labels"])
+
+
+def test_balanced_attribute_losses_follow_the_config(model_and_batch):
+    model, batch = model_and_batch
+    attributes = {k: v for k, v in batch.items() if k not in ("input_ids", "mlm_input_ids", "mlm_positions", "mlm_labels")}
+    model.eval()
+    temp = model.temp.item()
+    with torch.no_grad():
+        model.temp.fill_(0.005)  # sharp IAC logits, so the two weightings differ clearly at random initialisation
+        image_embeds = model.vision_model(batch["pixel_values"]).last_hidden_state
+        prompt_embeds = model.text_model(batch["attribute_input_ids"], batch["attribute_attention_mask"]).last_hidden_state
+        targets = prompt_targets(batch["attribute_labels"])
+        # a prompt true for one image and false for two: the weightings differ
+        prompt = next(p for p in range(54) if sorted(targets[:, p].tolist()) in ([0, 0, 1], [0, 1, 1]))
+        logits = model.itm_logits(prompt_embeds[prompt : prompt + 1].expand(3, -1, -1),
+                                  batch["attribute_attention_mask"][prompt : prompt + 1].expand(3, -1), image_embeds)
+        expected_iac = attribute_contrastive_loss(model.image_features_from_embeds(image_embeds),
+                                                  model.text_features_from_embeds(prompt_embeds), model.temp,
+                                                  batch["attribute_labels"], balanced=True)
+        expected_iam = two_way_loss(logits, targets[:, prompt], balanced=True)
+        plain = model(**attributes, attribute_matching_prompts=torch.tensor([prompt]))
+        model.config.attribute_balanced_loss = True
+        try:
+            balanced = model(**attributes, attribute_matching_prompts=torch.tensor([prompt]))
+        finally:
+            model.config.attribute_balanced_loss = False
+            model.temp.fill_(temp)
+    model.train()
+    assert balanced.loss_iac.item() == pytest.approx(expected_iac.item(), rel=1e-5)
+    assert balanced.loss_iam.item() == pytest.approx(expected_iam.item(), rel=1e-6)
+    assert abs(balanced.loss_iac.item() - plain.loss_iac.item()) > 1e-4
+    assert abs(balanced.loss_iam.item() - plain.loss_iam.item()) > 1e-6
 
 
 def test_degenerate_batches_stay_finite(model_and_batch):

@@ -9,7 +9,7 @@ import torch
 
 from aptm.augment import clean_caption
 from aptm.evaluation import load_checkpoint
-from aptm.metrics import retrieval_metrics
+from aptm.metrics import attribute_metrics, attribute_predictions, retrieval_metrics
 
 from aptm.quickstart import format_summary, run_quickstart
 from conftest import TINY
@@ -34,15 +34,21 @@ def run(folder, recipe, data):
 
 
 def dual_encoder_metrics(checkpoint, data_dir):
-    """Cosine-only retrieval metrics computed directly from the checkpoint's two encoders."""
+    """Cosine-only retrieval metrics and IAC-scored attribute metrics computed directly from the checkpoint's two
+    encoders."""
     model, processor = load_checkpoint(checkpoint, "cpu")
     data = load_aptm_dataset("procedural", data_dir=data_dir, num_identities=15, views_per_identity=2, seed=0)
-    gallery, queries = data["test_gallery"], data["test_queries"]
+    gallery, queries, attributes = data["test_gallery"], data["test_queries"], data["attributes_test"]
+    prompts = processor.encode_attribute_prompts()
     with torch.no_grad():
         images = model.get_image_features(processor.image_processor(list(gallery["image"]))["pixel_values"])
         text = processor.tokenize([clean_caption(c, "procedural") for c in queries["caption"]])
         texts = model.get_text_features(text["input_ids"], text["attention_mask"])
-    return retrieval_metrics(texts @ images.t(), queries["person_id"], gallery["person_id"])
+        people = model.get_image_features(processor.image_processor(list(attributes["image"]))["pixel_values"])
+        statements = model.get_text_features(prompts["input_ids"], prompts["attention_mask"])
+    attribute = attribute_metrics(attribute_predictions(people @ statements.t()), attributes["attribute_labels"])
+    return (retrieval_metrics(texts @ images.t(), queries["person_id"], gallery["person_id"]),
+            {k: v for k, v in attribute.items() if k != "per_attribute_mA"})
 
 
 def test_reduced_quickstart(tmp_path, recipe):
@@ -52,10 +58,13 @@ def test_reduced_quickstart(tmp_path, recipe):
     assert set(summary["retrieval"]) == {"R@1", "R@5", "R@10", "mAP", "mINP"} and "mA" in summary["attributes"]
     assert 0 < summary["chance_R@1"] < 100 and len(summary["examples"]) == 4
     card = (tmp_path / "a" / "checkpoint" / "README.md").read_text()
-    assert "test R@1" in card and "test mA" in card
+    assert "test R@1" in card and "test mA" in card and "test mA (dual encoder)" in card
     text = format_summary(summary)
     assert "chance R@1" in text and "dual encoder" in text and str(tmp_path / "a" / "checkpoint") in text
-    assert summary["retrieval_dual_encoder"] == pytest.approx(dual_encoder_metrics(summary["checkpoint"], tmp_path / "data"))
+    retrieval, attributes = dual_encoder_metrics(summary["checkpoint"], tmp_path / "data")
+    assert summary["retrieval_dual_encoder"] == pytest.approx(retrieval)
+    assert summary["attributes_dual_encoder"] == pytest.approx(attributes)
+    assert "IAC similarities" in text
     again = run(tmp_path / "b", recipe, tmp_path / "data")
     assert again["retrieval"] == summary["retrieval"] and again["attributes"] == summary["attributes"]
 

@@ -94,6 +94,19 @@ def test_cli_attributes_and_fusion_option(setup, capsys):
     assert list(results["attributes_per_attribute_mA"]) == processor.attribute_names
 
 
+def test_cli_contrastive_attribute_scoring(setup, capsys):
+    _, model, processor, data, _ = setup
+    results, _, _ = run(setup, capsys, "--attribute-scoring", "contrastive")
+    attributes = columns(data["attributes_test"])
+    prompts = processor.encode_attribute_prompts()
+    with torch.no_grad():
+        prompt_features = model.get_text_features(prompts["input_ids"], prompts["attention_mask"])
+        image_features = model.get_image_features(processor.image_processor(attributes["image"])["pixel_values"])
+    expected = attribute_metrics(attribute_predictions(image_features @ prompt_features.t()),
+                                 np.asarray(attributes["attribute_labels"]))
+    assert results["attributes"] == pytest.approx({k: v for k, v in expected.items() if k != "per_attribute_mA"})
+
+
 def test_cli_rejects_unknown_options(setup, capsys):
     with pytest.raises(SystemExit):
         run(setup, capsys, "--fusion", "mean")

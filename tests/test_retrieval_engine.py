@@ -139,6 +139,21 @@ def test_attribute_recognition(setup):
     assert described[0][0] == "gender" and described[0][1] in processor.attribute_prompts[0]
 
 
+def test_contrastive_attribute_scoring_is_the_iac_logit(setup):
+    model, processor, images, _, _ = setup
+    engine = RetrievalEngine(model, processor, attribute_scoring="contrastive", batch_size=2, progress=False)
+    prompts = processor.encode_attribute_prompts()
+    with torch.no_grad():
+        prompt_features = model.get_text_features(prompts["input_ids"], prompts["attention_mask"])
+        image_features = model.get_image_features(processor.image_processor(images[:3])["pixel_values"])
+    expected = image_features @ prompt_features.t() / model.temp
+    torch.testing.assert_close(engine.prompt_scores(images[:3]), expected, rtol=1e-5, atol=1e-5)
+    predictions, probabilities = engine.recognize_attributes(images[:3])
+    assert torch.equal(predictions, (expected[:, 1::2] > expected[:, 0::2]).long())
+    with pytest.raises(ValueError, match="attribute_scoring must be one of"):
+        RetrievalEngine(model, processor, attribute_scoring="cosine")
+
+
 def test_golden_evaluation_and_attribute_scores():
     folder = golden_dir("A")
     model, processor, _ = load_original_checkpoint(folder / "checkpoint.pth")

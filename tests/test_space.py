@@ -13,6 +13,8 @@ import torch
 from PIL import Image
 
 from aptm.demo import Demo, build_demo
+from aptm.evaluation import load_checkpoint
+from aptm.retrieval import RetrievalEngine
 from conftest import tiny_config
 from datasets_scripts import load_aptm_dataset
 from modeling_aptm import APTMForPreTraining
@@ -38,15 +40,22 @@ def app_url(tmp_path_factory, processor):
 
 
 def test_search_and_attributes(app_url, tmp_path):
-    url, _ = app_url
+    url, root = app_url
     client = gradio_client.Client(url, verbose=False)
     results = client.predict("a man in a red shirt", 3, False, api_name="/search")
     assert len(results) == 3 and results[0]["caption"].startswith("#1 person")
     assert len(client.predict("a man in a red shirt", 2, True, api_name="/search")) == 2
     Image.fromarray(np.full((200, 80, 3), 120, dtype=np.uint8)).save(tmp_path / "q.png")
-    labels = client.predict(gradio_client.handle_file(str(tmp_path / "q.png")), api_name="/attributes")
-    assert len(labels["confidences"]) == 27 and labels["label"].startswith(
-        tuple(["gender", "age", "hair", "hat", "backpack", "handbag", "bag", "sleeve", "lower", "upper"]))
+    image = Image.open(tmp_path / "q.png").convert("RGB")
+    model, processor = load_checkpoint(root / "checkpoint", "cpu")
+    for dual, scoring in ((False, "itm"), (True, "contrastive")):
+        labels = client.predict(gradio_client.handle_file(str(tmp_path / "q.png")), dual, api_name="/attributes")
+        assert len(labels["confidences"]) == 27 and labels["label"].startswith(
+            tuple(["gender", "age", "hair", "hat", "backpack", "handbag", "bag", "sleeve", "lower", "upper"]))
+        engine = RetrievalEngine(model, processor, progress=False, attribute_scoring=scoring)
+        expected = {f"{name}: {statement}": p for name, statement, p in engine.describe_attributes([image])[0]}
+        got = {item["label"]: item["confidence"] for item in labels["confidences"]}
+        assert got == pytest.approx(expected, abs=1e-4), scoring
 
 
 def test_bad_inputs_get_messages_and_the_app_keeps_answering(app_url, tmp_path):
