@@ -731,6 +731,11 @@ class APTMForPreTraining(APTMModel):
 
     _tied_weights_keys = {"mlm_head.decoder.weight": "text_model.embeddings.word_embeddings.weight"}
 
+    def __init__(self, config: APTMConfig):
+        super().__init__(config)
+        if config.tie_word_embeddings:  # not saved; `Trainer` re-ties it when loading the best checkpoint, no warning
+            self._keys_to_ignore_on_save = {"mlm_head.decoder.weight"}
+
     def _build_heads(self, config):
         super()._build_heads(config)
         self.mlm_head = APTMMLMHead(config.text_config)
