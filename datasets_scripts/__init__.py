@@ -9,9 +9,11 @@ Names: `cuhk-pedes`, `icfg-pedes`, `rstpreid` (retrieval: `train` pairs and `{va
 `synth-pedes` (`train` pairs), `procedural` (retrieval splits with attribute labels on `train`, plus
 `attributes_{validation,test}`). The builders can also be used directly:
 `TextReIDBuilder(dataset="cuhk-pedes", view="pairs", data_dir=...)`, then `download_and_prepare()` and `as_dataset()`.
-Bad records raise an error naming the file and record; `on_error="skip"` skips them and logs a counted summary.
+Bad records raise an error naming the file and record; `on_error="skip"` skips them and logs a counted summary, again
+on every load from the cache (the skips are kept beside the prepared files in `skipped_records.json`).
 """
 
+import json
 from pathlib import Path
 
 import datasets
@@ -23,6 +25,7 @@ from .retrieval import SOURCES, TextReIDBuilder, TextReIDConfig, read_entries
 
 RETRIEVAL = ("cuhk-pedes", "icfg-pedes", "rstpreid")
 NAMES = RETRIEVAL + ("mals", "pa100k", "synth-pedes", "procedural")
+SKIP_REPORT = "skipped_records.json"
 
 
 def _build(builder_class, cache_dir, files, **config):
@@ -33,6 +36,11 @@ def _build(builder_class, cache_dir, files, **config):
         if isinstance(error.__cause__, DatasetFormatError):
             raise error.__cause__ from None
         raise
+    report = Path(builder.cache_dir) / SKIP_REPORT
+    if hasattr(builder, "checker"):  # prepared now, each split has logged its summary: keep the skips for reloads
+        report.write_text(json.dumps(builder.checker.skipped, indent=1))
+    elif report.is_file():
+        RecordChecker.from_skipped(json.loads(report.read_text())).log_summary(f"{builder.config.name} (from the cache)")
     return builder.as_dataset()
 
 

@@ -126,6 +126,13 @@ class RecordChecker:
             return "no records skipped"
         return f"skipped {len(self.skipped)} record(s):\n" + "\n".join(f"  {line}" for line in self.skipped)
 
+    @classmethod
+    def from_skipped(cls, skipped):
+        """A checker holding the skips recorded by an earlier build (to log them again)."""
+        checker = cls("skip", False)
+        checker.skipped = list(skipped)
+        return checker
+
     def log_summary(self, dataset):
         if self.skipped:
             logger.warning("%s: %s", dataset, self.summary())

@@ -90,6 +90,11 @@ def test_skip_option_counts_what_it_skips(tmp_path, caplog):
         data = load_aptm_dataset("cuhk-pedes", data_dir=tmp_path, on_error="skip")
     assert data["train"].num_rows == 6
     assert "skipped 1 record(s)" in caplog.text and "train/1.jpg does not exist" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        again = load_aptm_dataset("cuhk-pedes", data_dir=tmp_path, on_error="skip")  # from the cache
+    assert again["train"].num_rows == 6
+    assert "(from the cache): skipped 1 record(s)" in caplog.text and "train/1.jpg does not exist" in caplog.text
 
 
 def test_file_level_errors(tmp_path):
