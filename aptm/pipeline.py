@@ -106,6 +106,8 @@ def run_training(recipe, data_dir, output_dir, init=None, swin=None, bert=None, 
                             mask_padding=data.get("mask_padding", False), erasing_p=data.get("erasing_p", 0.6),
                             randaugment=data.get("randaugment", True), seed=seed)
     evaluation_settings = recipe.get("evaluation", {})
+    if evaluation_settings.get("k"):  # the saved checkpoint re-ranks as many candidates as it was validated with
+        model.config.k_test = evaluation_settings["k"]
     evaluators = []
     if "gallery" in evaluation:
         evaluators.append(RetrievalEvaluator(processor, evaluation["gallery"], evaluation["queries"],

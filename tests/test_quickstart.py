@@ -60,6 +60,7 @@ def test_reduced_quickstart(tmp_path, recipe, capfd):
     assert 0 < summary["chance_R@1"] < 100 and len(summary["examples"]) == 4
     card = (tmp_path / "a" / "checkpoint" / "README.md").read_text()
     assert "test R@1" in card and "test mA" in card and "test mA (dual encoder)" in card
+    assert "top 16 candidates" in card  # the recipe's evaluation k is the checkpoint's default (config.k_test)
     text = format_summary(summary)
     assert "chance R@1" in text and "dual encoder" in text and str(tmp_path / "a" / "checkpoint") in text
     retrieval, attributes = dual_encoder_metrics(summary["checkpoint"], tmp_path / "data")
