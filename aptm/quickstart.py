@@ -71,8 +71,8 @@ def run_quickstart(output_dir="outputs/quickstart", dataset="procedural", data_d
         summary["chance_R@1"] = chance_levels(data["test_gallery"]["person_id"], data["test_queries"]["person_id"])
     if "attributes" in results:
         # likewise the attributes scored by the IAC similarities beside the paper's ITM prompt scores
-        metrics = evaluate_attributes(model, processor, attribute_split(data, "test"), 64, attribute_scoring="contrastive")
-        summary["attributes_dual_encoder"] = {k: v for k, v in metrics.items() if k != "per_attribute_mA"}
+        contrastive = evaluate_attributes(model, processor, attribute_split(data, "test"), 64, attribute_scoring="contrastive")
+        summary["attributes_dual_encoder"] = {k: v for k, v in contrastive.items() if k != "per_attribute_mA"}
     if Path(checkpoint) == output_dir / "checkpoint":
         metrics = {f"test {k}": round(v, 2) for k, v in results.get("retrieval", {}).items()}
         metrics.update({f"test {k} (dual encoder)": round(v, 2) for k, v in summary.get("retrieval_dual_encoder", {}).items()
