@@ -66,7 +66,7 @@ def test_shell_snippets(workdir, tmp_path):
             if "convert_original_checkpoint" in command and not (workdir / "checkpoint_best.pth").is_file():
                 continue  # no golden checkpoint on this machine
             # the tiny recipe's preset needs MiniLM-sized layers; keep the run short with the test's settings
-            argv = command.replace("python ", f"{sys.executable} ", 1).replace("torchrun ", f"{sys.executable} -m torch.distributed.run --master_port 29544 ", 1).split()
+            argv = command.replace("python ", f"{sys.executable} ", 1).replace("torchrun ", f"{sys.executable} -m torch.distributed.run --standalone ", 1).split()
             result = subprocess.run(argv, cwd=workdir, env=env, capture_output=True, text=True, timeout=900)
             assert result.returncode == 0, (command, result.stderr[-3000:])
     finally:

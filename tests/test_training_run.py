@@ -85,8 +85,8 @@ def test_two_processes_equal_one_process(tmp_path):
     out.loss.backward()
     expected = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                             "29533", str(REPO / "tests" / "_ddp_worker.py"), str(tmp_path / "ddp.pt")],
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                             str(REPO / "tests" / "_ddp_worker.py"), str(tmp_path / "ddp.pt")],  # a free port
                             capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     ddp = torch.load(tmp_path / "ddp.pt", weights_only=True)
