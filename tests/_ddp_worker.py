@@ -23,4 +23,5 @@ dist.all_reduce(loss)
 if rank == 0:
     grads = {n: p.grad for n, p in model.module.named_parameters() if p.grad is not None}
     torch.save({"loss": loss / world, "grads": grads}, sys.argv[1])
+dist.barrier()  # tear down together: gloo can abort a rank that destroys its group while the other still works
 dist.destroy_process_group()
