@@ -74,12 +74,10 @@ def run_quickstart(output_dir="outputs/quickstart", dataset="procedural", data_d
         contrastive = evaluate_attributes(model, processor, attribute_split(data, "test"), 64, attribute_scoring="contrastive")
         summary["attributes_dual_encoder"] = {k: v for k, v in contrastive.items() if k != "per_attribute_mA"}
     if Path(checkpoint) == output_dir / "checkpoint":
-        metrics = {f"test {k}": round(v, 2) for k, v in results.get("retrieval", {}).items()}
-        metrics.update({f"test {k} (dual encoder)": round(v, 2) for k, v in summary.get("retrieval_dual_encoder", {}).items()
-                        if k in ("R@1", "mAP")})
-        metrics.update({f"test {k}": round(v, 2) for k, v in results.get("attributes", {}).items() if k == "mA"})
-        metrics.update({f"test {k} (dual encoder)": round(v, 2) for k, v in summary.get("attributes_dual_encoder", {}).items()
-                        if k == "mA"})
+        card_columns = [("retrieval", "", None), ("retrieval_dual_encoder", " (dual encoder)", ("R@1", "mAP")),
+                        ("attributes", "", ("mA",)), ("attributes_dual_encoder", " (dual encoder)", ("mA",))]
+        metrics = {f"test {k}{suffix}": round(v, 2) for section, suffix, keys in card_columns
+                   for k, v in summary.get(section, {}).items() if keys is None or k in keys}
         write_model_card(checkpoint, model.config, processor, source=f"Trained by the quickstart (tiny recipe) on the "
                          f"{dataset} dataset; not for real-world use.", metrics=metrics)
     summary["examples"] = answer_examples(model, processor, data, output_dir)

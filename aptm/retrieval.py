@@ -327,7 +327,7 @@ class RetrievalEngine:
                                total=(len(images) + self.batch_size - 1) // self.batch_size):
             image_embeds, image_features = self.encode_images(images[start : start + self.batch_size])
             if self.attribute_scoring == "contrastive":
-                rows.extend((image_features @ prompt_features.t() / self.model.temp).float().cpu())
+                rows.extend((image_features @ prompt_features.t() / self.model.temp).cpu())
                 continue
             with self._autocast():
                 per_layer = self.model.fusion_model.cross_key_values(image_embeds)

@@ -384,7 +384,8 @@ def generate(data_dir, num_identities=250, views_per_identity=6, seed=0, test_fr
         _write_json(data_dir / f"procedural_{split}.json", retrieval[split])
         _write_json(data_dir / f"procedural_attributes_{split}.json", attributes[split])
     _write_json(data_dir / "gene_attrs" / "procedural_attrs.json", mals)
-    manifest = {"render_version": RENDER_VERSION, "num_identities": num_identities, "views_per_identity": views_per_identity, "seed": seed,
+    manifest = {"render_version": RENDER_VERSION, "num_identities": num_identities,
+                "views_per_identity": views_per_identity, "seed": seed,
                 "test_fraction": test_fraction, "validation_fraction": validation_fraction,
                 "identities": [asdict(identity) for identity in identities]}
     _write_json(data_dir / "manifest.json", manifest)
@@ -401,7 +402,8 @@ def is_generated(data_dir, **settings):
     if not path.is_file():
         return False
     manifest = json.loads(path.read_text())
-    return manifest.get("render_version") == RENDER_VERSION and all(manifest.get(key) == value for key, value in settings.items())
+    return manifest.get("render_version") == RENDER_VERSION and all(
+        manifest.get(key) == value for key, value in settings.items())
 
 
 def render_contact_sheet(data_dir, path, count=24, columns=8):

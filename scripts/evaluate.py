@@ -10,6 +10,7 @@ import argparse
 import torch
 
 from aptm.evaluation import evaluate_dataset, load_checkpoint
+from aptm.retrieval import ATTRIBUTE_SCORINGS, FUSIONS
 from datasets_scripts import NAMES, load_aptm_dataset
 
 
@@ -20,10 +21,10 @@ def main(argv=None):
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--split", default="test", choices=["test", "validation"])
     parser.add_argument("--k", type=int, help="candidates re-ranked with ITM (default: the model's k_test)")
-    parser.add_argument("--fusion", default="aptm", choices=["aptm", "itm", "cosine"])
+    parser.add_argument("--fusion", default="aptm", choices=FUSIONS)
     parser.add_argument("--world-size", type=int, default=1,
                         help="reproduce the original evaluator's score fusion on that many GPUs (the paper used 4)")
-    parser.add_argument("--attribute-scoring", default="itm", choices=["itm", "contrastive"],
+    parser.add_argument("--attribute-scoring", default="itm", choices=ATTRIBUTE_SCORINGS,
                         help="score attribute prompts with the ITM head (the paper's) or the IAC similarities")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (approximate)")
