@@ -179,10 +179,12 @@ class APTMConfig(PretrainedConfig):
             equally in IAC and IAM (per batch) instead of every image equally. Not in the original; it helps short
             runs whose attributes are rare (mA counts positives and negatives equally).
         num_attribute_matching_prompts (`int`, *optional*, defaults to 5): prompts drawn per step for IAM.
-        mlm_probability (`float`, *optional*, defaults to 0.25): fraction of the sequence length to mask.
-        mlm_max_masks (`int`, *optional*, defaults to 10): most masked positions per sequence.
-        mlm_span_probability (`float`, *optional*, defaults to 0.2): probability of masking a 2-3 token span.
-        mlm_max_span (`int`, *optional*, defaults to 3): longest masked span.
+
+    `k_test` and `itm_cosine_weight` are evaluation settings that the checkpoint carries: the original configs set
+    `k_test` per dataset (and a trained checkpoint re-ranks as many candidates as it was validated with), and the
+    retrieval code that travels with the checkpoint needs both. Masking and augmentation settings belong to the data
+    (see `aptm.data`), not to the model. Loss weights must be non-negative, the label smoothing in [0, 1) and
+    `num_attribute_matching_prompts` positive; anything else raises a `ValueError` naming the field.
     """
 
     model_type = "aptm"
@@ -207,10 +209,6 @@ class APTMConfig(PretrainedConfig):
         attribute_label_smoothing=0.0,
         attribute_balanced_loss=False,
         num_attribute_matching_prompts=5,
-        mlm_probability=0.25,
-        mlm_max_masks=10,
-        mlm_span_probability=0.2,
-        mlm_max_span=3,
         **kwargs,
     ):
         self.vision_config = _sub_config(vision_config, APTMVisionConfig, "vision_config")
@@ -236,13 +234,22 @@ class APTMConfig(PretrainedConfig):
         self.attribute_label_smoothing = attribute_label_smoothing
         self.attribute_balanced_loss = attribute_balanced_loss
         self.num_attribute_matching_prompts = num_attribute_matching_prompts
-        self.mlm_probability = mlm_probability
-        self.mlm_max_masks = mlm_max_masks
-        self.mlm_span_probability = mlm_span_probability
-        self.mlm_max_span = mlm_max_span
+        self._check_training_fields()
         kwargs.setdefault("tie_word_embeddings", True)
         kwargs.setdefault("auto_map", dict(AUTO_MAP))
         super().__init__(**kwargs)
+
+    def _check_training_fields(self):
+        for name in LOSS_WEIGHTS:
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be a non-negative number, got {getattr(self, name)!r}")
+        if not 0 <= self.attribute_label_smoothing < 1:
+            raise ValueError(f"attribute_label_smoothing must be in [0, 1), got {self.attribute_label_smoothing!r}")
+        if not isinstance(self.num_attribute_matching_prompts, int) or self.num_attribute_matching_prompts < 1:
+            raise ValueError(f"num_attribute_matching_prompts must be a positive integer, got "
+                             f"{self.num_attribute_matching_prompts!r}")
+        if not isinstance(self.attribute_balanced_loss, bool):
+            raise ValueError(f"attribute_balanced_loss must be true or false, got {self.attribute_balanced_loss!r}")
 
     @classmethod
     def from_preset(cls, name, **overrides):
@@ -254,6 +261,8 @@ class APTMConfig(PretrainedConfig):
         kwargs.update(overrides)
         return cls(**kwargs)
 
+
+LOSS_WEIGHTS = ("itc_loss_weight", "itm_loss_weight", "mlm_loss_weight", "eda_loss_weight", "attribute_loss_weight")
 
 # Every Auto class of a saved checkpoint, whichever APTM class saved it (the files travel with the checkpoint).
 AUTO_MAP = {

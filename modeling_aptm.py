@@ -143,7 +143,11 @@ def attribute_contrastive_loss(image_features, prompt_features, temp, labels, la
 
 def prompt_targets(labels):
     """Attribute labels `[B, A]` in {1, 0, -1} -> prompt targets `[B, 2A]`: prompt `2i + v` is true (1) when label `i`
-    is `v`, false (0) for the other value, -1 when unknown."""
+    is `v`, false (0) for the other value, -1 when unknown. Any other label value raises a `ValueError` naming it."""
+    invalid = (labels < -1) | (labels > 1)
+    if invalid.any():
+        row, column = invalid.nonzero()[0].tolist()
+        raise ValueError(f"attribute_labels[{row}][{column}] = {labels[row, column].item()} is not one of 1, 0, -1")
     targets = torch.stack([1 - labels, labels], dim=-1)
     return targets.masked_fill((labels < 0)[..., None], -1).flatten(1)
 

@@ -2,11 +2,9 @@
 tokenisation without the trailing [SEP] (as the original APTM tokenizer), and attribute prompts."""
 
 import numpy as np
-import torch
 from PIL import Image
 from transformers import BatchFeature, ProcessorMixin
 from transformers.image_processing_utils import BaseImageProcessor
-
 
 # Per-dataset normalisation statistics of the original APTM (mean, std), RGB.
 DATASET_NORMALIZATION = {
@@ -17,14 +15,15 @@ DATASET_NORMALIZATION = {
     "pa100k": ((0.46485138, 0.45038012, 0.4632019), (0.25088054, 0.24609283, 0.24240193)),
 }
 
-_COLOURS_UPPER = ("black", "white", "red", "purple", "yellow", "blue", "green", "gray")
-_COLOURS_LOWER = ("black", "white", "purple", "yellow", "blue", "green", "pink", "gray", "brown")
+# MALS colour attributes in label order (the procedural generator draws from them too).
+MALS_UPPER_COLOURS = ("black", "white", "red", "purple", "yellow", "blue", "green", "gray")
+MALS_LOWER_COLOURS = ("black", "white", "purple", "yellow", "blue", "green", "pink", "gray", "brown")
 
 # MALS: 27 attributes in label order; prompt 2i describes label value 0, prompt 2i+1 label value 1 (the original
 # wording, which parity with released checkpoints depends on).
 MALS_ATTRIBUTES = (
     "gender", "age", "hair", "hat", "backpack", "handbag", "bag", "sleeve", "lower_length", "lower_type",
-    *(f"upper_{c}" for c in _COLOURS_UPPER), *(f"lower_{c}" for c in _COLOURS_LOWER),
+    *(f"upper_{c}" for c in MALS_UPPER_COLOURS), *(f"lower_{c}" for c in MALS_LOWER_COLOURS),
 )
 MALS_PROMPTS = (
     ("the person is a woman", "the person is a man"),
@@ -37,8 +36,8 @@ MALS_PROMPTS = (
     ("the person wears long sleeved upper clothes", "the person wears short sleeved upper clothes"),
     ("the person wears long dress or long pants", "the person wears short dress or short pants"),
     ("the person wears dress or skirt", "the person wears pants or shorts"),
-    *((f"the person wears {c} upper clothes", f"the person does not wear {c} upper clothes") for c in _COLOURS_UPPER),
-    *((f"the person wears {c} lower clothes", f"the person does not wear {c} lower clothes") for c in _COLOURS_LOWER),
+    *((f"the person wears {c} upper clothes", f"the person does not wear {c} upper clothes") for c in MALS_UPPER_COLOURS),
+    *((f"the person wears {c} lower clothes", f"the person does not wear {c} lower clothes") for c in MALS_LOWER_COLOURS),
 )
 
 # PA-100K: 26 attributes, 1 = present; prompt 2i is the negative statement, 2i+1 the positive one. The wording,
@@ -237,29 +236,11 @@ class APTMProcessor(ProcessorMixin):
         """All attribute prompts tokenised, padded to the longest (as the original), without [SEP]."""
         return self.tokenize(self.prompt_texts, padding="longest", truncation=False, return_tensors=return_tensors)
 
-    def attribute_prompt_targets(self, labels):
-        """Label vectors `[B, A]` in {1, 0, -1 (unknown)} -> per-prompt targets `[B, 2A]`: prompt `2i + v` is 1 when
-        the label of attribute `i` is `v`, 0 when it is the other value, -1 when unknown."""
-        labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
-        if labels.ndim == 1:
-            labels = labels[None]
-        if labels.ndim != 2 or labels.shape[1] != len(self.attribute_names):
-            raise ValueError(
-                f"labels must have shape [batch, {len(self.attribute_names)}] for this attribute schema, "
-                f"got {list(labels.shape)}"
-            )
-        invalid = ~torch.isin(labels, torch.tensor([-1, 0, 1]))
-        if invalid.any():
-            row, column = invalid.nonzero()[0].tolist()
-            raise ValueError(f"labels[{row}][{column}] = {labels[row, column].item()} is not one of 1, 0, -1")
-        targets = torch.stack([1 - labels, labels], dim=-1)
-        return targets.masked_fill((labels == -1)[..., None], -1).flatten(1)
-
 
 APTMImageProcessor.register_for_auto_class("AutoImageProcessor")
 APTMProcessor.register_for_auto_class("AutoProcessor")
 
 __all__ = [
     "APTMImageProcessor", "APTMProcessor", "ATTRIBUTE_SCHEMAS", "DATASET_NORMALIZATION", "MALS_ATTRIBUTES",
-    "MALS_PROMPTS", "PA100K_ATTRIBUTES", "PA100K_PROMPTS", "to_rgb",
+    "MALS_LOWER_COLOURS", "MALS_PROMPTS", "MALS_UPPER_COLOURS", "PA100K_ATTRIBUTES", "PA100K_PROMPTS", "to_rgb",
 ]

@@ -1,21 +1,18 @@
-"""APTM library: retrieval engine, training, data pipeline and tools around the Hub model files
-(`configuration_aptm`, `modeling_aptm`, `processing_aptm`). Importing it registers the APTM classes with the
-transformers Auto classes, so saved checkpoints also load without `trust_remote_code`."""
+"""APTM library around the Hub model files (`configuration_aptm`, `modeling_aptm`, `processing_aptm`), in folders by
+job: `data` (transforms, captions, masking, collator), `training` (arguments, optimiser groups, trainer, the run),
+`retrieval` (encoders, gallery index, fusion, search engine, attribute recognition), `convert` (original checkpoints,
+public backbones), and the modules `evaluation` (the protocol on dataset splits), `metrics`, `figures`, `hub` (model
+cards, pushing) and `factory` (tokenizer, processor, checkpoint loading).
 
-from transformers import AutoConfig, AutoModel, AutoModelForPreTraining, AutoProcessor
+Checkpoints load through the Auto classes with `trust_remote_code=True`: the model code travels with them."""
 
 from configuration_aptm import APTMConfig, APTMTextConfig, APTMVisionConfig
 from modeling_aptm import APTMForPreTraining, APTMModel
 from processing_aptm import APTMImageProcessor, APTMProcessor
 
-from .components import build_processor, load_tokenizer, minilm_dir
-
-AutoConfig.register("aptm", APTMConfig, exist_ok=True)
-AutoModel.register(APTMConfig, APTMModel, exist_ok=True)
-AutoModelForPreTraining.register(APTMConfig, APTMForPreTraining, exist_ok=True)
-AutoProcessor.register(APTMConfig, APTMProcessor, exist_ok=True)
+from .factory import build_processor, load_checkpoint, load_tokenizer, minilm_dir
 
 __all__ = [
     "APTMConfig", "APTMTextConfig", "APTMVisionConfig", "APTMModel", "APTMForPreTraining", "APTMImageProcessor",
-    "APTMProcessor", "build_processor", "load_tokenizer", "minilm_dir",
+    "APTMProcessor", "build_processor", "load_checkpoint", "load_tokenizer", "minilm_dir",
 ]

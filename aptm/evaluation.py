@@ -1,29 +1,23 @@
-"""Evaluate a checkpoint on a dataset's test (or validation) split: retrieval metrics with the paper's procedure,
-attribute metrics, and the pictures (ranked-gallery grid)."""
+"""The evaluation protocol on dataset splits, one path for every caller (the trainer's validation, the evaluate CLI,
+the quickstart): retrieval metrics with the paper's procedure on a gallery/queries pair, attribute metrics on labelled
+images, and every metric a dataset supports, with the ranked-gallery picture."""
 
 import json
 from pathlib import Path
 
 import numpy as np
-import torch
-from transformers import AutoModel, AutoProcessor
 
-from .augment import clean_caption
+from .data.captions import clean_caption
+from .figures import DatasetImages, ranked_gallery_grid
 from .metrics import attribute_metrics
-from .plotting import ranked_gallery_grid
-from .retrieval import RetrievalEngine, SearchResult
+from .retrieval import AttributeRecognizer, RetrievalEngine, SearchResult
 
 
-def load_checkpoint(path_or_id, device=None):
-    """Model (eval mode) and processor of a checkpoint folder or Hub id, through the Auto classes."""
-    model = AutoModel.from_pretrained(path_or_id, trust_remote_code=True).eval()
-    processor = AutoProcessor.from_pretrained(path_or_id, trust_remote_code=True)
-    return model.to(device or ("cuda" if torch.cuda.is_available() else "cpu")), processor
-
-
-def evaluate_retrieval(model, processor, gallery, queries, dataset=None, grid_path=None, grid_queries=6, **engine_options):
-    """Retrieval metrics on a gallery/queries pair of splits; optionally a PNG of the top-10 of the first
-    `grid_queries` queries. Returns `(metrics, score_matrix, engine, index)`."""
+def evaluate_retrieval(model, processor, gallery, queries, dataset=None, grid_path=None, grid_queries=6,
+                       **engine_options):
+    """Retrieval metrics on a gallery/queries pair of splits (captions cleaned as the original for `dataset`);
+    optionally a PNG of the top-10 of `grid_queries` queries spread over the split. `engine_options` go to
+    `RetrievalEngine`. Returns `(metrics, score_matrix, engine, index)`."""
     engine = RetrievalEngine(model, processor, **engine_options)
     index = engine.encode_gallery(gallery, person_ids=gallery["person_id"], paths=gallery["image_path"])
     texts = [clean_caption(c, dataset) for c in queries["caption"]]
@@ -39,21 +33,11 @@ def evaluate_retrieval(model, processor, gallery, queries, dataset=None, grid_pa
     return metrics, scores, engine, index
 
 
-class DatasetImages:
-    """Index a dataset's images lazily (a gallery can be too large to decode at once)."""
-
-    def __init__(self, dataset):
-        self.dataset = dataset
-
-    def __getitem__(self, index):
-        return self.dataset[int(index)]["image"]
-
-
-def evaluate_attributes(model, processor, dataset, batch_size=32, attribute_scoring="itm"):
+def evaluate_attributes(model, processor, dataset, batch_size=32, scoring="itm", progress=True):
     """Attribute metrics (mA, accuracy, precision, recall, F1, per-attribute mA) of images with labels, the prompts
-    scored by `attribute_scoring` (`"itm"`, the paper's, or `"contrastive"`; see `RetrievalEngine`)."""
-    engine = RetrievalEngine(model, processor, batch_size=batch_size, attribute_scoring=attribute_scoring)
-    predictions, _ = engine.recognize_attributes(dataset["image"])
+    scored by `scoring` (`"itm"`, the paper's, or `"contrastive"`; see `AttributeRecognizer`)."""
+    recognizer = AttributeRecognizer(model, processor, scoring=scoring, batch_size=batch_size, progress=progress)
+    predictions, _ = recognizer.recognize(dataset["image"])
     return attribute_metrics(predictions.numpy(), dataset["attribute_labels"])
 
 
@@ -66,7 +50,8 @@ def attribute_split(data, split="test"):
     return attributes
 
 
-def evaluate_dataset(model, processor, data, dataset_name, split="test", output_dir=None, **engine_options):
+def evaluate_dataset(model, processor, data, dataset_name, split="test", output_dir=None, attribute_scoring="itm",
+                     **engine_options):
     """Every metric a dataset supports on `split` (`test` or `validation`); writes `metrics.json` and
     `retrieval_grid.png` to `output_dir` when given."""
     output_dir = Path(output_dir) if output_dir else None
@@ -84,7 +69,7 @@ def evaluate_dataset(model, processor, data, dataset_name, split="test", output_
             raise ValueError(f"the dataset has {len(attributes[0]['attribute_labels'])} attribute labels, the "
                              f"checkpoint's processor {len(processor.attribute_names)}")
         metrics = evaluate_attributes(model, processor, attributes, engine_options.get("batch_size", 32),
-                                      engine_options.get("attribute_scoring", "itm"))
+                                      attribute_scoring, engine_options.get("progress", True))
         results["attributes"] = {k: v for k, v in metrics.items() if k != "per_attribute_mA"}
         results["attributes_per_attribute_mA"] = dict(zip(processor.attribute_names, metrics["per_attribute_mA"]))
     if not results:
@@ -92,3 +77,29 @@ def evaluate_dataset(model, processor, data, dataset_name, split="test", output_
     if output_dir:
         (output_dir / "metrics.json").write_text(json.dumps(results, indent=2))
     return results
+
+
+class RetrievalEvaluator:
+    """The trainer's validation retrieval metrics: `evaluate_retrieval` of the model being trained on fixed gallery
+    and queries splits (`engine_options` as `RetrievalEngine`'s)."""
+
+    def __init__(self, processor, gallery, queries, dataset=None, **engine_options):
+        self.processor, self.gallery, self.queries, self.dataset = processor, gallery, queries, dataset
+        self.engine_options = {"progress": False, **engine_options}
+
+    def __call__(self, model):
+        metrics, *_ = evaluate_retrieval(model, self.processor, self.gallery, self.queries, dataset=self.dataset,
+                                         **self.engine_options)
+        return metrics
+
+
+class AttributeEvaluator:
+    """The trainer's validation attribute metrics (mA, accuracy, precision, recall, F1): `evaluate_attributes` of the
+    model being trained on a fixed labelled split."""
+
+    def __init__(self, processor, dataset, batch_size=32, scoring="itm"):
+        self.processor, self.dataset, self.batch_size, self.scoring = processor, dataset, batch_size, scoring
+
+    def __call__(self, model):
+        metrics = evaluate_attributes(model, self.processor, self.dataset, self.batch_size, self.scoring, progress=False)
+        return {key: value for key, value in metrics.items() if key != "per_attribute_mA"}

@@ -120,3 +120,9 @@ def attribute_metrics(predictions, labels):
         "F1": 100.0 * float(f1),
         "per_attribute_mA": [100.0 * float(v) for v in per_attribute],
     }
+
+
+def chance_recall_at_1(query_ids, gallery_ids):
+    """Expected R@1 (percent) of a random ranking: the mean over queries of the fraction of relevant gallery images."""
+    query_ids, gallery_ids = _as_numpy(query_ids), _as_numpy(gallery_ids)
+    return 100.0 * float(np.mean([(gallery_ids == query).mean() for query in query_ids]))

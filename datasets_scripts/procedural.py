@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from processing_aptm import MALS_LOWER_COLOURS, MALS_UPPER_COLOURS
+
 WIDTH, HEIGHT = 128, 384
 RENDER_VERSION = 2  # bumped when the drawing changes, so folders drawn by an older version are regenerated
 PALETTE = {
@@ -35,8 +37,7 @@ PALETTE = {
     "yellow": (236, 206, 42), "blue": (36, 72, 192), "green": (42, 142, 62), "gray": (128, 128, 128),
     "orange": (236, 128, 32), "brown": (122, 76, 40), "pink": (238, 150, 182),
 }
-UPPER_COLOURS = ("black", "white", "red", "purple", "yellow", "blue", "green", "gray")
-LOWER_COLOURS = ("black", "white", "purple", "yellow", "blue", "green", "pink", "gray", "brown")
+UPPER_COLOURS, LOWER_COLOURS = MALS_UPPER_COLOURS, MALS_LOWER_COLOURS  # the colours the MALS labels name
 UPPER_CHOICES = UPPER_COLOURS + ("orange", "brown")  # the last two are "other" for the upper-colour labels
 LOWER_CHOICES = LOWER_COLOURS + ("red", "orange")  # "other" for the lower-colour labels
 HAIR_COLOURS = {"black": (22, 20, 20), "brown": (92, 58, 32), "blond": (214, 180, 100), "gray": (160, 160, 160)}

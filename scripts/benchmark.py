@@ -15,9 +15,27 @@ import numpy as np
 import torch
 
 import aptm
-from aptm.retrieval import RetrievalEngine, fuse_scores, original_procedure_scores
+from aptm.retrieval import SENTINEL, RetrievalEngine, fuse_scores, min_max
 from configuration_aptm import APTMConfig
 from datasets_scripts import procedural
+
+
+@torch.no_grad()
+def original_procedure_scores(model, input_ids, attention_mask, image_embeds, image_features, k, cosine_weight=0.002):
+    """The original evaluator, one query at a time (reference for tests and benchmarks): text padded to its full
+    length, top-k images by cosine, ITM logit[1] of each (text, candidate) pair with image keys/values recomputed for
+    every pair, then the single-process `"aptm"` fusion."""
+    text_embeds = model.text_model(input_ids, attention_mask).last_hidden_state
+    text_features = model.text_features_from_embeds(text_embeds)
+    cosine = text_features @ image_features.t()
+    scores = torch.full_like(cosine, SENTINEL)
+    for row in range(len(cosine)):
+        values, top = cosine[row].topk(k)
+        logits = model.itm_logits(text_embeds[row : row + 1].repeat(k, 1, 1), attention_mask[row : row + 1].repeat(k, 1),
+                                  image_embeds[top])
+        scores[row, top] = logits[:, 1]
+    scores = torch.where(scores == SENTINEL, scores.min(dim=1, keepdim=True).values, scores)
+    return min_max(scores) + cosine_weight * min_max(cosine)
 
 
 def peak_rss_mb():
@@ -70,10 +88,8 @@ def run(name, config, num_images, num_queries, ks, threads):
     rows = []
     index, seconds = timed(lambda: engine.encode_gallery(images))
     rows.append(("gallery encoding", f"{num_images / seconds:.1f} images/s", "", ""))
-    engine.fusion = "cosine"
-    _, seconds = timed(lambda: engine.search(queries[:8], index, top=10))
+    _, seconds = timed(lambda: engine.search(queries[:8], index, top=10, fusion="cosine"))
     rows.append(("query latency, dual encoder", f"{1000 * seconds / 8:.1f} ms", "", ""))
-    engine.fusion = "aptm"
     for k in ks:
         engine.k = min(k, num_images)
         _, seconds = timed(lambda: engine.search(queries[:8], index, top=10))
@@ -88,7 +104,7 @@ def run(name, config, num_images, num_queries, ks, threads):
         start = time.perf_counter()
         encoded = engine.encode_texts(queries)
         timings["text encoding"] = time.perf_counter() - start
-        cosine, topk, itm = engine._score(queries, index, k)
+        cosine, topk, itm = engine._score(queries, index, k, "aptm")
         timings["cosine + re-rank"] = time.perf_counter() - start - timings["text encoding"]
         return encoded
 

@@ -3,7 +3,7 @@ AutoModel/AutoProcessor.from_pretrained(folder, trust_remote_code=True)."""
 
 import argparse
 
-from aptm.conversion import convert_checkpoint
+from aptm.convert import convert_checkpoint
 from processing_aptm import DATASET_NORMALIZATION
 
 

@@ -9,7 +9,8 @@ import argparse
 
 import torch
 
-from aptm.evaluation import evaluate_dataset, load_checkpoint
+from aptm.evaluation import evaluate_dataset
+from aptm.factory import load_checkpoint
 from aptm.retrieval import ATTRIBUTE_SCORINGS, FUSIONS
 from datasets_scripts import NAMES, load_aptm_dataset
 

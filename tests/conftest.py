@@ -1,5 +1,5 @@
 """Shared fixtures: offline environment, a tiny APTM configuration, the real bert-base-uncased vocabulary and a few
-generated pedestrian-like images."""
+generated pedestrian-like images (the helpers behind them live in `helpers/`)."""
 
 import os
 
@@ -10,27 +10,13 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 import aptm
-from configuration_aptm import APTMConfig
 
-TINY = {
-    "vision_config": {"embed_dim": 8, "depths": [2, 2, 2, 2], "num_heads": [1, 1, 2, 2], "drop_path_rate": 0.0},
-    "text_config": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
-                    "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0},
-    "cross_config": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
-                     "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0},
-    "embed_dim": 16,
-}
-
-
-def tiny_config(**overrides):
-    """A full-geometry (384x128) APTM configuration small enough to run in milliseconds."""
-    return APTMConfig(**{**TINY, **overrides})
+from helpers.images import person_image
+from helpers.models import tiny_config
 
 
 @pytest.fixture
@@ -46,18 +32,6 @@ def tokenizer():
 @pytest.fixture(scope="session")
 def processor(tokenizer):
     return aptm.build_processor(tokenizer=tokenizer)
-
-
-def person_image(seed, size=(128, 384)):
-    """A simple figure (head, torso, legs) in random colours on a noisy background."""
-    rng = np.random.default_rng(seed)
-    width, height = size
-    pixels = rng.integers(60, 200, (height, width, 3), dtype=np.uint8)
-    torso, legs = rng.integers(0, 255, 3), rng.integers(0, 255, 3)
-    pixels[height // 10 : height // 4, width // 3 : 2 * width // 3] = (230, 190, 160)
-    pixels[height // 4 : height // 2 + 20, width // 4 : 3 * width // 4] = torso
-    pixels[height // 2 + 20 : 9 * height // 10, width // 4 : 3 * width // 4] = legs
-    return Image.fromarray(pixels)
 
 
 @pytest.fixture

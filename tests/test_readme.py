@@ -8,18 +8,18 @@ import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-from _datasets_helpers import processed_tree
-from _fake_hub import serve
-from _golden import GOLDEN
-from conftest import tiny_config
 from modeling_aptm import APTMForPreTraining
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers.dataset_files import processed_tree
+from helpers.fake_hub import serve
+from helpers.golden import GOLDEN
+from helpers.models import tiny_config
+from helpers.paths import REPO
+
 BLOCKS = re.findall(r"```(python|bash)\n(.*?)```", (REPO / "README.md").read_text(), re.S)
 
 

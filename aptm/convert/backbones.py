@@ -1,0 +1,111 @@
+"""Initialise APTM from public backbones, as pre-training from scratch does: a Swin checkpoint (ImageNet, window 7,
+224 px; the Microsoft layout or timm's) for the image encoder and a BERT checkpoint folder for the text and fusion
+encoders (layers `0..T-1` -> text, `T..T+F-1` -> fusion; the cross-attention stays newly initialised).
+
+The relative-position tables are resized from the checkpoint's window (13 x 13 entries for window 7) to APTM's
+(15 x 15 for window 8, 7 x 7 for the window-4 stage) as the original does (geometric offsets + bicubic spline; see
+`aptm.convert.relative_position`).
+"""
+
+import re
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from modeling_aptm import APTMForPreTraining
+
+from .relative_position import resize_relative_position_table
+
+
+def _read_state_dict(path):
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        return load_file(str(path))
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    return checkpoint.get("model", checkpoint.get("state_dict", checkpoint))
+
+
+def swin_state_dict(source, vision_model):
+    """Map a Swin state dict (or file) onto `vision_model`'s names and shapes. Returns `(state_dict, notes)`."""
+    state = source if isinstance(source, dict) else _read_state_dict(source)
+    stages = len(vision_model.layers)
+    timm_layout = "layers.0.downsample.reduction.weight" not in state and f"layers.{stages - 1}.downsample.reduction.weight" in state
+    targets = vision_model.state_dict()
+    mapped, notes = {}, []
+    for key, value in state.items():
+        if key.startswith("head") or key.endswith(("relative_position_index", "attn_mask")) or key.startswith("absolute_pos_embed"):
+            notes.append(f"dropped {key}")
+            continue
+        if timm_layout and (match := re.match(r"layers\.(\d+)\.downsample\.(.+)", key)):
+            key = f"layers.{int(match.group(1)) - 1}.downsample.{match.group(2)}"
+        if key not in targets:
+            raise KeyError(f"Swin tensor {key} has no place in the APTM vision encoder")
+        if key.endswith("relative_position_bias_table") and value.shape != targets[key].shape:
+            size = round(targets[key].shape[0] ** 0.5)
+            notes.append(f"resized {key} {tuple(value.shape)} -> {tuple(targets[key].shape)}")
+            value = resize_relative_position_table(value, size)
+        if value.shape != targets[key].shape:
+            raise ValueError(f"Swin tensor {key} has shape {tuple(value.shape)}, the model expects {tuple(targets[key].shape)}")
+        mapped[key] = value
+    missing = sorted(k for k in targets if k not in mapped and not k.endswith(("relative_position_index", "attn_mask")))
+    if missing:
+        raise KeyError(f"the Swin checkpoint lacks {missing[:10]}")
+    return mapped, notes
+
+
+def bert_state_dict(source, model):
+    """Map a BERT checkpoint (a folder with `model.safetensors`, or a state dict with or without the `bert.` prefix)
+    onto `model.text_model` and the self-attention/feed-forward weights of `model.fusion_model`."""
+    if isinstance(source, dict):
+        state = source
+    else:
+        folder = Path(source)
+        files = [folder / "model.safetensors", folder / "pytorch_model.bin"]
+        path = next((f for f in files if f.is_file()), None)
+        if path is None:
+            raise FileNotFoundError(f"{folder} holds neither model.safetensors nor pytorch_model.bin")
+        state = _read_state_dict(path)
+    text_layers = model.config.text_config.num_hidden_layers
+    fusion_layers = model.config.cross_config.num_hidden_layers
+    mapped = {}
+    for key, value in state.items():
+        key = re.sub(r"^(bert|model)\.", "", key)
+        if key.startswith("embeddings.") and not key.endswith("position_ids"):
+            mapped[f"text_model.{key}"] = value
+        elif match := re.match(r"encoder\.layer\.(\d+)\.(.+)", key):
+            index, rest = int(match.group(1)), match.group(2)
+            if index < text_layers:
+                mapped[f"text_model.encoder.layer.{index}.{rest}"] = value
+            elif index < text_layers + fusion_layers:
+                mapped[f"fusion_model.layer.{index - text_layers}.{rest}"] = value
+    targets = model.state_dict()
+    for key, value in mapped.items():
+        if key not in targets or targets[key].shape != value.shape:
+            raise ValueError(f"BERT tensor for {key} has shape {tuple(value.shape)}; the model expects "
+                             f"{tuple(targets[key].shape) if key in targets else 'no such tensor'}")
+    return mapped
+
+
+def init_from_pretrained_backbones(model, swin=None, bert=None):
+    """Load a Swin checkpoint and/or a BERT checkpoint into an APTM model in place. Returns notes on what was resized
+    or dropped, and the names left newly initialised."""
+    notes = []
+    if swin is not None:
+        vision, swin_notes = swin_state_dict(swin, model.vision_model)
+        model.vision_model.load_state_dict(vision, strict=False)
+        notes += swin_notes
+    if bert is not None:
+        text = bert_state_dict(bert, model)
+        model.load_state_dict(text, strict=False)
+        fresh = sorted({re.sub(r"\.\d+\.", ".N.", k) for k in model.state_dict()
+                        if k.startswith(("text_model.", "fusion_model.")) and k not in text})
+        notes.append(f"newly initialised: {fresh}")
+    return notes
+
+
+def from_vision_text_pretrained(config, swin=None, bert=None, model_class=None):
+    """Build an APTM model (default `APTMForPreTraining`) from `config` and initialise it from public backbones."""
+    model = (model_class or APTMForPreTraining)(config)
+    notes = init_from_pretrained_backbones(model, swin=swin, bert=bert)
+    return model, notes

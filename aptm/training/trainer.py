@@ -1,0 +1,103 @@
+"""Training APTM with a `transformers.Trainer` subclass: the original optimiser groups and schedules (from
+`APTMTrainingArguments`), every loss term logged, retrieval (R@K, mAP, mINP) or attribute (mA) evaluation on a
+validation split with best-checkpoint selection on it (never on test), and training curves saved as a PNG beside the
+checkpoint.
+
+Several processes: run the same script under `torchrun --nproc_per_node N` (or `accelerate launch`); ITC gathers
+the features of every process (see `modeling_aptm.gather_across_processes`), the other losses use the local batch,
+as the original.
+"""
+
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+from transformers import Trainer, TrainerCallback
+
+from ..figures import plot_training_curves
+from .optimization import parameter_groups, schedule_factor
+
+
+class CurvesCallback(TrainerCallback):
+    """Write `training_curves.png` into the output folder at every save and at the end."""
+
+    def _plot(self, args, state):
+        if state.is_world_process_zero and state.log_history:
+            plot_training_curves(state.log_history, Path(args.output_dir) / "training_curves.png")
+
+    def on_save(self, args, state, control, **kwargs):
+        self._plot(args, state)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self._plot(args, state)
+
+
+class APTMTrainer(Trainer):
+    r"""
+    `Trainer` for `APTMForPreTraining`.
+
+    Args:
+        args (`APTMTrainingArguments`): `TrainingArguments` with the optimiser groups (`lr_mult`, `lr_2`,
+            `init_cross`, `text_lr`; see `parameter_groups`) and the schedule (`lr_schedule`, `warmup_steps`).
+        evaluators (`list`, *optional*): callables `model -> dict of metrics` run by `evaluate()` (e.g.
+            `aptm.evaluation.RetrievalEvaluator` on the validation split); their metrics get the `eval_` prefix, so
+            `metric_for_best_model="R@1"` selects checkpoints on validation R@1.
+    Other arguments are `Trainer`'s.
+    """
+
+    loss_is_scaled_for_ga = False
+
+    def __init__(self, *args, evaluators=(), **kwargs):
+        if evaluators and kwargs.get("eval_dataset") is None:  # Trainer requires one to schedule evaluations
+            kwargs["eval_dataset"] = {"evaluators": list(evaluators)}
+        super().__init__(*args, **kwargs)
+        self.evaluators = list(evaluators)
+        self._term_sums, self._term_count = defaultdict(float), 0
+        self.add_callback(CurvesCallback())
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        outputs = model(**inputs)
+        if model.training:
+            for name, value in outputs.items():
+                if name.startswith("loss_") and value is not None:
+                    self._term_sums[name] += value.detach().float()
+            self._term_count += 1
+        return (outputs.loss, outputs) if return_outputs else outputs.loss
+
+    def log(self, logs, start_time=None):
+        if "loss" in logs and self._term_count:
+            for name, total in self._term_sums.items():
+                value = self.accelerator.reduce(torch.as_tensor(total / self._term_count, device=self.args.device),
+                                                reduction="mean")
+                logs[name] = round(value.item(), 4)
+            self._term_sums.clear()
+            self._term_count = 0
+        super().log(logs, start_time)
+
+    def create_optimizer(self, model=None):
+        if self.optimizer is None:
+            model = self.accelerator.unwrap_model(model or self.model)
+            args = self.args
+            groups = parameter_groups(model, args.learning_rate, args.weight_decay, args.lr_mult, args.lr_2,
+                                      args.init_cross, args.text_lr)
+            self.optimizer = torch.optim.AdamW(groups, betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon)
+        return self.optimizer
+
+    def create_scheduler(self, num_training_steps, optimizer=None):
+        if self.lr_scheduler is None:
+            optimizer = optimizer or self.optimizer
+            self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
+                optimizer, lambda step: schedule_factor(self.args.lr_schedule, step, num_training_steps, self.args.warmup_steps))
+        return self.lr_scheduler
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
+        model = self.accelerator.unwrap_model(self.model)
+        metrics = {}
+        with torch.no_grad():
+            for evaluator in self.evaluators:
+                metrics.update(evaluator(model))
+        model.train()
+        metrics = {f"{metric_key_prefix}_{key}": value for key, value in metrics.items()}
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics

@@ -1,0 +1,223 @@
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from modeling_aptm import APTMForPreTraining, APTMModel, image_text_contrastive_loss
+
+from helpers.models import tiny_config
+
+OUTPUT_KEYS = ("itm_logits", "logits_per_text", "image_embeds", "text_embeds", "image_features", "text_features")
+
+
+def build(model_class=APTMModel, seed=0, **overrides):
+    torch.manual_seed(seed)
+    return model_class(tiny_config(**overrides)).eval()
+
+
+def test_output_shapes(batch):
+    model = build()
+    with torch.no_grad():
+        out = model(**batch)
+    width, hidden, length = model.config.vision_config.hidden_size, 32, batch["input_ids"].shape[1]
+    assert out.itm_logits.shape == (3, 2)
+    assert out.logits_per_text.shape == (3, 3)
+    assert out.image_embeds.shape == (3, 49, width)
+    assert out.text_embeds.shape == (3, length, hidden)
+    assert out.image_features.shape == out.text_features.shape == (3, 16)
+    torch.testing.assert_close(out.image_features.norm(dim=-1), torch.ones(3))
+    torch.testing.assert_close(out.text_features.norm(dim=-1), torch.ones(3))
+    torch.testing.assert_close(out.logits_per_text, out.text_features @ out.image_features.t() / model.temp)
+    assert len(model(**batch, return_dict=False)) == len(OUTPUT_KEYS)
+    with torch.no_grad():
+        with_loss = model(**batch, return_loss=True, person_ids=torch.tensor([0, 0, 1]))
+    assert with_loss.loss.item() == pytest.approx(image_text_contrastive_loss(
+        out.image_features, out.text_features, model.temp, torch.tensor([0, 0, 1])).item(), rel=1e-6)
+    assert out.loss is None
+
+
+def test_global_token_is_the_mean_of_patch_tokens(batch):
+    model = build()
+    with torch.no_grad():
+        image_embeds = model.vision_model(batch["pixel_values"]).last_hidden_state
+    torch.testing.assert_close(image_embeds[:, 0], image_embeds[:, 1:].mean(dim=1))
+
+
+def test_swin_window_geometry_follows_the_original():
+    model = APTMModel(tiny_config(vision_config={"embed_dim": 8, "depths": [2, 2, 2, 2], "num_heads": [1, 1, 1, 1]}))
+    blocks = [stage.blocks for stage in model.vision_model.layers]
+    assert [b[1].shift_size for b in blocks] == [4, 4, 0, 0]
+    assert [b[0].window_size for b in blocks] == [8, 8, 8, 4]
+    assert [b[0].attn.relative_position_bias_table.shape[0] for b in blocks] == [225, 225, 225, 49]
+    assert blocks[0][1].attn_mask.shape == (48, 64, 64) and blocks[1][1].attn_mask.shape == (12, 64, 64)
+    assert blocks[2][1].attn_mask is None
+
+
+def test_features_methods_match_forward(batch):
+    model = build()
+    with torch.no_grad():
+        out = model(**batch)
+        torch.testing.assert_close(model.get_image_features(batch["pixel_values"]), out.image_features)
+        torch.testing.assert_close(model.get_text_features(batch["input_ids"], batch["attention_mask"]), out.text_features)
+
+
+def test_cached_cross_key_values_give_the_same_itm_logits(batch):
+    model = build()
+    with torch.no_grad():
+        out = model(**batch)
+        cached = model.fusion_model.cross_key_values(out.image_embeds)
+        logits = model.itm_logits(out.text_embeds, batch["attention_mask"], cross_key_values=cached)
+    torch.testing.assert_close(logits, out.itm_logits)
+    with pytest.raises(ValueError, match="exactly one"):
+        model.itm_logits(out.text_embeds, batch["attention_mask"])
+
+
+def test_fusion_self_attention_is_bidirectional(batch):
+    model = build()
+    ids = batch["input_ids"][:1].clone()
+    with torch.no_grad():
+        before = model(input_ids=ids, pixel_values=batch["pixel_values"][:1]).itm_logits
+        ids[0, 5] = 2000 if ids[0, 5] != 2000 else 2001
+        after = model(input_ids=ids, pixel_values=batch["pixel_values"][:1]).itm_logits
+    assert not torch.allclose(before, after)
+
+
+def test_padding_is_masked(batch):
+    model = build()
+    ids, mask = batch["input_ids"][:1], batch["attention_mask"][:1]
+    changed = ids.clone()
+    changed[0, mask[0] == 0] = 1234
+    with torch.no_grad():
+        a = model(input_ids=ids, attention_mask=mask, pixel_values=batch["pixel_values"][:1])
+        b = model(input_ids=changed, attention_mask=mask, pixel_values=batch["pixel_values"][:1])
+    torch.testing.assert_close(a.itm_logits, b.itm_logits)
+    torch.testing.assert_close(a.text_features, b.text_features)
+
+
+def test_sdpa_and_eager_agree(batch, tmp_path):
+    build(APTMForPreTraining).save_pretrained(tmp_path)
+    outputs = {}
+    for implementation in ("sdpa", "eager"):
+        model = APTMModel.from_pretrained(tmp_path, attn_implementation=implementation).eval()
+        assert model.config.text_config._attn_implementation == implementation
+        assert model.config.vision_config._attn_implementation == implementation
+        with torch.no_grad():
+            outputs[implementation] = model(**batch)
+    for key in OUTPUT_KEYS:
+        torch.testing.assert_close(outputs["sdpa"][key], outputs["eager"][key], atol=1e-5, rtol=1e-5)
+
+
+def test_mlm_head_is_tied_and_survives_save(tmp_path, batch):
+    model = build(APTMForPreTraining)
+    assert model.mlm_head.decoder.weight is model.text_model.embeddings.word_embeddings.weight
+    model.save_pretrained(tmp_path)
+    assert "mlm_head.decoder.weight" not in load_file(tmp_path / "model.safetensors")
+    loaded = APTMForPreTraining.from_pretrained(tmp_path).eval()
+    assert loaded.mlm_head.decoder.weight is loaded.text_model.embeddings.word_embeddings.weight
+    positions = torch.tensor([[1, 2], [3, 4], [1, 5]])
+    with torch.no_grad():
+        image_embeds = model.vision_model(batch["pixel_values"]).last_hidden_state
+        expected = model.mlm_logits(batch["input_ids"], batch["attention_mask"], image_embeds, positions)
+        got = loaded.mlm_logits(batch["input_ids"], batch["attention_mask"], image_embeds, positions)
+        full = model.mlm_logits(batch["input_ids"], batch["attention_mask"], image_embeds)
+    assert expected.shape == (3, 2, model.config.text_config.vocab_size)
+    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(full[1, 3:5], expected[1])
+
+
+def test_buffers_are_rebuilt_after_from_pretrained(tmp_path, batch):
+    model = build()
+    model.save_pretrained(tmp_path)
+    loaded = APTMModel.from_pretrained(tmp_path).eval()
+    for (name, expected), (_, got) in zip(model.named_buffers(), loaded.named_buffers()):
+        assert torch.equal(expected, got), name
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**batch).itm_logits, model(**batch).itm_logits)
+
+
+def test_missing_temperature_is_initialised_from_the_config(tmp_path):
+    model = build(temp=0.05)
+    model.save_pretrained(tmp_path)
+    weights = load_file(tmp_path / "model.safetensors")
+    del weights["temp"]
+    from safetensors.torch import save_file
+
+    save_file(weights, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    assert APTMModel.from_pretrained(tmp_path).temp.item() == pytest.approx(0.05)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(batch):
+    grads = []
+    for checkpointing in (False, True):
+        model = build()
+        model.train()
+        if checkpointing:
+            model.activation_checkpointing_enable()
+            assert model.vision_model.layers[0].blocks[0].gradient_checkpointing
+        out = model(**batch)
+        (out.itm_logits.sum() + out.logits_per_text.logsumexp(-1).sum()).backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 50
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], atol=1e-6, rtol=1e-5)
+
+
+def test_wrong_image_size_and_misaligned_pairs_are_rejected(batch):
+    model = build()
+    with pytest.raises(ValueError, match="pixel_values must have shape"):
+        model.get_image_features(torch.zeros(1, 3, 224, 224))
+    with pytest.raises(ValueError, match="aligned pairs"):
+        model(input_ids=batch["input_ids"][:2], pixel_values=batch["pixel_values"])
+
+
+def test_remote_code_round_trip_in_a_fresh_process(tmp_path, processor, batch):
+    """save_pretrained writes safetensors + the three Hub files; a fresh offline process loads them with the Auto
+    classes (as remote code, not the installed modules) and computes identical outputs."""
+    folder = tmp_path / "aptm-tiny"
+    model = build(APTMForPreTraining)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    for name in ("configuration_aptm.py", "modeling_aptm.py", "processing_aptm.py", "model.safetensors"):
+        assert (folder / name).is_file(), name
+    auto_map = json.loads((folder / "config.json").read_text())["auto_map"]
+    assert auto_map["AutoModel"] == "modeling_aptm.APTMModel"
+    texts = ["a woman in a red coat", "a man with a black backpack"]
+    images = [np.asarray(batch["pixel_values"][0]), np.asarray(batch["pixel_values"][1])]
+    np.save(tmp_path / "pixels.npy", np.stack(images))
+    script = textwrap.dedent(
+        f"""
+        import json, numpy as np, torch
+        from transformers import AutoConfig, AutoModel, AutoProcessor
+        folder = {str(folder)!r}
+        config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
+        model = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
+        processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
+        assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+        inputs = processor(text={texts!r})
+        pixels = torch.from_numpy(np.load({str(tmp_path / "pixels.npy")!r}))
+        with torch.no_grad():
+            out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], pixel_values=pixels)
+        print(json.dumps({{"type": type(model).__name__, "config": type(config).__name__,
+                           "ids": inputs["input_ids"].tolist(), "itm": out.itm_logits.tolist(),
+                           "features": out.image_features.tolist(), "text": out.text_features.tolist()}}))
+        """
+    )
+    env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "PATH": "/usr/bin:/bin"}
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    got = json.loads(result.stdout.strip().splitlines()[-1])
+    assert got["type"] == "APTMModel" and got["config"] == "APTMConfig"
+    inputs = processor(text=texts)
+    assert got["ids"] == inputs["input_ids"].tolist()
+    with torch.no_grad():  # the inference forward of the saved pre-training model
+        out = APTMModel.forward(model, input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                                pixel_values=torch.from_numpy(np.stack(images)))
+    assert torch.equal(torch.tensor(got["itm"]), out.itm_logits)
+    assert torch.equal(torch.tensor(got["features"]), out.image_features)
+    assert torch.equal(torch.tensor(got["text"]), out.text_features)

@@ -1,0 +1,147 @@
+"""The retrieval engine gives the original procedure's scores, fuses them as documented, and round-trips its index."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import aptm
+from aptm.convert.original_checkpoint import load_original_checkpoint
+from aptm.figures import ranked_gallery_grid
+from aptm.retrieval import SENTINEL, GalleryIndex, RetrievalEngine, fuse_scores, min_max
+
+from helpers.golden import golden_dir
+from helpers.images import person_image
+from helpers.models import tiny_config
+from helpers.paths import load_script
+
+original_procedure_scores = load_script("scripts/benchmark.py").original_procedure_scores
+TEXTS = ["a man in a red jacket", "a woman with a black bag and blue jeans walking down the street", "a child",
+         "someone wearing a green coat and white shoes", "a person with long hair", "an old man with a hat"]
+
+
+@pytest.fixture(scope="module")
+def setup():
+    torch.manual_seed(0)
+    model = aptm.APTMModel(tiny_config()).eval()
+    processor = aptm.build_processor()
+    images = [person_image(i) for i in range(12)]
+    engine = RetrievalEngine(model, processor, k=4, query_batch_size=4, batch_size=5, progress=False)
+    index = engine.encode_gallery(images, person_ids=[i // 2 for i in range(12)], paths=[f"{i}.jpg" for i in range(12)])
+    return model, processor, images, engine, index
+
+
+@pytest.mark.parametrize("kv_memory_limit, query_batch_size", [(2**31, 4), (0, 4), (2**31, 1), (0, 5)])
+def test_engine_equals_the_original_procedure(setup, kv_memory_limit, query_batch_size):
+    model, processor, _, engine, index = setup
+    engine.kv_memory_limit, engine.query_batch_size = kv_memory_limit, query_batch_size
+    scores = engine.score_matrix(TEXTS, index)
+    encoded = processor(text=TEXTS)
+    reference = original_procedure_scores(model, encoded["input_ids"], encoded["attention_mask"], index.image_embeds,
+                                          index.image_features, k=4)
+    torch.testing.assert_close(scores, reference, atol=2e-5, rtol=0)
+    assert torch.equal(scores.argsort(dim=1, descending=True, stable=True), reference.argsort(dim=1, descending=True, stable=True))
+
+
+def simulate_original_processes(cosine, topk, itm, weight, world_size):
+    """The original evaluator on `world_size` processes, written out literally: each process fills its rows, replaces
+    sentinels by the row minimum of its own matrix, min-max normalises, adds the cosine term, then all are summed."""
+    step = len(cosine) // world_size + 1
+    total = torch.zeros_like(cosine)
+    for rank in range(world_size):
+        matrix = torch.full_like(cosine, SENTINEL)
+        for row in range(rank * step, min((rank + 1) * step, len(cosine))):
+            matrix[row, topk[row]] = itm[row]
+        for row in range(len(matrix)):
+            matrix[row][matrix[row] == SENTINEL] = matrix[row].min()
+        total += (matrix - matrix.min()) / (matrix.max() - matrix.min()) + weight * min_max(cosine)
+    return total
+
+
+@pytest.mark.parametrize("world_size", [1, 2, 4])
+def test_score_fusion_reproduces_the_original_for_any_process_count(world_size):
+    generator = torch.Generator().manual_seed(world_size)
+    cosine = torch.rand(10, 7, generator=generator)
+    topk = cosine.topk(3, dim=1).indices
+    itm = torch.randn(10, 3, generator=generator) * 5
+    fused = fuse_scores(cosine, topk, itm, "aptm", 0.002, world_size)
+    torch.testing.assert_close(fused, simulate_original_processes(cosine, topk, itm, 0.002, world_size))
+    if world_size == 4:  # the cosine weighs far more than on one process, so rankings can change
+        one = fuse_scores(cosine, topk, itm, "aptm", 0.002, 1)
+        gap = (fused - fused.gather(1, topk[:, :1])).abs().max() / (one - one.gather(1, topk[:, :1])).abs().max()
+        assert gap < 1
+
+
+def test_other_fusions(setup):
+    _, _, _, engine, index = setup
+    cosine, topk, itm = engine._score(TEXTS, index, 4, "aptm")
+    only_itm = fuse_scores(cosine, topk, itm, "itm")
+    assert torch.equal(only_itm.gather(1, topk), itm) and (only_itm == -SENTINEL).sum() == len(TEXTS) * 8
+    assert torch.equal(fuse_scores(cosine, topk, itm, "cosine"), cosine)
+    torch.testing.assert_close(engine.score_matrix(TEXTS, index, fusion="cosine"), cosine)
+    assert engine.fusion == "aptm"  # a per-call setting leaves the engine as it was
+    dual = engine.search(TEXTS[:2], index, top=3, fusion="cosine")
+    assert [r.indices for r in dual] == cosine[:2].argsort(dim=1, descending=True, stable=True)[:, :3].tolist()
+    assert all(np.isnan(r.itm_logits).all() for r in dual)
+    with pytest.raises(ValueError, match="fusion must be"):
+        fuse_scores(cosine, topk, itm, "mean")
+    with pytest.raises(ValueError, match="fusion must be"):
+        engine.search(TEXTS[:1], index, fusion="mean")
+
+
+def test_search_results_and_grid(setup, tmp_path):
+    _, _, images, engine, index = setup
+    results = engine.search(["a man in a red jacket", "a child"], index, top=4)
+    full = engine.score_matrix(["a man in a red jacket", "a child"], index)
+    for row, result in enumerate(results):
+        assert result.indices == full[row].argsort(descending=True, stable=True)[:4].tolist()
+        assert result.scores == sorted(result.scores, reverse=True)
+        assert sum(np.isfinite(result.itm_logits)) == 4  # k = 4 re-ranked candidates
+    first_person = index.person_ids[results[0].indices[0]].item()  # so row 1 starts with a true match
+    path = ranked_gallery_grid(results, images, tmp_path / "grid.png", query_ids=[first_person, -1],
+                               gallery_ids=index.person_ids.tolist(), top=4)
+    from PIL import Image
+
+    grid = np.asarray(Image.open(path))
+    assert grid.shape[0] > 2 * 192 and grid.shape[1] > 4 * 64
+    assert ((grid == (30, 160, 60)).all(-1).sum() > 0) and ((grid == (210, 40, 40)).all(-1).sum() > 0)
+
+
+def test_evaluate_and_index_round_trip(setup, tmp_path):
+    _, _, _, engine, index = setup
+    metrics, scores = engine.evaluate(TEXTS, [0, 1, 2, 3, 4, 5], index)
+    assert set(metrics) == {"R@1", "R@5", "R@10", "mAP", "mINP"} and scores.shape == (6, 12)
+    index.save(tmp_path / "index")
+    loaded = GalleryIndex.load(tmp_path / "index")
+    assert torch.equal(loaded.image_embeds, index.image_embeds) and loaded.paths == index.paths
+    assert torch.equal(engine.score_matrix(TEXTS, loaded), scores)
+    with pytest.raises(FileNotFoundError, match="index.safetensors is missing"):
+        GalleryIndex.load(tmp_path)
+    with pytest.raises(ValueError, match="person_ids"):
+        engine.evaluate(TEXTS, [0] * 6, GalleryIndex(index.image_features, index.image_embeds))
+    with pytest.raises(ValueError, match="person_ids has 3"):
+        engine.encode_gallery([person_image(0)], person_ids=[1, 2, 3])
+
+
+def test_faiss_candidates_match_exact_search(setup):
+    pytest.importorskip("faiss")
+    _, _, _, engine, index = setup
+    dataset = index.faiss_dataset()
+    features = engine.encode_texts(TEXTS)[0][2].numpy()
+    found = dataset.get_nearest_examples_batch("features", features, k=4)
+    exact = (torch.from_numpy(features) @ index.image_features.t()).topk(4).values
+    np.testing.assert_allclose(np.array(found.total_scores), exact.numpy(), atol=1e-5)
+
+
+def test_golden_evaluation():
+    folder = golden_dir("A")
+    model, processor, _ = load_original_checkpoint(folder / "checkpoint.pth")
+    inputs, meta = np.load(folder / "inputs.npz"), json.loads((folder / "inputs.json").read_text())
+    expected = np.load(folder / "eval.npz")
+    engine = RetrievalEngine(model, processor, progress=False, batch_size=3)
+    assert engine.k == 2
+    index = engine.encode_gallery(torch.from_numpy(inputs["pixel_values"]), person_ids=inputs["image_pids"])
+    scores = engine.score_matrix(meta["captions_pre_caption"], index)
+    np.testing.assert_allclose(scores.numpy(), expected["score_t2i"], atol=1e-4, rtol=0)
+    assert np.array_equal(scores.argsort(dim=1, descending=True, stable=True).numpy(), expected["ranking_t2i"])

@@ -1,0 +1,119 @@
+"""Training runs: losses go down, multi-process equals one process, resume continues the same trajectory, the same
+seed gives the same result, bf16 autocast runs, and the CLI writes a loadable checkpoint with curves from a recipe
+overridden on the command line."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from transformers import AutoModel, TrainerCallback
+
+from aptm.data.collator import APTMCollator
+from aptm.evaluation import AttributeEvaluator, RetrievalEvaluator
+from aptm.training import APTMTrainer, APTMTrainingArguments
+from datasets_scripts import load_aptm_dataset
+
+from helpers.models import TINY, global_batch, tiny_model
+from helpers.paths import REPO
+
+TRAINING = {"learning_rate": 1e-3, "warmup_steps": 0, "per_device_train_batch_size": 4, "logging_steps": 1,
+            "save_strategy": "no", "eval_strategy": "no", "load_best_model_at_end": False, "seed": 0, "use_cpu": True}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("procedural")
+    return load_aptm_dataset("procedural", data_dir=folder, num_identities=8, views_per_identity=2, seed=0)
+
+
+def trainer_for(data, processor, output_dir, callbacks=(), evaluators=(), **overrides):
+    args = APTMTrainingArguments(output_dir=str(output_dir), **{**TRAINING, **overrides})
+    collator = APTMCollator(processor, attributes=True, mlm=True, erasing_p=0.0)
+    return APTMTrainer(model=tiny_model(), args=args, train_dataset=data["train"], data_collator=collator,
+                       evaluators=evaluators, callbacks=list(callbacks))
+
+
+def losses(trainer, name="loss"):
+    return [entry[name] for entry in trainer.state.log_history if name in entry and "train_runtime" not in entry]
+
+
+def test_training_lowers_every_loss(data, processor, tmp_path):
+    trainer = trainer_for(data, processor, tmp_path, max_steps=32, per_device_train_batch_size=8)
+    trainer.train()
+    for name in ("loss", "loss_itc", "loss_itm", "loss_mlm", "loss_iac", "loss_iam", "loss_mam"):
+        values = losses(trainer, name)
+        assert len(values) == 32, name
+        assert sum(values[-8:]) / 8 < sum(values[:8]) / 8, (name, values)  # IAM draws 2 random prompts a step: average
+
+
+def test_same_seed_same_result_and_resume(data, processor, tmp_path):
+    full = trainer_for(data, processor, tmp_path / "full", max_steps=6, save_strategy="steps", save_steps=3)
+    full.train()
+    again = trainer_for(data, processor, tmp_path / "again", max_steps=6)
+    again.train()
+    assert losses(again) == pytest.approx(losses(full), rel=1e-6)
+
+    class Kill(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            control.should_training_stop = True
+
+    killed = trainer_for(data, processor, tmp_path / "killed", callbacks=[Kill()], max_steps=6, save_strategy="steps",
+                         save_steps=3)
+    killed.train()
+    assert len(losses(killed)) == 3
+    resumed = trainer_for(data, processor, tmp_path / "killed", max_steps=6, save_strategy="steps", save_steps=3)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "killed" / "checkpoint-3"))
+    assert losses(resumed)[-3:] == pytest.approx(losses(full)[3:], rel=1e-5)
+
+
+def test_bf16_autocast_and_evaluation(data, processor, tmp_path):
+    evaluators = [RetrievalEvaluator(processor, data["validation_gallery"], data["validation_queries"], k=2),
+                  AttributeEvaluator(processor, data["attributes_validation"])]
+    trainer = trainer_for(data, processor, tmp_path, evaluators=evaluators, max_steps=2, bf16=True)
+    trainer.train()
+    assert all(torch.isfinite(torch.tensor(losses(trainer))))
+    metrics = trainer.evaluate()
+    assert {"eval_R@1", "eval_mAP", "eval_mA"} <= set(metrics)
+
+
+def test_two_processes_equal_one_process(tmp_path):
+    model = tiny_model()
+    out = model(**global_batch())
+    out.loss.backward()
+    expected = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{REPO}:{REPO / 'tests'}"}
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                             str(REPO / "tests" / "helpers" / "ddp_worker.py"), str(tmp_path / "ddp.pt")],  # a free port
+                            capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ddp = torch.load(tmp_path / "ddp.pt", weights_only=True)
+    assert ddp["loss"].item() == pytest.approx(out.loss.item(), rel=1e-5)
+    assert ddp["grads"].keys() == expected.keys()
+    for name, grad in expected.items():  # equal up to float summation order (2 x 2 images instead of 4)
+        assert (ddp["grads"][name] - grad).norm() <= 1e-4 * grad.norm() + 1e-7, name
+
+
+def test_cli_trains_and_saves_a_loadable_checkpoint(tmp_path):
+    recipe = json.loads((REPO / "recipes" / "tiny_procedural.json").read_text())
+    del recipe["text_init"]  # the tiny test widths do not fit the MiniLM weights
+    (tmp_path / "recipe.json").write_text(json.dumps(recipe))
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "train.py"), "--recipe", str(tmp_path / "recipe.json"),
+                             "--dataset_options", json.dumps({"num_identities": 8, "views_per_identity": 2, "seed": 0}),
+                             "--config_overrides", json.dumps(TINY), "--data_dir", str(tmp_path / "data"),
+                             "--output_dir", str(tmp_path / "out"), "--max_steps", "2",
+                             "--per_device_train_batch_size", "4", "--attribute_loss_weight", "0.5"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout[result.stdout.rindex('{\n  "output_dir"'):])
+    assert "eval_R@1" in summary["validation"] and "eval_mA" in summary["validation"]
+    out = tmp_path / "out"
+    for name in ("model.safetensors", "config.json", "modeling_aptm.py", "processor_config.json", "README.md",
+                 "training_curves.png"):
+        assert (out / name).is_file(), name
+    loaded = AutoModel.from_pretrained(out, trust_remote_code=True)
+    assert isinstance(loaded, torch.nn.Module)
+    assert loaded.config.attribute_loss_weight == 0.5 and loaded.config.k_test == 16  # command line, then recipe
+    assert loaded.config.text_config.hidden_size == TINY["text_config"]["hidden_size"]
