@@ -1,19 +1,24 @@
-"""Captions: cleaning per dataset as the original, and EDA (easy data augmentation) with WordNet synonyms read
-offline.
+"""Captions: cleaning per dataset as the original, and EDA (easy data augmentation) with WordNet synonyms looked up
+as the original does, through NLTK's WordNet reader (`synsets(word)` lemmatises inflected forms first: "shoes",
+"wearing" have synonyms).
 
-WordNet: no PyPI package ships the WordNet database in a form that installs and reads offline here (NLTK downloads
-it at run time). The synonyms are read from a WordNet 3.0 `dict` folder: `$APTM_WORDNET_DIR`, an NLTK data folder
-(`.../corpora/wordnet`), or Debian's `wordnet-base` package (`/usr/share/wordnet`, which `make install` adds when
-apt-get is available). Without one, EDA falls back to random swap and deletion only and says so once.
+WordNet data, read offline, first found of: `$APTM_WORDNET_DIR` (a WordNet 3.0 `dict` folder), NLTK's own data
+(`corpora/wordnet` on `nltk.data.path`, e.g. from `nltk.download("wordnet")`), Debian's `wordnet-base` package
+(`/usr/share/wordnet`, which `make install` adds when apt-get is available). NLTK reads only its own layout inside its
+data path, without links, so a `dict` folder is copied once into `~/.cache/aptm/nltk_data-<hash>/corpora/wordnet`
+(`$XDG_CACHE_HOME` is honoured) with the two files Debian does not ship: `lexnames` (the fixed table of WordNet 3.0's
+lexicographer files) and an empty `index.sense` (sense keys, which EDA does not use). Without WordNet, EDA falls back
+to random swap and deletion only and warns once.
 """
 
-import logging
+import hashlib
 import os
 import re
+import shutil
+import tempfile
+import warnings
 from functools import lru_cache
 from pathlib import Path
-
-logger = logging.getLogger(__name__)
 
 STOP_WORDS = frozenset(
     "i me my myself we our ours ourselves you your yours yourself yourselves he him his himself she her hers herself "
@@ -24,6 +29,22 @@ STOP_WORDS = frozenset(
     "nor not only own same so than too very s t can will just don should now".split()
 )
 
+SYSTEM_WORDNET = Path("/usr/share/wordnet")  # Debian's wordnet-base
+# WordNet 3.0's lexicographer files in file-number order (the `lexnames` file, see lexnames(5WN))
+LEXICOGRAPHER_FILES = (
+    "adj.all adj.pert adv.all noun.Tops noun.act noun.animal noun.artifact noun.attribute noun.body noun.cognition "
+    "noun.communication noun.event noun.feeling noun.food noun.group noun.location noun.motive noun.object "
+    "noun.person noun.phenomenon noun.plant noun.possession noun.process noun.quantity noun.relation noun.shape "
+    "noun.state noun.substance noun.time verb.body verb.change verb.cognition verb.communication verb.competition "
+    "verb.consumption verb.contact verb.creation verb.emotion verb.motion verb.perception verb.possession "
+    "verb.social verb.stative verb.weather adj.ppl"
+).split()
+SYNTACTIC_CATEGORIES = {"noun": 1, "verb": 2, "adj": 3, "adv": 4}
+DATABASE_FILES = [f"{kind}.{pos}" for pos in ("noun", "verb", "adj", "adv") for kind in ("index", "data")] + [
+    f"{pos}.exc" for pos in ("noun", "verb", "adj", "adv")]
+MISSING_WORDNET = ("no WordNet data found: EDA uses random swap and deletion only, without the original's synonym "
+                   "replacement and insertion (install Debian's wordnet-base, run nltk.download('wordnet'), or set "
+                   "APTM_WORDNET_DIR to a WordNet 3.0 dict folder)")
 
 def clean_caption(text, dataset=None, max_words=56):
     """The original `pre_caption`: for ICFG-PEDES and RSTPReid lower-case and keep only [0-9a-z] runs; then cut to
@@ -37,55 +58,84 @@ def clean_caption(text, dataset=None, max_words=56):
 
 
 class WordNet:
-    """Synonyms from a WordNet 3.0 database folder (`index.<pos>` and `data.<pos>` files)."""
+    """Synonyms as the original EDA's `get_synonyms`, from NLTK's WordNet reader over `<nltk_data>/corpora/wordnet`
+    (`nltk_data` is put first on NLTK's data path, the only place NLTK reads from)."""
 
-    POS = ("noun", "verb", "adj", "adv")
+    def __init__(self, nltk_data):
+        import nltk
+        from nltk.corpus.reader.wordnet import WordNetCorpusReader
 
-    def __init__(self, root):
-        self.root = Path(root)
-        self.index = {}
-        for pos in self.POS:
-            with open(self.root / f"index.{pos}", encoding="utf-8", errors="replace") as lines:
-                for line in lines:
-                    if line.startswith(" ") or not line.strip():
-                        continue
-                    fields = line.split()
-                    count = int(fields[2])
-                    self.index.setdefault(fields[0], []).extend((pos, int(o)) for o in fields[-count:])
-        self.files = {pos: open(self.root / f"data.{pos}", "rb") for pos in self.POS}
+        nltk_data = str(nltk_data)
+        if nltk_data not in nltk.data.path:
+            nltk.data.path.insert(0, nltk_data)
+        with warnings.catch_warnings():  # EDA needs no multilingual WordNet
+            warnings.filterwarnings("ignore", "The multilingual functions are not available")
+            self.reader = WordNetCorpusReader(nltk.data.find("corpora/wordnet", paths=[nltk_data]), None)
 
     def synonyms(self, word):
-        found = []
-        for pos, offset in self.index.get(word.lower(), ()):
-            handle = self.files[pos]
-            handle.seek(offset)
-            fields = handle.readline().decode("utf-8", "replace").split()
-            for i in range(int(fields[3], 16)):
-                lemma = re.sub(r"\(.*\)$", "", fields[4 + 2 * i]).replace("_", " ").lower()
-                if lemma != word and lemma not in found and re.fullmatch(r"[a-z ]+", lemma):
-                    found.append(lemma)
-        return found
+        """The lemma names of every synset of `word` (inflected forms included), underscores and hyphens as spaces,
+        letters and spaces only, without `word` itself. (Names with no letter left, which the original keeps as an
+        empty word, are dropped.)"""
+        found = {}
+        for synset in self.reader.synsets(word):
+            for lemma in synset.lemmas():
+                name = re.sub(r"[^a-z ]", "", lemma.name().replace("_", " ").replace("-", " ").lower())
+                if name.strip():
+                    found[name] = None
+        found.pop(word, None)
+        return list(found)
 
 
-def wordnet_dir():
-    """The first WordNet database folder found (see the module docstring), or None."""
-    candidates = [os.environ.get("APTM_WORDNET_DIR")]
+def nltk_layout(dict_folder, cache=None):
+    """An NLTK data folder holding a copy of the WordNet database `dict_folder` as `corpora/wordnet`, with `lexnames`
+    and `index.sense` added when missing (see the module docstring). Built once per source folder, atomically."""
+    dict_folder = Path(dict_folder).resolve()
+    cache = Path(cache or os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "aptm"
+    root = cache / f"nltk_data-{hashlib.sha256(str(dict_folder).encode()).hexdigest()[:12]}"
+    if (root / "corpora" / "wordnet" / "lexnames").is_file():
+        return root
+    cache.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=cache))
+    corpus = staging / "corpora" / "wordnet"
+    corpus.mkdir(parents=True)
+    for name in DATABASE_FILES + ["lexnames", "index.sense"]:
+        if (dict_folder / name).is_file():
+            shutil.copyfile(dict_folder / name, corpus / name)
+    if not (corpus / "lexnames").is_file():
+        (corpus / "lexnames").write_text("".join(
+            f"{number:02d}\t{name}\t{SYNTACTIC_CATEGORIES[name.split('.')[0]]}\n"
+            for number, name in enumerate(LEXICOGRAPHER_FILES)))
+    (corpus / "index.sense").touch()
+    try:
+        staging.rename(root)
+    except OSError:  # another process built it first
+        shutil.rmtree(staging)
+    return root
+
+
+def find_wordnet():
+    """The NLTK data folder to read WordNet from (see the module docstring), or None."""
     try:
         import nltk
-
-        candidates += [str(Path(p) / "corpora" / "wordnet") for p in nltk.data.path]
     except ImportError:
-        pass
-    candidates.append("/usr/share/wordnet")
-    return next((c for c in candidates if c and (Path(c) / "index.noun").is_file()), None)
+        return None
+    configured = os.environ.get("APTM_WORDNET_DIR")
+    if configured and (Path(configured) / "index.noun").is_file():
+        return nltk_layout(configured)
+    for path in nltk.data.path:
+        if (Path(path) / "corpora" / "wordnet").is_dir() or (Path(path) / "corpora" / "wordnet.zip").is_file():
+            return Path(path)
+    if (SYSTEM_WORDNET / "index.noun").is_file():
+        return nltk_layout(SYSTEM_WORDNET)
+    return None
 
 
 @lru_cache(maxsize=1)
 def load_wordnet():
-    root = wordnet_dir()
+    """The `WordNet` EDA uses, or None (with a warning, once per process) when there is no WordNet data."""
+    root = find_wordnet()
     if root is None:
-        logger.warning("no WordNet database found: EDA uses random swap and deletion only "
-                       "(install Debian's wordnet-base or set APTM_WORDNET_DIR)")
+        warnings.warn(MISSING_WORDNET, stacklevel=2)
         return None
     return WordNet(root)
 
