@@ -1,8 +1,30 @@
-"""Model cards and pushing APTM checkpoints to the Hugging Face Hub."""
+"""What a checkpoint folder carries to the Hugging Face Hub: the retrieval pipelines as remote code, the model card,
+and the push itself."""
 
+import json
 from pathlib import Path
 
+from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
+from transformers import AutoConfig, AutoProcessor
+from transformers.dynamic_module_utils import custom_object_save
+
+from pipeline_aptm import PIPELINES
+
 USAGE = '''```python
+from transformers import pipeline
+
+search = pipeline("text-person-retrieval", model="{repo}", trust_remote_code=True)
+gallery = search.encode_gallery(images)            # a list of PIL images, encoded once
+search("a woman in a red coat with a black backpack", gallery=gallery, top_k=5)
+# [{{"index": 3, "score": 1.0, "cosine": 0.52, "itm_logit": 4.1}}, ...]   cosine top-k re-ranked by the ITM head
+
+attributes = pipeline("pedestrian-attribute-recognition", model="{repo}", trust_remote_code=True)
+attributes(images[0])                               # [{{"attribute", "statement", "score"}}, ...]
+```
+
+The model alone, for (text, image) pairs:
+
+```python
 from transformers import AutoModel, AutoProcessor
 
 model = AutoModel.from_pretrained("{repo}", trust_remote_code=True).eval()
@@ -11,15 +33,57 @@ inputs = processor(text=["a woman in a red coat with a black backpack"], images=
 outputs = model(**inputs)
 outputs.itm_logits.softmax(-1)[:, 1]   # matching probability of each (text, image) pair
 ```'''
+LOCAL_REPO = "path/to/this/folder"
+TAGS = ["aptm", "text-based-person-retrieval", "pedestrian-attribute-recognition", "person-search", "custom_code"]
+RETRIEVAL_METRICS = {"R@1": "recall@1", "R@5": "recall@5", "R@10": "recall@10", "mAP": "map", "mINP": "minp"}
+ATTRIBUTE_METRICS = {"mA": "mean_accuracy", "accuracy": "accuracy", "precision": "precision", "recall": "recall",
+                     "F1": "f1"}
 
 
-def model_card(config, processor, repo="path/to/this/folder", source="", metrics=None, notes=None):
-    """Markdown model card: front matter, architecture, usage snippet, evaluation table and conversion notes."""
+def hub_id(source):
+    """`source` when it names a Hub repository (`owner/name`, not an existing local path), else None."""
+    if source is None or Path(source).exists() or str(source).count("/") != 1:
+        return None
+    return str(source)
+
+
+def eval_results(metrics, dataset):
+    """`EvalResult`s of the card's model-index from a flat `{"<split> <metric>[ (variant)]": value}` table, e.g.
+    `{"test R@1": 24.8, "test mA (dual encoder)": 65.8}` (the split is the first word when it names one)."""
+    results = []
+    for name, value in metrics.items():
+        words = name.split()
+        split = words.pop(0) if len(words) > 1 and words[0] in ("test", "validation") else None
+        key = words[0] if words else name
+        if key in RETRIEVAL_METRICS:
+            task, task_name, metric_type = "text-person-retrieval", "Text-based person retrieval", RETRIEVAL_METRICS[key]
+        elif key in ATTRIBUTE_METRICS:
+            task, task_name = "pedestrian-attribute-recognition", "Pedestrian attribute recognition"
+            metric_type = ATTRIBUTE_METRICS[key]
+        else:
+            continue
+        results.append(EvalResult(task_type=task, task_name=task_name, dataset_type=dataset, dataset_name=dataset,
+                                  dataset_split=split, metric_type=metric_type, metric_name=name,
+                                  metric_value=float(value)))
+    return results
+
+
+def card_data(repo, dataset=None, base_model=None, metrics=None):
+    """The card's front matter: library, the pipeline's task, tags, dataset, base model and (with a dataset and
+    metrics) the model-index the Hub renders as evaluation results."""
+    return ModelCardData(
+        library_name="transformers", license="apache-2.0", pipeline_tag="text-person-retrieval", tags=TAGS,
+        datasets=[dataset] if dataset else None, base_model=base_model, model_name=repo,
+        eval_results=eval_results(metrics, dataset) if metrics and dataset else None)
+
+
+def model_card(config, processor, repo=LOCAL_REPO, source="", metrics=None, notes=None, dataset=None,
+               base_model=None):
+    """Markdown model card: front matter (`card_data`), architecture, usage snippets, evaluation table and conversion
+    notes."""
     vision, text, cross = config.vision_config, config.text_config, config.cross_config
     lines = [
-        "---", "library_name: transformers", "license: apache-2.0", "tags:", "- aptm", "- text-based-person-retrieval",
-        "- pedestrian-attribute-recognition", "- custom_code", "pipeline_tag: zero-shot-image-classification", "---",
-        "", "# APTM", "",
+        "---", card_data(repo, dataset, base_model, metrics).to_yaml(), "---", "", "# APTM", "",
         "Text-based person retrieval and pedestrian attribute recognition with APTM (Attribute Prompt Learning and "
         f"Text Matching, ACM MM 2023). {source}".strip(), "",
         "## Architecture", "",
@@ -49,12 +113,20 @@ def evaluation_section(metrics):
             + " |"]
 
 
-def card_for_push(card, repo_id, metrics=None):
-    """An existing model card made ready for `repo_id`: the usage snippet names it, and `metrics` (when given) replace
-    the evaluation table. The source sentence and conversion notes stay."""
-    card = card.replace(USAGE.format(repo="path/to/this/folder"), USAGE.format(repo=repo_id))
+def card_for_push(card, repo_id, metrics=None, dataset=None):
+    """An existing model card made ready for `repo_id`: the usage snippets and the model-index name it, and `metrics`
+    (when given) replace the evaluation table and the results on `dataset` (default: the card's). The source sentence
+    and conversion notes stay."""
+    parsed = ModelCard(card)
+    data = parsed.data
+    data.model_name = repo_id
+    if dataset:
+        data.datasets = [dataset]
+    if metrics and data.datasets:
+        data.eval_results = eval_results(metrics, data.datasets[0])
+    text = parsed.text.replace(USAGE.format(repo=LOCAL_REPO), USAGE.format(repo=repo_id))
     if metrics:
-        lines = card.rstrip("\n").split("\n")
+        lines = text.rstrip("\n").split("\n")
         if "## Evaluation" in lines:
             start = lines.index("## Evaluation") - 1
             stop = next((i for i in range(start + 2, len(lines)) if lines[i].startswith("## ")), len(lines) + 1) - 1
@@ -63,8 +135,24 @@ def card_for_push(card, repo_id, metrics=None):
         else:
             at = lines.index("## Conversion notes") - 1 if "## Conversion notes" in lines else len(lines)
             lines[at:at] = evaluation_section(metrics)
-        card = "\n".join(lines) + "\n"
-    return card
+        text = "\n".join(lines) + "\n"
+    return f"---\n{data.to_yaml()}\n---\n{text}"
+
+
+def add_pipelines(folder):
+    """Make a saved checkpoint folder carry the APTM pipelines (`pipeline_aptm.PIPELINES`) as remote code: their
+    tasks in `config.json`'s `custom_pipelines` and their files (`pipeline_aptm.py`, `retrieval_aptm.py`) beside the
+    model code, so `pipeline(task, model=folder_or_repo_id, trust_remote_code=True)` works with transformers alone."""
+    path = Path(folder) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: save the model with save_pretrained first")
+    config = json.loads(path.read_text())
+    config["custom_pipelines"] = {task: {"impl": f"{cls.__module__.rsplit('.', 1)[-1]}.{cls.__name__}",
+                                         "pt": ["AutoModel"], "type": "multimodal"} for task, cls in PIPELINES.items()}
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    for cls in {cls.__module__: cls for cls in PIPELINES.values()}.values():
+        custom_object_save(cls, folder)
+    return folder
 
 
 def write_model_card(folder, config, processor, **kwargs):
@@ -74,26 +162,28 @@ def write_model_card(folder, config, processor, **kwargs):
     return path
 
 
-def push_checkpoint(folder, repo_id, private=False, token=None, metrics=None, commit_message="Upload APTM checkpoint"):
-    """Push a checkpoint folder (model, processor, remote code) to the Hub with a model card whose usage snippet names
-    `repo_id` and whose table shows `metrics` (e.g. the evaluation's `metrics.json`). The folder's own card (training
-    source, conversion notes) is kept and updated; a folder without one gets a new card. Returns the commit info."""
-    from huggingface_hub import HfApi
-    from transformers import AutoConfig, AutoProcessor
-
+def push_checkpoint(folder, repo_id, private=False, token=None, metrics=None, dataset=None,
+                    commit_message="Upload APTM checkpoint"):
+    """Push a checkpoint folder (model, processor, remote code with the pipelines) to the Hub with a model card whose
+    usage snippets name `repo_id` and whose table and model-index show `metrics` (a flat table such as
+    `{"test R@1": 24.8}`) on `dataset` (default: the card's). The folder's own card (training source, conversion
+    notes) is kept and updated; a folder without one gets a new card. Returns the commit info."""
     folder = Path(folder)
     for name in ("config.json", "processor_config.json"):
         if not (folder / name).is_file():
             raise FileNotFoundError(f"{folder} has no {name}: save the model and processor with save_pretrained first")
     if not any(folder.glob("*.safetensors")):
         raise FileNotFoundError(f"{folder} has no safetensors weights")
-    config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
-    processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
+    if "custom_pipelines" not in json.loads((folder / "config.json").read_text()):  # saved before the pipelines
+        add_pipelines(folder)
     card = folder / "README.md"
     if card.is_file():
-        card.write_text(card_for_push(card.read_text(), repo_id, metrics))
+        card.write_text(card_for_push(card.read_text(), repo_id, metrics, dataset))
     else:
-        write_model_card(folder, config, processor, repo=repo_id, metrics=metrics, source="Published with the aptm-hf tools.")
+        config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
+        processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
+        write_model_card(folder, config, processor, repo=repo_id, metrics=metrics, dataset=dataset,
+                         source="Published with the aptm-hf tools.")
     api = HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True)
     return api.upload_folder(folder_path=str(folder), repo_id=repo_id, commit_message=commit_message,

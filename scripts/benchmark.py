@@ -104,7 +104,7 @@ def run(name, config, num_images, num_queries, ks, threads):
         start = time.perf_counter()
         encoded = engine.encode_texts(queries)
         timings["text encoding"] = time.perf_counter() - start
-        cosine, topk, itm = engine._score(queries, index, k, "aptm")
+        cosine, topk, itm = engine.rank(queries, index, k=k)
         timings["cosine + re-rank"] = time.perf_counter() - start - timings["text encoding"]
         return encoded
 

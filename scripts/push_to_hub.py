@@ -17,14 +17,17 @@ def main(argv=None):
     parser.add_argument("repo_id")
     parser.add_argument("--private", action="store_true")
     parser.add_argument("--metrics", help="metrics.json of scripts/evaluate.py, shown in the model card")
+    parser.add_argument("--split", default="test", help="the split the metrics were measured on")
+    parser.add_argument("--dataset", help="dataset the metrics were measured on (default: the model card's)")
     parser.add_argument("--token", help="Hub token (default: the logged-in one)")
     args = parser.parse_args(argv)
     metrics = None
     if args.metrics:
         results = json.load(open(args.metrics))
-        metrics = {f"{task} {key}": round(value, 2) for task in ("retrieval", "attributes")
+        metrics = {f"{args.split} {key}": round(value, 2) for task in ("retrieval", "attributes")
                    for key, value in results.get(task, {}).items()}
-    info = push_checkpoint(args.folder, args.repo_id, private=args.private, token=args.token, metrics=metrics)
+    info = push_checkpoint(args.folder, args.repo_id, private=args.private, token=args.token, metrics=metrics,
+                           dataset=args.dataset)
     print(f"pushed {args.folder} to {args.repo_id}: {info}")
 
 

@@ -73,7 +73,7 @@ def run_quickstart(output_dir="outputs/quickstart", dataset="procedural", data_d
         metrics = {f"test {k}{suffix}": round(v, 2) for section, suffix, keys in CARD_COLUMNS
                    for k, v in summary.get(section, {}).items() if keys is None or k in keys}
         write_model_card(checkpoint, model.config, processor, source=f"Trained by the quickstart (tiny recipe) on the "
-                         f"{dataset} dataset; not for real-world use.", metrics=metrics)
+                         f"{dataset} dataset; not for real-world use.", metrics=metrics, dataset=dataset)
     summary["examples"] = answer_examples(model, processor, data, output_dir)
     summary["checkpoint"] = str(checkpoint)
     summary["seconds"] = round(time.time() - started, 1)

@@ -27,7 +27,7 @@ from modeling_aptm import APTMForPreTraining
 from processing_aptm import APTMImageProcessor, APTMProcessor
 
 from ..factory import load_tokenizer
-from ..hub import write_model_card
+from ..hub import add_pipelines, write_model_card
 
 RECOMPUTED_BUFFERS = ("relative_position_index", "attn_mask", "position_ids")
 DATASET_HINTS = (("pa100k", "pa100k"), ("icfg", "icfg-pedes"), ("rstp", "rstpreid"), ("cuhk", "cuhk-pedes"),
@@ -309,12 +309,13 @@ def load_original_checkpoint(path, tokenizer_dir=None, vision_config_file=None, 
 
 
 def convert_checkpoint(path, output_dir, **kwargs):
-    """Convert `path` and write a Hub folder (safetensors, config, processor, remote code, model card) to
-    `output_dir`. Returns the `ConversionReport`."""
+    """Convert `path` and write a Hub folder (safetensors, config, processor, remote code with the pipelines, model
+    card) to `output_dir`. Returns the `ConversionReport`."""
     model, processor, report = load_original_checkpoint(path, **kwargs)
     output_dir = Path(output_dir)
     model.save_pretrained(output_dir)
     processor.save_pretrained(output_dir)
+    add_pipelines(output_dir)
     write_model_card(output_dir, model.config, processor, source=f"converted from the original checkpoint "
                      f"`{Path(path).name}`", notes=report.lines())
     return report

@@ -1,13 +1,14 @@
-"""Text-to-person search and attribute recognition with an APTM model: batched encoders, the encoded gallery, score
-fusion, the retrieval engine and the attribute recogniser."""
+"""Text-to-person search and attribute recognition with an APTM model. The procedure itself (encoders, score fusion,
+ITM re-ranking, attribute prompts) is the checkpoint's remote code, `retrieval_aptm`; this package adds the gallery
+index on disk and evaluation."""
 
-from .attributes import ATTRIBUTE_SCORINGS, AttributeRecognizer
-from .encoding import Encoder
-from .engine import RetrievalEngine, SearchResult
-from .fusion import FUSIONS, SENTINEL, fuse_scores, min_max
+from retrieval_aptm import (ATTRIBUTE_SCORINGS, FUSIONS, SENTINEL, AttributeRecognizer, EncodedGallery, Encoder,
+                            SearchResult, TextPersonSearch, fuse_scores, min_max)
+
+from .engine import RetrievalEngine
 from .index import GalleryIndex
 
 __all__ = [
-    "ATTRIBUTE_SCORINGS", "AttributeRecognizer", "Encoder", "FUSIONS", "GalleryIndex", "RetrievalEngine", "SENTINEL",
-    "SearchResult", "fuse_scores", "min_max",
+    "ATTRIBUTE_SCORINGS", "AttributeRecognizer", "EncodedGallery", "Encoder", "FUSIONS", "GalleryIndex",
+    "RetrievalEngine", "SENTINEL", "SearchResult", "TextPersonSearch", "fuse_scores", "min_max",
 ]

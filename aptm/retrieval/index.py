@@ -1,4 +1,4 @@
-"""An encoded gallery: what text search needs of each image, computed once and saved to disk."""
+"""A gallery index: an encoded gallery with person ids and paths, saved to and loaded from disk."""
 
 import json
 from dataclasses import dataclass, field
@@ -7,19 +7,16 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from retrieval_aptm import EncodedGallery
+
 
 @dataclass
-class GalleryIndex:
-    """Encoded gallery: normalised projected features `[G, E]` for ITC, the image tokens `[G, 1 + N, C]` the fusion
-    encoder attends to, optional person ids and paths."""
+class GalleryIndex(EncodedGallery):
+    """Encoded gallery (normalised projected features `[G, E]` for ITC, the image tokens `[G, 1 + N, C]` the fusion
+    encoder attends to) with optional person ids and paths."""
 
-    image_features: torch.Tensor
-    image_embeds: torch.Tensor
     person_ids: torch.Tensor = None
     paths: list = field(default_factory=list)
-
-    def __len__(self):
-        return len(self.image_features)
 
     def save(self, folder):
         """Write `index.safetensors` and `index.json` (paths) into `folder`."""
@@ -45,7 +42,7 @@ class GalleryIndex:
 
     def faiss_dataset(self):
         """A `datasets.Dataset` of the features with an inner-product FAISS index on column `features` (needs
-        faiss-cpu); `engine.search(..., faiss=dataset)` then takes candidates from it."""
+        faiss-cpu), for nearest-neighbour candidates (`get_nearest_examples_batch("features", text_features, k)`)."""
         import datasets
         import faiss
 

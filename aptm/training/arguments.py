@@ -20,11 +20,10 @@ from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 
 from configuration_aptm import PRESETS
 from processing_aptm import ATTRIBUTE_SCHEMAS, DATASET_NORMALIZATION
+from retrieval_aptm import ATTRIBUTE_SCORINGS, FUSIONS
 
 from ..data.image_transforms import RANDOM_ERASING_P
 from ..data.masking import MASK_PROBABILITY, MAX_MASKS, MAX_SPAN, SPAN_PROBABILITY
-from ..retrieval.attributes import ATTRIBUTE_SCORINGS
-from ..retrieval.fusion import FUSIONS
 
 RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
 BUNDLED_RECIPES = {
@@ -136,7 +135,7 @@ class EvaluationArguments:
 
     rerank_k: int | None = field(default=None, metadata={
         "help": "candidates re-ranked with ITM; the saved checkpoint's k_test becomes this (default: the config's)"})
-    fusion: str = field(default="aptm", metadata=_choices(FUSIONS, "score fusion (see aptm.retrieval.fusion)"))
+    fusion: str = field(default="aptm", metadata=_choices(FUSIONS, "score fusion (see retrieval_aptm)"))
     attribute_scoring: str = field(default="itm", metadata=_choices(ATTRIBUTE_SCORINGS, "how prompts are scored"))
 
 

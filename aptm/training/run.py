@@ -16,7 +16,7 @@ from ..convert.backbones import from_vision_text_pretrained
 from ..data.collator import APTMCollator
 from ..evaluation import AttributeEvaluator, RetrievalEvaluator
 from ..factory import build_processor, minilm_dir
-from ..hub import write_model_card
+from ..hub import add_pipelines, hub_id, write_model_card
 from .trainer import APTMTrainer
 
 logger = logging.getLogger(__name__)
@@ -122,9 +122,12 @@ def run_training(model_args, data_args, loss_args, evaluation_args, training_arg
     trainer.train(resume_from_checkpoint=True if resume == "last" else resume)
     metrics = trainer.evaluate()
     trainer.save_model(str(output_dir))
-    processor.save_pretrained(output_dir)
-    name = training_args.run_name or data_args.task
-    write_model_card(output_dir, model.config, processor, source=f"Trained with the `{name}` recipe on "
-                     f"{data_args.dataset}.", metrics={k.replace("eval_", "validation "): round(v, 2)
-                                                       for k, v in metrics.items() if isinstance(v, float)})
+    if trainer.is_world_process_zero():
+        processor.save_pretrained(output_dir)
+        add_pipelines(output_dir)
+        name = training_args.run_name or data_args.task
+        write_model_card(output_dir, model.config, processor, source=f"Trained with the `{name}` recipe on "
+                         f"{data_args.dataset}.", metrics={k.replace("eval_", "validation "): round(v, 2)
+                                                           for k, v in metrics.items() if isinstance(v, float)},
+                         dataset=data_args.dataset, base_model=hub_id(model_args.init))
     return trainer, metrics

@@ -75,7 +75,7 @@ def test_score_fusion_reproduces_the_original_for_any_process_count(world_size):
 
 def test_other_fusions(setup):
     _, _, _, engine, index = setup
-    cosine, topk, itm = engine._score(TEXTS, index, 4, "aptm")
+    cosine, topk, itm = engine.rank(TEXTS, index, k=4)
     only_itm = fuse_scores(cosine, topk, itm, "itm")
     assert torch.equal(only_itm.gather(1, topk), itm) and (only_itm == -SENTINEL).sum() == len(TEXTS) * 8
     assert torch.equal(fuse_scores(cosine, topk, itm, "cosine"), cosine)
