@@ -19,13 +19,14 @@ def _font(size):
 
 
 def ranked_gallery_grid(results, gallery_images, path, query_ids=None, gallery_ids=None, top=10,
-                        thumb_size=(64, 192), text_width=220):
+                        thumb_size=(64, 192), text_width=220, labels=None):
     """Save a PNG with one row per query: the wrapped query text, then its `top` gallery images best first, each
     framed green when it shows the query's person and red otherwise (no frame without ids), with rank and score.
 
-    `results` are `SearchResult`s; `gallery_images` is indexable by gallery index (PIL images or arrays)."""
+    `results` are `SearchResult`s; `gallery_images` is indexable by gallery index (PIL images or arrays); `labels`,
+    optional, holds per query a line of text for each of its results (e.g. a time stamp), written under the score."""
     width, height = thumb_size
-    border, pad, caption = 4, 6, 16
+    border, pad, caption = 4, 6, 16 if labels is None else 30
     cell_w, cell_h = width + 2 * border + pad, height + 2 * border + caption + pad
     canvas = Image.new("RGB", (text_width + cell_w * top + pad, cell_h * len(results) + pad), WHITE)
     draw = ImageDraw.Draw(canvas)
@@ -43,7 +44,8 @@ def ranked_gallery_grid(results, gallery_images, path, query_ids=None, gallery_i
                 colour = GREEN if gallery_ids[index] == query_ids[row] else RED
                 draw.rectangle([x, y, x + width + 2 * border - 1, y + height + 2 * border - 1], fill=colour)
             canvas.paste(thumb, (x + border, y + border))
-            draw.text((x + border, y + height + 2 * border + 1), f"#{rank + 1} {score:.3f}", fill=BLACK, font=small)
+            text = f"#{rank + 1} {score:.3f}" + ("" if labels is None else f"\n{labels[row][rank]}")
+            draw.multiline_text((x + border, y + height + 2 * border + 1), text, fill=BLACK, font=small, spacing=2)
     canvas.save(path)
     return path
 

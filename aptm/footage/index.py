@@ -1,0 +1,336 @@
+"""A searchable, incremental index of the people in footage: folders, archives, photos and videos become person
+crops (detected in wide images and video frames, taken as they are when an image already is a crop), encoded with an
+APTM model and stored with their provenance and a thumbnail; then searched by a sentence, an example image or both.
+
+On disk, an index folder holds `footage.json` (format, model, the model's features of a fixed probe image) and
+`shards/NNNNNN/`, one per written batch: a saved `GalleryIndex` (the crops' features and image tokens),
+`crops.json` (provenance of each crop, the keys of the pictures and files the batch completes) and `thumbnails/`.
+A shard is written under a temporary name and renamed when complete, so a crash loses at most the batch in flight
+and never what was indexed before; a re-run skips every picture and file already recorded. One process should
+write to an index at a time.
+"""
+
+import json
+import logging
+import os
+import shutil
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from ..factory import load_checkpoint
+from ..retrieval import GalleryIndex, RetrievalEngine, min_max
+from .detection import HOGPersonDetector
+from .sources import SkipLog, SourceError, SourceReader, decode_image, list_files
+
+logger = logging.getLogger(__name__)
+
+FORMAT = 1
+MANIFEST = "footage.json"
+PROBE_AGREEMENT = 0.999  # cosine between the stored and the current probe features for "the same model"
+
+
+def probe_image():
+    """A fixed 384 x 128 colour pattern whose features identify the model an index was encoded with."""
+    rows, columns = np.mgrid[0:384, 0:128]
+    return np.stack([rows * 255 // 383, columns * 2, (rows // 32 + columns // 32) % 2 * 200 + 30], -1).astype(np.uint8)
+
+
+@dataclass
+class FootageMatch:
+    """One search result: a person crop with its rank and score, and where it came from: `source` (absolute file
+    path), `member` (path inside an archive), `frame` and `timestamp` (seconds; videos only), `box` `(left, top,
+    right, bottom)` in the source picture's pixels, `detection_score` (None for images indexed as they are) and
+    `thumbnail` (the stored crop)."""
+
+    rank: int
+    score: float
+    source: str
+    member: str
+    frame: int
+    timestamp: float
+    box: tuple
+    detection_score: float
+    thumbnail: Path
+
+    def image(self):
+        """The crop's stored thumbnail as an RGB PIL image."""
+        with Image.open(self.thumbnail) as image:
+            return image.convert("RGB")
+
+    def to_dict(self):
+        """JSON-ready fields."""
+        return {**asdict(self), "box": list(self.box), "thumbnail": str(self.thumbnail)}
+
+
+@dataclass
+class IndexingReport:
+    """What one `add_sources` call did: files read, pictures (images and sampled frames) read, pictures without a
+    person, crops added, files skipped as already indexed, skips by reason, and the seconds it took."""
+
+    files: int = 0
+    pictures: int = 0
+    pictures_without_people: int = 0
+    crops: int = 0
+    already_indexed: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    seconds: float = 0.0
+
+    def summary(self):
+        """A few lines for people."""
+        rate = f"{self.pictures / self.seconds:.1f} pictures/s, {self.crops / self.seconds:.1f} crops/s" \
+            if self.seconds > 0 else ""
+        lines = [f"{self.files} files, {self.pictures} pictures read ({self.pictures_without_people} without a "
+                 f"person), {self.crops} crops added in {self.seconds:.1f} s ({rate})",
+                 f"{self.already_indexed} files already indexed"]
+        lines += [f"skipped {count}: {reason}" for reason, count in sorted(self.skipped.items())]
+        return "\n".join(lines)
+
+
+class _Batch:
+    """Crops, picture keys and completed files waiting to be written as one shard."""
+
+    def __init__(self):
+        self.crops, self.records, self.keys, self.completed = [], [], [], []
+
+    def __len__(self):
+        return len(self.keys) + len(self.completed)
+
+
+class FootageIndex:
+    r"""
+    Opens (or creates) the footage index in `folder`.
+
+    Args:
+        folder (`str` or `Path`): the index folder.
+        model (`str`, `Path` or `APTMModel`, *optional*): a checkpoint folder or Hub id, or a loaded model (then give
+            `processor`). Default: the model the index was built with. A model other than the index's (its features
+            of a fixed probe image differ) raises a `ValueError`: features of two models do not compare.
+        processor (`APTMProcessor`, *optional*): the processor of a loaded `model`.
+        batch_size (`int`, *optional*, defaults to 32): crops encoded and written per shard.
+        fusion (`str`, *optional*): score fusion of text search (see `aptm.retrieval.fusion`; default the engine's).
+        device (`str`, *optional*): where a model loaded from a name runs (default: the GPU when there is one).
+    """
+
+    def __init__(self, folder, model=None, processor=None, batch_size=32, fusion="aptm", device=None):
+        self.folder = Path(folder)
+        manifest_path = self.folder / MANIFEST
+        manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else None
+        if manifest is not None and manifest.get("format") != FORMAT:
+            raise ValueError(f"{manifest_path}: format {manifest.get('format')}, this version reads {FORMAT}")
+        if model is None:
+            if manifest is None:
+                raise FileNotFoundError(f"{self.folder} is not a footage index (no {MANIFEST}); give a model to "
+                                        "create one (scripts/index_gallery.py --model)")
+            model = manifest["model"]
+        if isinstance(model, (str, Path)):
+            name = str(Path(model).resolve()) if Path(model).is_dir() else str(model)
+            model, processor = load_checkpoint(model, device)
+        else:
+            if processor is None:
+                raise ValueError("a loaded model needs its processor")
+            name = model.name_or_path or None
+        self.engine = RetrievalEngine(model, processor, batch_size=batch_size, fusion=fusion, progress=False)
+        self.batch_size = batch_size
+        probe = self.engine.encode_images([probe_image()])[1][0].cpu()
+        if manifest is None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            manifest_path.write_text(json.dumps({"format": FORMAT, "model": name, "probe": probe.tolist()}))
+        elif float(probe @ torch.tensor(manifest["probe"])) < PROBE_AGREEMENT:
+            raise ValueError(f"{self.folder} was encoded with the model {manifest['model']}, not {name}: features of "
+                             "two models do not compare; search it with its own model or index into a new folder")
+        self.model_name = name if manifest is None else manifest["model"]
+        (self.folder / "shards").mkdir(exist_ok=True)
+        for partial in (self.folder / "shards").glob(".partial-*"):  # a batch in flight when a run crashed
+            shutil.rmtree(partial)
+        self._loaded = None
+
+    # ---------------------------------------------------------------------------------------------------------------
+    # Reading
+    # ---------------------------------------------------------------------------------------------------------------
+
+    def _shards(self):
+        return sorted(path for path in (self.folder / "shards").iterdir() if not path.name.startswith("."))
+
+    def indexed_keys(self):
+        """Keys of the pictures (file, member, frame) and files already indexed."""
+        keys = set()
+        for shard in self._shards():
+            contents = json.loads((shard / "crops.json").read_text())
+            keys.update(contents["pictures"], contents["completed"])
+        return keys
+
+    def _load(self):
+        """`(GalleryIndex, records)` of every crop, loaded once per change."""
+        if self._loaded is None:
+            parts, records = [], []
+            for shard in self._shards():
+                crops = json.loads((shard / "crops.json").read_text())["crops"]
+                if not crops:
+                    continue
+                part = GalleryIndex.load(shard)
+                if len(part) != len(crops):
+                    raise ValueError(f"{shard}: crops.json lists {len(crops)} crops, the gallery index {len(part)}")
+                parts.append(part)
+                records += [{**record, "thumbnail": shard / record["thumbnail"]} for record in crops]
+            if parts:
+                gallery = GalleryIndex(torch.cat([p.image_features for p in parts]),
+                                       torch.cat([p.image_embeds for p in parts]),
+                                       paths=[str(r["thumbnail"]) for r in records])
+            else:
+                gallery = None
+            self._loaded = gallery, records
+        return self._loaded
+
+    def __len__(self):
+        return len(self.records)
+
+    @property
+    def gallery(self):
+        """The encoded crops as a `GalleryIndex` (paths: the thumbnails), in index order; None while empty."""
+        return self._load()[0]
+
+    @property
+    def records(self):
+        """Provenance of every crop, in index order (`source`, `member`, `frame`, `timestamp`, `box`,
+        `detection_score`, `thumbnail`)."""
+        return self._load()[1]
+
+    # ---------------------------------------------------------------------------------------------------------------
+    # Indexing
+    # ---------------------------------------------------------------------------------------------------------------
+
+    def add_sources(self, sources, detector=None, frame_step=10, crop_aspect=1.5, max_pixels=None,
+                    thumbnail_height=256, progress=True):
+        r"""
+        Index folders (recursively), zip/tar archives, images and videos; pictures and files already in the index are
+        skipped, so running it again resumes or adds only what is new. Returns an `IndexingReport`.
+
+        Args:
+            sources (`list`): paths. A missing one raises `FileNotFoundError` before anything is read.
+            detector (`PersonDetector`, *optional*): finds people in wide images and video frames (default: a
+                `HOGPersonDetector`, built when first needed).
+            frame_step (`int`, *optional*, defaults to 10): every `frame_step`-th video frame is searched for people.
+            crop_aspect (`float`, *optional*, defaults to 1.5): an image at least this many times taller than wide is
+                a person crop and is indexed as it is; other images go through the detector (`float("inf")`: all).
+            max_pixels (`int`, *optional*): larger images are skipped (default: Pillow's decompression-bomb limit).
+            thumbnail_height (`int`, *optional*, defaults to 256): height of the stored crops.
+            progress (`bool`, *optional*, defaults to `True`): progress bars.
+        """
+        sources = [sources] if isinstance(sources, (str, Path)) else list(sources)
+        files = list_files(sources)
+        reader = SourceReader(frame_step=frame_step, max_pixels=max_pixels, progress=progress)
+        indexed, skips, report = self.indexed_keys(), SkipLog(), IndexingReport(files=len(files))
+        start, batch = time.perf_counter(), _Batch()
+        bar = tqdm(files, desc="indexing", unit="file", disable=not progress)
+        for path in bar:
+            if str(path) in indexed:
+                report.already_indexed += 1
+                continue
+            try:
+                for picture in reader.read(path, indexed, skips):
+                    if detector is None and not self._is_crop(picture, crop_aspect):
+                        detector = HOGPersonDetector()
+                    added = self._add_picture(batch, picture, detector, crop_aspect, thumbnail_height)
+                    report.pictures += 1
+                    report.pictures_without_people += added == 0
+                    report.crops += added
+                    if len(batch.crops) >= self.batch_size or len(batch) >= 8 * self.batch_size:
+                        self._write(batch)
+                        batch = _Batch()
+                    bar.set_postfix(crops=report.crops)
+            except SourceError as error:
+                skips.skip_error(error)
+                continue
+            batch.completed.append(str(path))
+        bar.close()
+        if len(batch):
+            self._write(batch)
+        report.skipped, report.seconds = skips.counts, time.perf_counter() - start
+        return report
+
+    @staticmethod
+    def _is_crop(picture, crop_aspect):
+        height, width = picture.image.shape[:2]
+        return picture.frame is None and height >= crop_aspect * width
+
+    def _add_picture(self, batch, picture, detector, crop_aspect, thumbnail_height):
+        """Put a picture's people (itself when it is a crop) in `batch`; returns how many."""
+        height, width = picture.image.shape[:2]
+        if self._is_crop(picture, crop_aspect):
+            found = [((0, 0, width, height), None)]
+        else:
+            found = [(detection.box, detection.score) for detection in detector(picture.image)]
+        for box, score in found:
+            crop = Image.fromarray(picture.image[box[1] : box[3], box[0] : box[2]])
+            thumbnail = crop.copy()
+            thumbnail.thumbnail((thumbnail_height, thumbnail_height))
+            batch.crops.append((crop, thumbnail))
+            batch.records.append({"source": picture.source, "member": picture.member, "frame": picture.frame,
+                                  "timestamp": picture.timestamp, "box": list(box), "detection_score": score})
+        batch.keys.append(picture.key)
+        return len(found)
+
+    def _write(self, batch):
+        """Write `batch` as the next shard: under a temporary name, then renamed."""
+        shards = self._shards()
+        number = int(shards[-1].name) + 1 if shards else 0
+        partial = self.folder / "shards" / f".partial-{os.getpid()}-{number:06d}"
+        (partial / "thumbnails").mkdir(parents=True)
+        names = [f"thumbnails/{i:05d}.jpg" for i in range(len(batch.crops))]
+        for (_, thumbnail), name in zip(batch.crops, names):
+            thumbnail.save(partial / name, quality=90)
+        if batch.crops:
+            self.engine.encode_gallery([crop for crop, _ in batch.crops], paths=names).save(partial)
+        records = [{**record, "thumbnail": name} for record, name in zip(batch.records, names)]
+        (partial / "crops.json").write_text(json.dumps({"crops": records, "pictures": batch.keys,
+                                                        "completed": batch.completed}))
+        partial.rename(self.folder / "shards" / f"{number:06d}")
+        self._loaded = None
+
+    # ---------------------------------------------------------------------------------------------------------------
+    # Searching
+    # ---------------------------------------------------------------------------------------------------------------
+
+    def search(self, text=None, image=None, top=10, image_weight=0.5, fusion=None):
+        r"""
+        The `top` crops best matching a sentence, an example image of the person, or both, best first.
+
+        Args:
+            text (`str`, *optional*): a description; ranked as `RetrievalEngine.search` ranks (ITM re-ranking).
+            image (`str`, `Path`, PIL image or RGB array, *optional*): an example crop of the person (from this index or
+                elsewhere); ranked by the cosine similarity of image features.
+            top (`int`, *optional*, defaults to 10): results returned.
+            image_weight (`float`, *optional*, defaults to 0.5): with both, the score is
+                `(1 - image_weight) * text + image_weight * image`, each min-max normalised over the index.
+            fusion (`str`, *optional*): text score fusion for this call (default: the index's).
+        """
+        if text is None and image is None:
+            raise ValueError("give a text, an image, or both")
+        if not 0 <= image_weight <= 1:
+            raise ValueError(f"image_weight must be in [0, 1], got {image_weight}")
+        gallery, records = self._load()
+        if gallery is None:
+            raise ValueError(f"{self.folder} holds no crops yet: add sources first")
+        top = min(top, len(gallery))
+        if image is None:
+            result = self.engine.search([text], gallery, top=top, fusion=fusion)[0]
+            indices, scores = result.indices, result.scores
+        else:
+            if isinstance(image, (str, Path)):
+                image = decode_image(Path(image), image, Image.MAX_IMAGE_PIXELS)
+            features = self.engine.encode_images([image])[1].cpu()
+            scores = (features @ gallery.image_features.t())[0]
+            if text is not None:
+                text_scores = self.engine.score_matrix([text], gallery, fusion=fusion)[0]
+                scores = (1 - image_weight) * min_max(text_scores) + image_weight * min_max(scores)
+            order = scores.argsort(descending=True, stable=True)[:top]
+            indices, scores = order.tolist(), scores[order].tolist()
+        return [FootageMatch(rank + 1, score, **{**records[index], "box": tuple(records[index]["box"])})
+                for rank, (index, score) in enumerate(zip(indices, scores))]

@@ -1,0 +1,48 @@
+"""Showing footage search results to people: time stamps, where a crop came from, a ranked table and a ranked grid
+of the crops' thumbnails."""
+
+import os
+from pathlib import Path
+
+from ..figures import ranked_gallery_grid
+from ..retrieval import SearchResult
+
+
+def format_time(seconds):
+    """`m:ss.s` (or `h:mm:ss.s`) of a time stamp in seconds; `-` for None."""
+    if seconds is None:
+        return "-"
+    minutes, rest = divmod(float(seconds), 60)
+    hours, minutes = divmod(int(minutes), 60)
+    return f"{hours}:{minutes:02d}:{rest:04.1f}" if hours else f"{minutes}:{rest:04.1f}"
+
+
+def origin(match):
+    """Where a match came from: its source path (relative to the working directory when inside it), with `::member`
+    for an archive member."""
+    source = Path(match.source)
+    try:
+        source = source.relative_to(Path.cwd())
+    except ValueError:
+        pass
+    return f"{source}::{match.member}" if match.member else str(source)
+
+
+def matches_table(matches):
+    """A text table of `FootageMatch`es: rank, score, source, frame, time, box."""
+    rows = [("rank", "score", "source", "frame", "time", "box")]
+    rows += [(str(m.rank), f"{m.score:.4f}", origin(m), "-" if m.frame is None else str(m.frame),
+              format_time(m.timestamp), ",".join(map(str, m.box))) for m in matches]
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.rjust(w) if column in (0, 1, 3) else cell.ljust(w)
+                               for column, (cell, w) in enumerate(zip(row, widths))).rstrip() for row in rows)
+
+
+def matches_grid(matches, query, path, thumb_size=(80, 192)):
+    """Save a PNG of the matches best first (thumbnail, rank, score, then the time stamp for video frames or the
+    file name for images), after the query text. Returns `path`."""
+    labels = [format_time(m.timestamp) + (f" f{m.frame}" if m.frame is not None else "")
+              if m.timestamp is not None else os.path.basename(m.member or m.source)[:14] for m in matches]
+    result = SearchResult(query, list(range(len(matches))), [m.score for m in matches], [], [])
+    return ranked_gallery_grid([result], [m.image() for m in matches], path, top=len(matches), thumb_size=thumb_size,
+                               labels=[labels])

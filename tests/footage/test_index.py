@@ -1,0 +1,227 @@
+"""The footage index: a generated video, a wide photo and person crops become crops with provenance and thumbnails,
+encoded as the retrieval engine encodes them; search by text, example image or both; incremental indexing (re-runs
+skip, new sources append, a crash loses only the batch in flight); bad sources are counted and leave the index as it
+was; the index refuses another model's features."""
+
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from aptm import load_checkpoint
+from aptm.footage import FootageIndex, HOGPersonDetector
+from aptm.retrieval import RetrievalEngine, min_max
+
+from helpers.footage import SceneDifference, overlap, pedestrian_video, save_tiny_checkpoint
+from helpers.images import person_image
+
+TEXT = "a man in a black jacket and yellow trousers"
+
+
+def frames_of(path):
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while (read := capture.read())[0]:
+        frames.append(np.ascontiguousarray(read[1][:, :, ::-1]))
+    capture.release()
+    return frames
+
+
+@pytest.fixture(scope="module")
+def sources(walk, tmp_path_factory):
+    """The walking video, and a folder with two person crops and a wide street photo (the video's first frame)."""
+    folder = tmp_path_factory.mktemp("photos")
+    for seed in (1, 2):
+        person_image(seed).save(folder / f"crop{seed}.png")
+    Image.fromarray(frames_of(walk.path)[0]).save(folder / "street.png")
+    return [walk.path, folder]
+
+
+@pytest.fixture(scope="module")
+def built(sources, checkpoint, tmp_path_factory):
+    """`(index, report)`: the sources indexed with the default detector, 4 crops a shard."""
+    index = FootageIndex(tmp_path_factory.mktemp("index") / "footage", checkpoint, batch_size=4)
+    return index, index.add_sources(sources, progress=False)
+
+
+def provenance(index):
+    return [(r["source"], r["frame"], r["timestamp"], r["box"]) for r in index.records]
+
+
+def test_generated_people_are_found_with_provenance(built, walk, sources):
+    index, report = built
+    path, boxes = walk.path, walk.boxes
+    video = [r for r in index.records if r["source"] == str(path)]
+    assert sorted({r["frame"] for r in video}) == [0, 10, 20]
+    assert all(r["timestamp"] == r["frame"] / 10 and r["member"] is None for r in video)
+    for frame in (0, 10, 20):
+        found = [r["box"] for r in video if r["frame"] == frame]
+        assert len(found) == 3
+        for truth in boxes[frame]:
+            assert max(overlap(box, truth) for box in found) > 0.25
+    street = [r for r in index.records if r["source"].endswith("street.png")]
+    assert len(street) == 3 and all(r["frame"] is None and r["detection_score"] > 0.5 for r in street)
+    assert (report.files, report.pictures, report.crops, report.pictures_without_people) == (4, 6, 2 + 9 + 3, 0)
+    assert len(index) == 14 and not report.skipped
+
+
+def test_person_crops_are_indexed_as_they_are(built, sources):
+    index, _ = built
+    crops = [r for r in index.records if "crop" in r["source"]]
+    assert [(r["box"], r["detection_score"], r["frame"]) for r in crops] == [([0, 0, 128, 384], None, None)] * 2
+    with Image.open(crops[0]["thumbnail"]) as thumbnail:
+        assert thumbnail.size == (85, 256)
+        difference = np.abs(np.asarray(thumbnail, int) - np.asarray(person_image(1).resize((85, 256)), int))
+        assert difference.mean() < 12  # the crop itself, JPEG-compressed
+
+
+def test_stored_features_are_the_engines_features_of_the_crops_at_their_boxes(built, walk, checkpoint):
+    index, _ = built
+    frames = frames_of(walk.path)
+    crops = []
+    for record in index.records:
+        left, top, right, bottom = record["box"]
+        if record["frame"] is not None:
+            picture = frames[record["frame"]]
+        else:
+            picture = np.asarray(Image.open(record["source"]).convert("RGB"))
+        crops.append(picture[top:bottom, left:right])
+    model, processor = load_checkpoint(checkpoint, "cpu")
+    engine = RetrievalEngine(model, processor, progress=False)
+    expected = engine.encode_gallery(crops)
+    torch.testing.assert_close(index.gallery.image_features, expected.image_features, atol=1e-5, rtol=0)
+    torch.testing.assert_close(index.gallery.image_embeds, expected.image_embeds, atol=1e-5, rtol=0)
+    reference = engine.search([TEXT], expected, top=5)[0]
+    matches = index.search(text=TEXT, top=5)
+    assert [m.rank for m in matches] == [1, 2, 3, 4, 5]
+    assert [provenance_of(m) for m in matches] == [provenance(index)[i] for i in reference.indices]
+    assert [m.score for m in matches] == pytest.approx(reference.scores, abs=1e-5)
+
+
+def provenance_of(match):
+    return match.source, match.frame, match.timestamp, list(match.box)
+
+
+def test_query_by_example_ranks_the_same_person_first(walk, checkpoint, tmp_path):
+    # a plug-in detector with boxes that fit the figures, so that crops of one person differ only by the street
+    index = FootageIndex(tmp_path / "fitted", checkpoint)
+    report = index.add_sources([walk.path], detector=SceneDifference(walk.scene), frame_step=5, progress=False)
+    assert report.crops == 18
+    assert [r["box"] for r in index.records[:3]] == [list(box) for box in walk.boxes[0]]
+    for person in range(3):  # each person, by their crop in the first frame: their 6 crops come first
+        matches = index.search(image=index.records[person]["thumbnail"], top=6)
+        assert [tuple(m.box) == walk.boxes[m.frame][person] for m in matches] == [True] * 6
+        assert sorted(m.frame for m in matches) == [0, 5, 10, 15, 20, 25]
+        assert [m.score for m in matches] == sorted([m.score for m in matches], reverse=True)
+
+
+def test_text_and_example_combined(built):
+    index, _ = built
+    example = index.records[0]["thumbnail"]
+    features = index.engine.encode_images([Image.open(example).convert("RGB")])[1]
+    cosine = (features @ index.gallery.image_features.t())[0]
+    text = index.engine.score_matrix([TEXT], index.gallery)[0]
+    for weight in (0.0, 0.3, 1.0):
+        expected = (1 - weight) * min_max(text) + weight * min_max(cosine)
+        matches = index.search(text=TEXT, image=example, top=len(index), image_weight=weight)
+        assert [m.score for m in matches] == pytest.approx(expected.sort(descending=True).values.tolist(), abs=1e-6)
+    with pytest.raises(ValueError, match=r"image_weight must be in \[0, 1\], got 2"):
+        index.search(text=TEXT, image=example, image_weight=2)
+    with pytest.raises(ValueError, match="give a text, an image, or both"):
+        index.search()
+
+
+def test_reindexing_skips_and_new_sources_append(built, sources, checkpoint, tmp_path):
+    index, _ = built
+    folder = tmp_path / "copy"
+    shutil.copytree(index.folder, folder)
+    reopened = FootageIndex(folder)  # the model recorded in the index
+    shards = sorted(p.name for p in (folder / "shards").iterdir())
+    report = reopened.add_sources(sources, progress=False)
+    assert (report.already_indexed, report.pictures, report.crops) == (4, 0, 0)
+    assert sorted(p.name for p in (folder / "shards").iterdir()) == shards
+    extra = tmp_path / "extra.png"
+    person_image(5).save(extra)
+    report = reopened.add_sources([extra, *sources], progress=False)
+    assert (report.already_indexed, report.crops) == (4, 1)
+    assert provenance(reopened)[: len(index)] == provenance(index)
+    assert reopened.records[-1]["source"] == str(extra)
+
+
+def test_a_crash_loses_only_the_batch_in_flight(walk, checkpoint, tmp_path, monkeypatch):
+    clean = FootageIndex(tmp_path / "clean", checkpoint, batch_size=2)
+    clean.add_sources([walk.path], detector=SceneDifference(walk.scene), progress=False)
+    write, calls = FootageIndex._write, []
+
+    def crash_on_second_batch(self, batch):
+        calls.append(len(batch.crops))
+        if len(calls) == 2:
+            (self.folder / "shards" / ".partial-1-000001").mkdir()  # what a killed process leaves
+            raise KeyboardInterrupt
+        write(self, batch)
+
+    monkeypatch.setattr(FootageIndex, "_write", crash_on_second_batch)
+    crashed = FootageIndex(tmp_path / "crashed", checkpoint, batch_size=2)
+    with pytest.raises(KeyboardInterrupt):
+        crashed.add_sources([walk.path], detector=SceneDifference(walk.scene), progress=False)
+    monkeypatch.setattr(FootageIndex, "_write", write)
+    resumed = FootageIndex(tmp_path / "crashed")
+    assert [r["frame"] for r in resumed.records] == [0, 0, 0]  # the first batch, the first frame's people
+    assert not list((tmp_path / "crashed" / "shards").glob(".partial-*"))
+    report = resumed.add_sources([walk.path], detector=SceneDifference(walk.scene), progress=False)
+    assert (report.pictures, report.crops) == (2, 6)
+    assert provenance(resumed) == provenance(clean)
+    torch.testing.assert_close(resumed.gallery.image_features, clean.gallery.image_features)
+
+
+def test_bad_sources_are_counted_and_leave_the_index_as_it_was(built, walk, tmp_path):
+    index, _ = built
+    folder = tmp_path / "copy"
+    shutil.copytree(index.folder, folder)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "junk.mp4").write_text("not a video")
+    (bad / "cut.avi").write_bytes(walk.path.read_bytes()[: walk.path.stat().st_size // 2])
+    (bad / "notes.txt").write_text("hello")
+    (bad / "truncated.jpg").write_bytes(b"\xff\xd8\xff\xe0 cut")
+    pedestrian_video(bad / "empty_street.avi", people=0, frames=20)
+    reopened = FootageIndex(folder)
+    report = reopened.add_sources([bad], detector=HOGPersonDetector(upscale=1.0), progress=False)
+    assert dict(report.skipped) == {"unreadable video": 1, "truncated video": 1, "not an image, video or archive": 1,
+                                    "unreadable image": 1}
+    assert report.pictures_without_people == 2  # the empty street's frames 0 and 10
+    assert report.pictures == 2 + 2  # and the cut video's frames 0 and 10
+    assert provenance(reopened)[: len(index)] == provenance(index)
+    assert len(reopened) == len(index) + report.crops
+    # files that could not be read are not marked indexed: they are reported again; the rest are skipped
+    again = reopened.add_sources([bad], detector=HOGPersonDetector(upscale=1.0), progress=False)
+    assert (again.already_indexed, dict(again.skipped)) == (2, {"unreadable video": 1, "not an image, video or archive": 1,
+                                                                "unreadable image": 1})
+
+
+def test_another_models_features_are_refused(built, tmp_path):
+    index, _ = built
+    other = save_tiny_checkpoint(tmp_path / "other", seed=1)
+    with pytest.raises(ValueError, match=f"{index.folder} was encoded with the model .*, not {other}"):
+        FootageIndex(index.folder, other)
+
+
+def test_loaded_model_and_missing_or_empty_index(built, checkpoint, tmp_path):
+    index, _ = built
+    model, processor = load_checkpoint(checkpoint, "cpu")
+    same = FootageIndex(index.folder, model, processor)
+    assert len(same) == len(index)
+    with pytest.raises(ValueError, match="a loaded model needs its processor"):
+        FootageIndex(index.folder, model)
+    with pytest.raises(FileNotFoundError, match="nowhere is not a footage index"):
+        FootageIndex(tmp_path / "nowhere")
+    empty = FootageIndex(tmp_path / "empty", model, processor)
+    assert json.loads((tmp_path / "empty" / "footage.json").read_text())["format"] == 1
+    with pytest.raises(ValueError, match="holds no crops yet"):
+        empty.search(text=TEXT)
+    with pytest.raises(FileNotFoundError, match="missing.avi does not exist"):
+        empty.add_sources([tmp_path / "missing.avi"], progress=False)
