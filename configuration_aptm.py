@@ -179,12 +179,21 @@ class APTMConfig(PretrainedConfig):
             equally in IAC and IAM (per batch) instead of every image equally. Not in the original; it helps short
             runs whose attributes are rare (mA counts positives and negatives equally).
         num_attribute_matching_prompts (`int`, *optional*, defaults to 5): prompts drawn per step for IAM.
+        itc_gradient (`str`, *optional*, defaults to `"local"`): how ITC's gradient crosses processes when training
+            on several. ITC gathers the features of every process; with `"local"`, as the original, the gathered
+            features of the other processes carry no gradient back, so each process's features get only its own
+            loss's gradient and, after the gradient averaging of DDP, the ITC gradient of the encoders is 1 / world
+            size of the one-process gradient on the global batch (the temperature's is not scaled). The paper's
+            hyper-parameters were tuned this way, on 4 GPUs. With `"global"` the gradient flows back through the
+            gather, which makes the update equal to the one-process update on the global batch at any process
+            count. With one process both are the same.
 
     `k_test` and `itm_cosine_weight` are evaluation settings that the checkpoint carries: the original configs set
     `k_test` per dataset (and a trained checkpoint re-ranks as many candidates as it was validated with), and the
     retrieval code that travels with the checkpoint needs both. Masking and augmentation settings belong to the data
-    (see `aptm.data`), not to the model. Loss weights must be non-negative, the label smoothing in [0, 1) and
-    `num_attribute_matching_prompts` positive; anything else raises a `ValueError` naming the field.
+    (see `aptm.data`), not to the model. Loss weights must be non-negative, the label smoothing in [0, 1),
+    `num_attribute_matching_prompts` positive and `itc_gradient` `"local"` or `"global"`; anything else raises a
+    `ValueError` naming the field.
     """
 
     model_type = "aptm"
@@ -209,6 +218,7 @@ class APTMConfig(PretrainedConfig):
         attribute_label_smoothing=0.0,
         attribute_balanced_loss=False,
         num_attribute_matching_prompts=5,
+        itc_gradient="local",
         **kwargs,
     ):
         self.vision_config = _sub_config(vision_config, APTMVisionConfig, "vision_config")
@@ -234,6 +244,7 @@ class APTMConfig(PretrainedConfig):
         self.attribute_label_smoothing = attribute_label_smoothing
         self.attribute_balanced_loss = attribute_balanced_loss
         self.num_attribute_matching_prompts = num_attribute_matching_prompts
+        self.itc_gradient = itc_gradient
         self._check_training_fields()
         kwargs.setdefault("tie_word_embeddings", True)
         kwargs.setdefault("auto_map", dict(AUTO_MAP))
@@ -250,6 +261,8 @@ class APTMConfig(PretrainedConfig):
                              f"{self.num_attribute_matching_prompts!r}")
         if not isinstance(self.attribute_balanced_loss, bool):
             raise ValueError(f"attribute_balanced_loss must be true or false, got {self.attribute_balanced_loss!r}")
+        if self.itc_gradient not in ITC_GRADIENTS:
+            raise ValueError(f"itc_gradient must be one of {ITC_GRADIENTS}, got {self.itc_gradient!r}")
 
     @classmethod
     def from_preset(cls, name, **overrides):
@@ -262,6 +275,7 @@ class APTMConfig(PretrainedConfig):
         return cls(**kwargs)
 
 
+ITC_GRADIENTS = ("local", "global")  # see APTMConfig's docstring
 LOSS_WEIGHTS = ("itc_loss_weight", "itm_loss_weight", "mlm_loss_weight", "eda_loss_weight", "attribute_loss_weight")
 
 # Every Auto class of a saved checkpoint, whichever APTM class saved it (the files travel with the checkpoint).

@@ -59,28 +59,31 @@ def drop_path(hidden_states, drop_prob, training):
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def gather_across_processes(tensor):
-    """Concatenate `tensor` from every process along dim 0 (identity with one process). The gather is
-    differentiable: each process's loss sends gradient to the slice that came from every other process, so under
-    DDP's gradient averaging the update equals the one-process update on the global batch. (The original gives each
-    process only its own loss's gradient, which scales the ITC gradient by 1 / world size.)"""
+def gather_across_processes(tensor, gradient="local"):
+    """Concatenate `tensor` from every process along dim 0 (identity with one process). With `gradient="local"`,
+    as the original's `AllGather`, only this process's own slice carries gradient back; with `"global"` the gather
+    is differentiable: each process's loss sends gradient to the slice of every other process too, so under DDP's
+    gradient averaging the update equals the one-process update on the global batch (see `APTMConfig.itc_gradient`)."""
     if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
         return tensor
     if torch.distributed.get_world_size() == 1:
         return tensor
-    if not tensor.requires_grad:
-        gathered = [torch.empty_like(tensor) for _ in range(torch.distributed.get_world_size())]
-        torch.distributed.all_gather(gathered, tensor.contiguous())
-        return torch.cat(gathered)
-    from torch.distributed.nn.functional import all_gather
+    if gradient == "global" and tensor.requires_grad:
+        from torch.distributed.nn.functional import all_gather
 
-    return torch.cat(all_gather(tensor.contiguous()))
+        return torch.cat(all_gather(tensor.contiguous()))
+    gathered = [torch.empty_like(tensor) for _ in range(torch.distributed.get_world_size())]
+    torch.distributed.all_gather(gathered, tensor.contiguous())
+    gathered[torch.distributed.get_rank()] = tensor  # the same values, with this process's autograd history
+    return torch.cat(gathered)
 
 
-def image_text_contrastive_loss(image_features, text_features, temp, person_ids):
+def image_text_contrastive_loss(image_features, text_features, temp, person_ids, gradient="local"):
     """Identity-aware symmetric InfoNCE over the (gathered) global batch: every pair with the same person id is a
-    positive, with soft targets spread evenly over a row's positives. Features are L2-normalised."""
-    image_features, text_features = gather_across_processes(image_features), gather_across_processes(text_features)
+    positive, with soft targets spread evenly over a row's positives. Features are L2-normalised. `gradient`: how
+    the gathered features of other processes pass gradient back (`APTMConfig.itc_gradient`)."""
+    image_features = gather_across_processes(image_features, gradient)
+    text_features = gather_across_processes(text_features, gradient)
     person_ids = gather_across_processes(person_ids)
     logits = image_features @ text_features.t() / temp
     positives = (person_ids[:, None] == person_ids[None, :]).float()
@@ -717,7 +720,8 @@ class APTMModel(APTMPreTrainedModel):
         if return_loss and person_ids is None:
             person_ids = torch.arange(len(input_ids), device=input_ids.device)
         output = APTMOutput(
-            loss=image_text_contrastive_loss(image_features, text_features, self.temp, person_ids) if return_loss else None,
+            loss=image_text_contrastive_loss(image_features, text_features, self.temp, person_ids,
+                                             self.config.itc_gradient) if return_loss else None,
             itm_logits=self.itm_logits(text_embeds, attention_mask, image_embeds),
             logits_per_text=text_features @ image_features.t() / self.temp,
             image_embeds=image_embeds,
@@ -825,7 +829,8 @@ class APTMForPreTraining(APTMModel):
         if input_ids is not None:
             text_embeds = self.text_model(input_ids, attention_mask).last_hidden_state
             text_features = self.text_features_from_embeds(text_embeds)
-            terms["loss_itc"] = image_text_contrastive_loss(image_features, text_features, self.temp, person_ids)
+            terms["loss_itc"] = image_text_contrastive_loss(image_features, text_features, self.temp, person_ids,
+                                                            self.config.itc_gradient)
             terms["loss_itm"], output["itm_logits"] = self._matching(
                 image_embeds, image_features, text_embeds, attention_mask, text_features, person_ids, itm_negatives)
             output["text_features"] = text_features
@@ -835,7 +840,8 @@ class APTMForPreTraining(APTMModel):
         if eda_input_ids is not None:
             eda_embeds = self.text_model(eda_input_ids, eda_attention_mask).last_hidden_state
             eda_features = self.text_features_from_embeds(eda_embeds)
-            terms["loss_itc_eda"] = image_text_contrastive_loss(image_features, eda_features, self.temp, person_ids)
+            terms["loss_itc_eda"] = image_text_contrastive_loss(image_features, eda_features, self.temp, person_ids,
+                                                                self.config.itc_gradient)
             terms["loss_itm_eda"], _ = self._matching(
                 image_embeds, image_features, eda_embeds, eda_attention_mask, eda_features, person_ids)
         if attribute_labels is not None:

@@ -18,7 +18,7 @@ import torch
 from transformers import HfArgumentParser, TrainingArguments
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 
-from configuration_aptm import PRESETS
+from configuration_aptm import ITC_GRADIENTS, PRESETS
 from processing_aptm import ATTRIBUTE_SCHEMAS, DATASET_NORMALIZATION
 from retrieval_aptm import ATTRIBUTE_SCORINGS, FUSIONS
 
@@ -124,6 +124,9 @@ class LossArguments:
     attribute_label_smoothing: float | None = None
     attribute_balanced_loss: bool | None = None
     num_attribute_matching_prompts: int | None = None
+    itc_gradient: str | None = field(default=None, metadata=_choices(ITC_GRADIENTS, (
+        "local: the original's ITC gradient (other processes' gathered features carry none back; the paper recipes); "
+        "global: the one-process gradient of the global batch")))
 
     def config_overrides(self):
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}

@@ -4,8 +4,8 @@ validation split with best-checkpoint selection on it (never on test), and train
 checkpoint.
 
 Several processes: run the same script under `torchrun --nproc_per_node N` (or `accelerate launch`); ITC gathers
-the features of every process (see `modeling_aptm.gather_across_processes`), the other losses use the local batch,
-as the original.
+the features of every process (see `modeling_aptm.gather_across_processes`; `itc_gradient` says whether the other
+processes' features pass gradient back), the other losses use the local batch, as the original.
 """
 
 from collections import defaultdict

@@ -21,9 +21,10 @@ def tiny_config(**overrides):
     return APTMConfig(**{**TINY, **overrides})
 
 
-def tiny_model():
+def tiny_model(**overrides):
+    """The tiny pre-training model, always with the same weights (seed 0); `overrides` change config fields."""
     torch.manual_seed(0)
-    return APTMForPreTraining(tiny_config())
+    return APTMForPreTraining(tiny_config(**overrides))
 
 
 def global_batch():

@@ -25,6 +25,8 @@ def test_every_bundled_recipe_parses(name):
     assert training.metric_for_best_model == ("mA" if data.task == "attributes" else "R@1")
     assert training.greater_is_better and not training.remove_unused_columns
     assert (training.adam_beta1, training.adam_beta2) == (0.9, 0.98)  # the original's betas
+    if model.preset == "aptm-base" and data.task != "attributes":  # the paper recipes with ITC, as the original
+        assert loss.itc_gradient == "local"
 
 
 def test_command_line_overrides_the_recipe():
@@ -89,6 +91,7 @@ def test_remove_unused_columns_is_refused():
     ("itm_loss_weight", -1.0, "itm_loss_weight must be a non-negative number"),
     ("attribute_label_smoothing", 1.0, r"attribute_label_smoothing must be in \[0, 1\)"),
     ("num_attribute_matching_prompts", 0, "num_attribute_matching_prompts must be a positive integer"),
+    ("itc_gradient", "both", r"itc_gradient must be one of \('local', 'global'\)"),
 ])
 def test_loss_options_are_validated_config_fields(field, value, message):
     with pytest.raises(ValueError, match=message):
@@ -103,9 +106,10 @@ def test_loss_options_are_validated_config_fields(field, value, message):
 def test_loss_options_reach_the_model_config_from_a_preset_and_a_checkpoint(tmp_path):
     model_args, _, loss, evaluation, _ = recipe_arguments(
         RECIPES_DIR / "retrieval_cuhk.json", data_dir="d", output_dir="o", preset="aptm-tiny", config_overrides=TINY,
-        itm_loss_weight=0.5, rerank_k=7)
+        itm_loss_weight=0.5, rerank_k=7, itc_gradient="global")
     model, _ = prepare_model(model_args, loss, evaluation)
     assert model.config.itm_loss_weight == 0.5 and model.config.k_test == 7 and model.config.num_attributes == 27
+    assert model.config.itc_gradient == "global"
     model.save_pretrained(tmp_path / "init")
     model_args, _, loss, evaluation, _ = recipe_arguments(
         RECIPES_DIR / "attributes_pa100k.json", data_dir="d", output_dir="o", init=str(tmp_path / "init"),
