@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import zipfile
 
 import pytest
 import torch
@@ -16,7 +17,9 @@ from modeling_aptm import APTMForPreTraining
 
 from helpers.dataset_files import processed_tree
 from helpers.fake_hub import serve
-from helpers.golden import GOLDEN
+from helpers.footage import pedestrian_video
+from helpers.golden import golden_dir
+from helpers.images import person_image
 from helpers.models import tiny_config
 from helpers.paths import REPO
 
@@ -36,11 +39,18 @@ def workdir(tmp_path_factory, processor):
 
     load_aptm_dataset("procedural", data_dir=folder / "data" / "procedural")
     processed_tree(folder / "data" / "CUHK-PEDES", "cuhk")
-    if (GOLDEN / "A" / "checkpoint.pth").is_file():
-        shutil.copy(GOLDEN / "A" / "checkpoint.pth", folder / "checkpoint_best.pth")
-        for name in ("config_swin.json", "config_bert.json"):
-            shutil.copy(GOLDEN / "A" / name, folder / name)
+    golden = golden_dir("A")
+    shutil.copy(golden / "checkpoint.pth", folder / "checkpoint_best.pth")
+    for name in ("config_swin.json", "config_bert.json"):
+        shutil.copy(golden / name, folder / name)
     (folder / "outputs" / "quickstart" / "metrics.json").write_text('{"retrieval": {"R@1": 1.0}}')
+    (folder / "my_videos").mkdir()  # footage: a generated street video, an archive of crops, an example picture
+    pedestrian_video(folder / "my_videos" / "street.avi")
+    with zipfile.ZipFile(folder / "photos.zip", "w") as archive:
+        for seed in (1, 2):
+            person_image(seed).save(folder / f"person{seed}.jpg")
+            archive.write(folder / f"person{seed}.jpg", f"people/{seed}.jpg")
+    person_image(3).save(folder / "query.jpg")
     return folder
 
 
@@ -63,8 +73,6 @@ def test_shell_snippets(workdir, tmp_path):
                HF_HOME=str(tmp_path / "home"), OMP_NUM_THREADS="1")
     try:
         for command in commands:
-            if "convert_original_checkpoint" in command and not (workdir / "checkpoint_best.pth").is_file():
-                continue  # no golden checkpoint on this machine
             # the tiny recipe's preset needs MiniLM-sized layers; keep the run short with the test's settings
             argv = command.replace("python ", f"{sys.executable} ", 1).replace("torchrun ", f"{sys.executable} -m torch.distributed.run --standalone ", 1).split()
             result = subprocess.run(argv, cwd=workdir, env=env, capture_output=True, text=True, timeout=900)
