@@ -1,6 +1,10 @@
 """Initialise APTM from public backbones, as pre-training from scratch does: a Swin checkpoint (ImageNet, window 7,
-224 px; the Microsoft layout or timm's) for the image encoder and a BERT checkpoint folder for the text and fusion
-encoders (layers `0..T-1` -> text, `T..T+F-1` -> fusion; the cross-attention stays newly initialised).
+224 px; the Microsoft layout or timm's) for the image encoder and a BERT checkpoint for the text and fusion encoders
+(layers `0..T-1` -> text, `T..T+F-1` -> fusion; the cross-attention stays newly initialised).
+
+Each backbone is a local file or folder, or else a Hub id: the Swin through timm's own Hub support
+(`timm/swin_base_patch4_window7_224.ms_in22k`; timm is the `timm` extra), BERT through transformers
+(`google-bert/bert-base-uncased`).
 
 The relative-position tables are resized from the checkpoint's window (13 x 13 entries for window 7) to APTM's
 (15 x 15 for window 8, 7 x 7 for the window-4 stage) as the original does (geometric offsets + bicubic spline; see
@@ -18,6 +22,19 @@ from modeling_aptm import APTMForPreTraining
 from .relative_position import resize_relative_position_table
 
 
+def _is_hub_id(source):
+    """A string naming no local file or folder is taken for a Hub id."""
+    return isinstance(source, str) and not Path(source).exists()
+
+
+def _hub_swin_state_dict(repo_id):
+    try:
+        import timm
+    except ImportError as error:
+        raise ImportError(f"the Swin {repo_id!r} is read from the Hub by timm: pip install 'aptm-hf[timm]'") from error
+    return timm.create_model(f"hf-hub:{repo_id}", pretrained=True).state_dict()
+
+
 def _read_state_dict(path):
     path = Path(path)
     if path.suffix == ".safetensors":
@@ -27,8 +44,12 @@ def _read_state_dict(path):
 
 
 def swin_state_dict(source, vision_model):
-    """Map a Swin state dict (or file) onto `vision_model`'s names and shapes. Returns `(state_dict, notes)`."""
-    state = source if isinstance(source, dict) else _read_state_dict(source)
+    """Map a Swin state dict (or file, or timm Hub id) onto `vision_model`'s names and shapes. Returns
+    `(state_dict, notes)`."""
+    if isinstance(source, dict):
+        state = source
+    else:
+        state = _hub_swin_state_dict(source) if _is_hub_id(source) else _read_state_dict(source)
     stages = len(vision_model.layers)
     timm_layout = "layers.0.downsample.reduction.weight" not in state and f"layers.{stages - 1}.downsample.reduction.weight" in state
     targets = vision_model.state_dict()
@@ -55,10 +76,14 @@ def swin_state_dict(source, vision_model):
 
 
 def bert_state_dict(source, model):
-    """Map a BERT checkpoint (a folder with `model.safetensors`, or a state dict with or without the `bert.` prefix)
-    onto `model.text_model` and the self-attention/feed-forward weights of `model.fusion_model`."""
+    """Map a BERT checkpoint (a folder with `model.safetensors`, a Hub id, or a state dict with or without the `bert.`
+    prefix) onto `model.text_model` and the self-attention/feed-forward weights of `model.fusion_model`."""
     if isinstance(source, dict):
         state = source
+    elif _is_hub_id(source):
+        from transformers import AutoModel
+
+        state = AutoModel.from_pretrained(source).state_dict()
     else:
         folder = Path(source)
         files = [folder / "model.safetensors", folder / "pytorch_model.bin"]

