@@ -144,7 +144,7 @@ def eda(text, rng, alpha=0.1, deletion_p=0.1, wordnet="auto"):
     """One EDA augmentation of `text` (the original: build a synonym-replacement, random-insertion, random-swap and
     random-deletion variant, keep one at random). Letters and spaces only, lower case. `rng` is a `random.Random`."""
     wordnet = load_wordnet() if wordnet == "auto" else wordnet
-    words = re.sub(r"[^a-z ]+", " ", text.lower().replace("-", " ").replace("'", "")).split()
+    words = re.sub(r"[^a-z ]+", " ", text.lower().replace("-", " ").replace("'", "").replace("\u2019", "")).split()
     if not words:
         return text
     count = max(1, int(alpha * len(words)))
@@ -174,7 +174,7 @@ def _insert(words, count, rng, wordnet):
         for _ in range(10):
             synonyms = wordnet.synonyms(rng.choice(words))
             if synonyms:
-                words.insert(rng.randrange(len(words) + 1), rng.choice(synonyms))
+                words.insert(rng.randrange(len(words)), rng.choice(synonyms))  # never at the end, as the original
                 break
     return words
 

@@ -97,3 +97,13 @@ def test_system_wordnet_lemmatises_when_installed():
     wordnet = WordNet(nltk_layout(captions.SYSTEM_WORDNET))
     assert "shoe" in wordnet.synonyms("shoes") and "wear" in wordnet.synonyms("wearing")
     assert "carry" in wordnet.synonyms("carrying") and "denim" in wordnet.synonyms("jeans")
+
+
+def test_eda_inserts_before_the_last_word_and_drops_apostrophes(isolated_wordnet):
+    wordnet = WordNet(nltk_layout(write_wordnet_dict(isolated_wordnet / "dict", {"noun": [["shoe", "footwear"]]})))
+    text = "a woman wearing black shoes"
+    outputs = [eda(text, random.Random(seed), wordnet=wordnet).split() for seed in range(80)]
+    inserted = [words for words in outputs if len(words) > 5]  # the other techniques keep or drop words
+    assert len(inserted) > 5 and all(words[-1] == "shoes" for words in inserted)  # randint(0, n - 1), as the original
+    for seed in range(10):
+        assert set(eda("The man\u2019s coat", random.Random(seed), wordnet=None).split()) <= {"the", "mans", "coat"}
