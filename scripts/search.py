@@ -22,6 +22,7 @@ def main(argv=None):
     parser.add_argument("--image-weight", type=float, default=0.5, help="weight of the image with both text and image")
     parser.add_argument("--top", type=int, default=10)
     parser.add_argument("--fusion", choices=FUSIONS, help="text score fusion (default: aptm, ITM re-ranking)")
+    parser.add_argument("--source", help="search only the crops of this indexed file (a video, an archive...)")
     parser.add_argument("--model", help="checkpoint folder or Hub id (default: the index's own)")
     parser.add_argument("--grid", default="search_results.png", help="ranked grid PNG written here")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -31,7 +32,7 @@ def main(argv=None):
 
     index = FootageIndex(args.index, model=args.model)
     matches = index.search(text=args.text, image=args.image, top=args.top, image_weight=args.image_weight,
-                           fusion=args.fusion)
+                           fusion=args.fusion, source=args.source)
     query = " + ".join(part for part in (args.text, args.image and f"[image {args.image}]") if part)
     matches_grid(matches, query, args.grid)
     if args.json:

@@ -11,7 +11,6 @@ write to an index at a time.
 """
 
 import json
-import logging
 import os
 import shutil
 import time
@@ -28,8 +27,6 @@ from ..factory import load_checkpoint
 from ..retrieval import GalleryIndex, RetrievalEngine, min_max
 from .detection import HOGPersonDetector
 from .sources import SkipLog, SourceError, SourceReader, decode_image, list_files
-
-logger = logging.getLogger(__name__)
 
 FORMAT = 1
 MANIFEST = "footage.json"
@@ -84,10 +81,10 @@ class IndexingReport:
 
     def summary(self):
         """A few lines for people."""
-        rate = f"{self.pictures / self.seconds:.1f} pictures/s, {self.crops / self.seconds:.1f} crops/s" \
-            if self.seconds > 0 else ""
+        rate = f" ({self.pictures / self.seconds:.2f} pictures/s, {self.crops / self.seconds:.2f} crops/s)" \
+            if self.seconds > 0 and self.pictures else ""
         lines = [f"{self.files} files, {self.pictures} pictures read ({self.pictures_without_people} without a "
-                 f"person), {self.crops} crops added in {self.seconds:.1f} s ({rate})",
+                 f"person), {self.crops} crops added in {self.seconds:.1f} s{rate}",
                  f"{self.already_indexed} files already indexed"]
         lines += [f"skipped {count}: {reason}" for reason, count in sorted(self.skipped.items())]
         return "\n".join(lines)
@@ -197,6 +194,11 @@ class FootageIndex:
         return self._load()[0]
 
     @property
+    def sources(self):
+        """The files that crops came from, in index order (each once)."""
+        return list(dict.fromkeys(record["source"] for record in self.records))
+
+    @property
     def records(self):
         """Provenance of every crop, in index order (`source`, `member`, `frame`, `timestamp`, `box`,
         `detection_score`, `thumbnail`)."""
@@ -207,7 +209,7 @@ class FootageIndex:
     # ---------------------------------------------------------------------------------------------------------------
 
     def add_sources(self, sources, detector=None, frame_step=10, crop_aspect=1.5, max_pixels=None,
-                    thumbnail_height=256, progress=True):
+                    thumbnail_size=256, progress=True):
         r"""
         Index folders (recursively), zip/tar archives, images and videos; pictures and files already in the index are
         skipped, so running it again resumes or adds only what is new. Returns an `IndexingReport`.
@@ -220,7 +222,7 @@ class FootageIndex:
             crop_aspect (`float`, *optional*, defaults to 1.5): an image at least this many times taller than wide is
                 a person crop and is indexed as it is; other images go through the detector (`float("inf")`: all).
             max_pixels (`int`, *optional*): larger images are skipped (default: Pillow's decompression-bomb limit).
-            thumbnail_height (`int`, *optional*, defaults to 256): height of the stored crops.
+            thumbnail_size (`int`, *optional*, defaults to 256): longest side of the stored crops.
             progress (`bool`, *optional*, defaults to `True`): progress bars.
         """
         sources = [sources] if isinstance(sources, (str, Path)) else list(sources)
@@ -237,7 +239,7 @@ class FootageIndex:
                 for picture in reader.read(path, indexed, skips):
                     if detector is None and not self._is_crop(picture, crop_aspect):
                         detector = HOGPersonDetector()
-                    added = self._add_picture(batch, picture, detector, crop_aspect, thumbnail_height)
+                    added = self._add_picture(batch, picture, detector, crop_aspect, thumbnail_size)
                     report.pictures += 1
                     report.pictures_without_people += added == 0
                     report.crops += added
@@ -260,7 +262,7 @@ class FootageIndex:
         height, width = picture.image.shape[:2]
         return picture.frame is None and height >= crop_aspect * width
 
-    def _add_picture(self, batch, picture, detector, crop_aspect, thumbnail_height):
+    def _add_picture(self, batch, picture, detector, crop_aspect, thumbnail_size):
         """Put a picture's people (itself when it is a crop) in `batch`; returns how many."""
         height, width = picture.image.shape[:2]
         if self._is_crop(picture, crop_aspect):
@@ -270,7 +272,7 @@ class FootageIndex:
         for box, score in found:
             crop = Image.fromarray(picture.image[box[1] : box[3], box[0] : box[2]])
             thumbnail = crop.copy()
-            thumbnail.thumbnail((thumbnail_height, thumbnail_height))
+            thumbnail.thumbnail((thumbnail_size, thumbnail_size))
             batch.crops.append((crop, thumbnail))
             batch.records.append({"source": picture.source, "member": picture.member, "frame": picture.frame,
                                   "timestamp": picture.timestamp, "box": list(box), "detection_score": score})
@@ -298,7 +300,7 @@ class FootageIndex:
     # Searching
     # ---------------------------------------------------------------------------------------------------------------
 
-    def search(self, text=None, image=None, top=10, image_weight=0.5, fusion=None):
+    def search(self, text=None, image=None, top=10, image_weight=0.5, fusion=None, source=None):
         r"""
         The `top` crops best matching a sentence, an example image of the person, or both, best first.
 
@@ -310,6 +312,7 @@ class FootageIndex:
             image_weight (`float`, *optional*, defaults to 0.5): with both, the score is
                 `(1 - image_weight) * text + image_weight * image`, each min-max normalised over the index.
             fusion (`str`, *optional*): text score fusion for this call (default: the index's).
+            source (`str` or `Path`, *optional*): search only the crops of this indexed file (see `sources`).
         """
         if text is None and image is None:
             raise ValueError("give a text, an image, or both")
@@ -318,6 +321,12 @@ class FootageIndex:
         gallery, records = self._load()
         if gallery is None:
             raise ValueError(f"{self.folder} holds no crops yet: add sources first")
+        if source is not None:
+            rows = [i for i, record in enumerate(records) if record["source"] == str(Path(source).resolve())]
+            if not rows:
+                raise ValueError(f"{source} has no crops in {self.folder}")
+            gallery = GalleryIndex(gallery.image_features[rows], gallery.image_embeds[rows])
+            records = [records[i] for i in rows]
         top = min(top, len(gallery))
         if image is None:
             result = self.engine.search([text], gallery, top=top, fusion=fusion)[0]

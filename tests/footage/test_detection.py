@@ -67,12 +67,17 @@ def test_hog_finds_each_generated_pedestrian(walk):
 
 
 def test_hog_maps_boxes_back_to_the_image_when_it_resizes(walk):
-    path, boxes = walk.path, walk.boxes
-    capture = cv2.VideoCapture(str(path))
+    capture = cv2.VideoCapture(str(walk.path))
     frame = np.ascontiguousarray(capture.read()[1][:, :, ::-1])
     capture.release()
     small = HOGPersonDetector(upscale=1.0)(frame)
-    large = HOGPersonDetector(upscale=2.0, max_side=960)(frame)  # max_side caps the factor at 1.5
+    detector, shapes = HOGPersonDetector(upscale=2.0, max_side=960), []
+    hog = detector.hog
+    detector.hog = types.SimpleNamespace(detectMultiScale=lambda image, **kw: (shapes.append(image.shape),
+                                                                               hog.detectMultiScale(image, **kw))[1])
+    large = detector(frame)
+    assert shapes == [(540, 960, 3)]  # max_side caps the factor at 1.5
+    assert len(large) == len(small)
     for detection in small:
         assert max(overlap(detection.box, other.box) for other in large) > 0.5
 

@@ -135,6 +135,21 @@ def test_text_and_example_combined(built):
         index.search()
 
 
+def test_search_within_one_source(built, walk, sources):
+    index, _ = built
+    photos = sorted(str(path.resolve()) for path in sources[1].iterdir())
+    assert index.sources == [str(walk.path.resolve()), *photos]
+    video = index.search(text=TEXT, top=20, source=walk.path)
+    assert len(video) == 9 and {m.source for m in video} == {str(walk.path)}
+    engine = index.engine.search([TEXT], type(index.gallery)(index.gallery.image_features[:9],
+                                                             index.gallery.image_embeds[:9]), top=9)[0]
+    assert [m.score for m in video] == pytest.approx(engine.scores, abs=1e-6)
+    street = index.search(image=video[0].thumbnail, top=20, source=photos[-1])
+    assert [m.source for m in street] == [photos[-1]] * 3
+    with pytest.raises(ValueError, match="elsewhere.avi has no crops in"):
+        index.search(text=TEXT, source="elsewhere.avi")
+
+
 def test_reindexing_skips_and_new_sources_append(built, sources, checkpoint, tmp_path):
     index, _ = built
     folder = tmp_path / "copy"
