@@ -5,6 +5,7 @@ exception."""
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -74,7 +75,9 @@ def test_shell_snippets(workdir, tmp_path):
     try:
         for command in commands:
             # the tiny recipe's preset needs MiniLM-sized layers; keep the run short with the test's settings
-            argv = command.replace("python ", f"{sys.executable} ", 1).replace("torchrun ", f"{sys.executable} -m torch.distributed.run --standalone ", 1).split()
+            argv = command.replace("python ", f"{sys.executable} ", 1).replace(
+                "torchrun ", f"{sys.executable} -m torch.distributed.run --standalone ", 1)
+            argv = shlex.split(argv)  # quoted arguments, e.g. a search sentence
             result = subprocess.run(argv, cwd=workdir, env=env, capture_output=True, text=True, timeout=900)
             assert result.returncode == 0, (command, result.stderr[-3000:])
     finally:
