@@ -86,7 +86,7 @@ class IndexingReport:
         lines = [f"{self.files} files, {self.pictures} pictures read ({self.pictures_without_people} without a "
                  f"person), {self.crops} crops added in {self.seconds:.1f} s{rate}",
                  f"{self.already_indexed} files already indexed"]
-        lines += [f"skipped {count}: {reason}" for reason, count in sorted(self.skipped.items())]
+        lines += [f"{reason}: {count}" for reason, count in sorted(self.skipped.items())]
         return "\n".join(lines)
 
 

@@ -59,9 +59,10 @@ class SkipLog:
     def __init__(self):
         self.counts = Counter()
 
-    def skip(self, reason, name, detail=""):
+    def skip(self, reason, name, detail="", outcome="skipped"):
+        """Count `reason` and log `"<outcome> <name>: <reason> (<detail>)"`."""
         self.counts[reason] += 1
-        logger.warning("skipped %s: %s%s", name, reason, f" ({detail})" if detail else "")
+        logger.warning("%s %s: %s%s", outcome, name, reason, f" ({detail})" if detail else "")
 
     def skip_error(self, error):
         """Count and log a `SourceError`."""
@@ -179,8 +180,8 @@ class SourceReader:
         if frame == 0:
             raise SourceError(name, "unreadable video", "no frame could be decoded")
         if total > 0 and frame < total - max(2, total // 50):
-            skips.skip("truncated video", name, f"decoding stopped at frame {frame} of {total}; the frames before it "
-                       "are indexed")
+            skips.skip("truncated video", name, f"decoding stopped at frame {frame} of {total}",
+                       outcome="indexed only the start of")
 
     def _archive(self, path, indexed, skips):
         """Images of a zip or tar archive, and frames of the videos in it; other members are skipped."""

@@ -104,7 +104,7 @@ def test_unreadable_and_truncated_videos(walk, tmp_path, caplog):
         pictures, skips = read_all(SourceReader(frame_step=5), truncated)
     assert [p.frame for p in pictures] == [0, 5, 10]  # the frames before the cut are read
     assert skips.counts == {"truncated video": 1}
-    assert f"skipped {truncated}: truncated video (decoding stopped at frame" in caplog.text
+    assert f"indexed only the start of {truncated}: truncated video (decoding stopped at frame" in caplog.text
 
 
 def test_zip_members_images_videos_and_skips(walk, tmp_path, caplog):
