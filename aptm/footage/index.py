@@ -142,7 +142,6 @@ class FootageIndex:
         elif float(probe @ torch.tensor(manifest["probe"])) < PROBE_AGREEMENT:
             raise ValueError(f"{self.folder} was encoded with the model {manifest['model']}, not {name}: features of "
                              "two models do not compare; search it with its own model or index into a new folder")
-        self.model_name = name if manifest is None else manifest["model"]
         (self.folder / "shards").mkdir(exist_ok=True)
         for partial in (self.folder / "shards").glob(".partial-*"):  # a batch in flight when a run crashed
             shutil.rmtree(partial)

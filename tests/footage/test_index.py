@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from aptm import load_checkpoint
-from aptm.footage import FootageIndex, HOGPersonDetector
+from aptm.footage import FootageIndex, HOGPersonDetector, SourceError
 from aptm.retrieval import RetrievalEngine, min_max
 
 from helpers.footage import SceneDifference, overlap, pedestrian_video, save_tiny_checkpoint
@@ -133,6 +133,13 @@ def test_text_and_example_combined(built):
         index.search(text=TEXT, image=example, image_weight=2)
     with pytest.raises(ValueError, match="give a text, an image, or both"):
         index.search()
+
+
+def test_an_unreadable_example_image_is_named(built, tmp_path):
+    index, _ = built
+    (tmp_path / "query.jpg").write_text("not a picture")
+    with pytest.raises(SourceError, match=f"{tmp_path / 'query.jpg'}: unreadable image"):
+        index.search(image=tmp_path / "query.jpg")
 
 
 def test_search_within_one_source(built, walk, sources):
