@@ -187,13 +187,15 @@ class APTMConfig(PretrainedConfig):
             hyper-parameters were tuned this way, on 4 GPUs. With `"global"` the gradient flows back through the
             gather, which makes the update equal to the one-process update on the global batch at any process
             count. With one process both are the same.
+        classifier_dropout (`float`, *optional*, defaults to 0.1): dropout of `APTMForImageClassification`, the
+            image-only attribute classifier of the paper's PA-100K ablation (the original's `dop`).
 
     `k_test` and `itm_cosine_weight` are evaluation settings that the checkpoint carries: the original configs set
     `k_test` per dataset (and a trained checkpoint re-ranks as many candidates as it was validated with), and the
     retrieval code that travels with the checkpoint needs both. Masking and augmentation settings belong to the data
     (see `aptm.data`), not to the model. Loss weights must be non-negative, the label smoothing in [0, 1),
-    `num_attribute_matching_prompts` positive and `itc_gradient` `"local"` or `"global"`; anything else raises a
-    `ValueError` naming the field.
+    `num_attribute_matching_prompts` positive, `itc_gradient` `"local"` or `"global"` and `classifier_dropout` in
+    [0, 1); anything else raises a `ValueError` naming the field.
     """
 
     model_type = "aptm"
@@ -219,6 +221,7 @@ class APTMConfig(PretrainedConfig):
         attribute_balanced_loss=False,
         num_attribute_matching_prompts=5,
         itc_gradient="local",
+        classifier_dropout=0.1,
         **kwargs,
     ):
         self.vision_config = _sub_config(vision_config, APTMVisionConfig, "vision_config")
@@ -245,6 +248,7 @@ class APTMConfig(PretrainedConfig):
         self.attribute_balanced_loss = attribute_balanced_loss
         self.num_attribute_matching_prompts = num_attribute_matching_prompts
         self.itc_gradient = itc_gradient
+        self.classifier_dropout = classifier_dropout
         self._check_training_fields()
         kwargs.setdefault("tie_word_embeddings", True)
         kwargs.setdefault("auto_map", dict(AUTO_MAP))
@@ -263,6 +267,8 @@ class APTMConfig(PretrainedConfig):
             raise ValueError(f"attribute_balanced_loss must be true or false, got {self.attribute_balanced_loss!r}")
         if self.itc_gradient not in ITC_GRADIENTS:
             raise ValueError(f"itc_gradient must be one of {ITC_GRADIENTS}, got {self.itc_gradient!r}")
+        if not 0 <= self.classifier_dropout < 1:
+            raise ValueError(f"classifier_dropout must be in [0, 1), got {self.classifier_dropout!r}")
 
     @classmethod
     def from_preset(cls, name, **overrides):
@@ -283,6 +289,7 @@ AUTO_MAP = {
     "AutoConfig": "configuration_aptm.APTMConfig",
     "AutoModel": "modeling_aptm.APTMModel",
     "AutoModelForPreTraining": "modeling_aptm.APTMForPreTraining",
+    "AutoModelForImageClassification": "modeling_aptm.APTMForImageClassification",
 }
 
 PRESETS = {

@@ -11,7 +11,7 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
-from transformers.modeling_outputs import BaseModelOutput
+from transformers.modeling_outputs import BaseModelOutput, ImageClassifierOutput
 from transformers.utils import ModelOutput
 
 try:  # remote code (a package in the Hub module cache)
@@ -902,11 +902,56 @@ class APTMForPreTraining(APTMModel):
         return losses
 
 
+class APTMForImageClassification(APTMPreTrainedModel):
+    """The image-only attribute classifier of the paper's PA-100K ablation (the original's
+    `pa100k_only_img_classifier`): the image encoder's global token through Linear(vision width, `embed_dim`),
+    BatchNorm1d, Dropout(`classifier_dropout`) and Linear(`embed_dim`, `num_attributes`), both linear layers drawn
+    from N(0, 1e-5^2) with zero biases, trained with binary cross-entropy on 0/1 `attribute_labels`; an attribute is
+    predicted present where its sigmoid is >= 0.5. No text parts: a pre-training checkpoint initialises the image
+    encoder only."""
+
+    def __init__(self, config: APTMConfig):
+        super().__init__(config)
+        self.vision_model = APTMVisionModel(config.vision_config)
+        self.classifier = nn.Sequential(
+            nn.Linear(config.vision_config.hidden_size, config.embed_dim), nn.BatchNorm1d(config.embed_dim),
+            nn.Dropout(config.classifier_dropout), nn.Linear(config.embed_dim, config.num_attributes),
+        )
+        self.post_init()
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        classifier = getattr(self, "classifier", None)
+        if classifier is not None and (module is classifier[0] or module is classifier[3]):
+            init.normal_(module.weight, mean=0.0, std=1e-5)
+            init.zeros_(module.bias)
+        else:
+            super()._init_weights(module)
+
+    def forward(self, pixel_values, attribute_labels=None, return_dict=True):
+        """Logits `[B, num_attributes]`, and the mean binary cross-entropy when `attribute_labels` (0/1) are given."""
+        logits = self.classifier(self.vision_model(pixel_values).last_hidden_state[:, 0])
+        loss = None
+        if attribute_labels is not None:
+            loss = F.binary_cross_entropy_with_logits(logits, attribute_labels.to(logits.dtype))
+        output = ImageClassifierOutput(loss=loss, logits=logits)
+        return output if return_dict else output.to_tuple()
+
+    @torch.no_grad()
+    def classify_attributes(self, pixel_values):
+        """`(predictions, probabilities)`, both `[B, num_attributes]`: sigmoid of the logits, and 1 where it is >= 0.5
+        (the original's evaluation)."""
+        probabilities = torch.sigmoid(self(pixel_values).logits)
+        return (probabilities >= 0.5).long(), probabilities
+
+
 APTMModel.register_for_auto_class("AutoModel")
 APTMForPreTraining.register_for_auto_class("AutoModelForPreTraining")
+APTMForImageClassification.register_for_auto_class("AutoModelForImageClassification")
 
 __all__ = [
-    "APTMPreTrainedModel", "APTMModel", "APTMForPreTraining", "APTMOutput", "APTMForPreTrainingOutput",
+    "APTMPreTrainedModel", "APTMModel", "APTMForPreTraining", "APTMForImageClassification", "APTMOutput",
+    "APTMForPreTrainingOutput",
     "attribute_contrastive_loss", "image_text_contrastive_loss", "masked_lm_loss", "prompt_targets",
     "sample_hard_negatives", "two_way_loss",
 ]

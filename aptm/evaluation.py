@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from .data.captions import clean_caption
 from .figures import DatasetImages, ranked_gallery_grid
@@ -35,10 +36,25 @@ def evaluate_retrieval(model, processor, gallery, queries, dataset=None, grid_pa
 
 def evaluate_attributes(model, processor, dataset, batch_size=32, scoring="itm", progress=True):
     """Attribute metrics (mA, accuracy, precision, recall, F1, per-attribute mA) of images with labels, the prompts
-    scored by `scoring` (`"itm"`, the paper's, or `"contrastive"`; see `AttributeRecognizer`)."""
-    recognizer = AttributeRecognizer(model, processor, scoring=scoring, batch_size=batch_size, progress=progress)
-    predictions, _ = recognizer.recognize(dataset["image"])
+    scored by `scoring` (`"itm"`, the paper's, or `"contrastive"`; see `AttributeRecognizer`), or for the image-only
+    classifier (`APTMForImageClassification`) its own predictions."""
+    if hasattr(model, "classify_attributes"):
+        predictions = classifier_predictions(model, processor, dataset, batch_size)
+    else:
+        recognizer = AttributeRecognizer(model, processor, scoring=scoring, batch_size=batch_size, progress=progress)
+        predictions, _ = recognizer.recognize(dataset["image"])
     return attribute_metrics(predictions.numpy(), dataset["attribute_labels"])
+
+
+def classifier_predictions(model, processor, dataset, batch_size=32):
+    """0/1 predictions `[N, A]` of the image-only classifier on the `image` column of `dataset` (eval mode: the
+    BatchNorm running statistics), batch by batch."""
+    model.eval()
+    predictions = []
+    for start in range(0, len(dataset), batch_size):
+        pixel_values = processor(images=dataset[start : start + batch_size]["image"])["pixel_values"]
+        predictions.append(model.classify_attributes(pixel_values.to(model.device))[0].cpu())
+    return torch.cat(predictions)
 
 
 def attribute_split(data, split="test"):
@@ -52,13 +68,13 @@ def attribute_split(data, split="test"):
 
 def evaluate_dataset(model, processor, data, dataset_name, split="test", output_dir=None, attribute_scoring="itm",
                      **engine_options):
-    """Every metric a dataset supports on `split` (`test` or `validation`); writes `metrics.json` and
-    `retrieval_grid.png` to `output_dir` when given."""
+    """Every metric a dataset supports on `split` (`test` or `validation`; attributes only for the image-only
+    classifier); writes `metrics.json` and `retrieval_grid.png` to `output_dir` when given."""
     output_dir = Path(output_dir) if output_dir else None
     if output_dir:
         output_dir.mkdir(parents=True, exist_ok=True)
     results = {}
-    if f"{split}_gallery" in data:
+    if f"{split}_gallery" in data and not hasattr(model, "classify_attributes"):  # the image-only classifier: no text
         metrics, _, _, _ = evaluate_retrieval(
             model, processor, data[f"{split}_gallery"], data[f"{split}_queries"], dataset=dataset_name,
             grid_path=output_dir / "retrieval_grid.png" if output_dir else None, **engine_options)

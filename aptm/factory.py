@@ -5,7 +5,7 @@ checkpoint (folder or Hub id) loaded through the Auto classes."""
 from pathlib import Path
 
 import torch
-from transformers import AutoModel, AutoProcessor, BertTokenizer
+from transformers import AutoConfig, AutoModel, AutoModelForImageClassification, AutoProcessor, BertTokenizer
 
 from processing_aptm import APTMImageProcessor, APTMProcessor
 
@@ -38,7 +38,10 @@ def build_processor(normalization="mals", schema="mals", tokenizer=None, max_len
 
 def load_checkpoint(path_or_id, device=None):
     """Model (eval mode, on `device` or the GPU when there is one) and processor of a checkpoint folder or Hub id,
-    through the Auto classes with the checkpoint's own code."""
-    model = AutoModel.from_pretrained(path_or_id, trust_remote_code=True).eval()
+    through the Auto classes with the checkpoint's own code (`AutoModelForImageClassification` for the image-only
+    attribute classifier)."""
+    architectures = AutoConfig.from_pretrained(path_or_id, trust_remote_code=True).architectures or []
+    auto_class = AutoModelForImageClassification if "APTMForImageClassification" in architectures else AutoModel
+    model = auto_class.from_pretrained(path_or_id, trust_remote_code=True).eval()
     processor = AutoProcessor.from_pretrained(path_or_id, trust_remote_code=True)
     return model.to(device or ("cuda" if torch.cuda.is_available() else "cpu")), processor

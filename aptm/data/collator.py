@@ -32,6 +32,8 @@ class APTMCollator:
         mlm_probability, mlm_max_masks, mlm_span_probability, mlm_max_span (*optional*): the `WholeWordMasker`
             settings (the original's by default).
         seed (`int`, *optional*, defaults to 0): seed of the augmentation, masking and EDA draws.
+        image_classifier (`bool`, *optional*, defaults to `False`): batches of the image-only attribute classifier,
+            `pixel_values` and (with `attributes`) `attribute_labels` only: no person ids, no prompt bank.
     The draws of a batch are a function of `seed` and the batch's rows, not of the global random state, so a run is
     reproducible and a resumed run continues exactly the same trajectory (the Trainer restores its random state
     only after collating the first batch after a resume).
@@ -39,9 +41,10 @@ class APTMCollator:
 
     def __init__(self, processor, captions=True, attributes=False, mlm=True, eda=False, dataset=None, mask_padding=False,
                  erasing_p=RANDOM_ERASING_P, randaugment=True, mlm_probability=MASK_PROBABILITY, mlm_max_masks=MAX_MASKS,
-                 mlm_span_probability=SPAN_PROBABILITY, mlm_max_span=MAX_SPAN, seed=0):
+                 mlm_span_probability=SPAN_PROBABILITY, mlm_max_span=MAX_SPAN, seed=0, image_classifier=False):
         self.processor = processor
         self.captions, self.attributes, self.mlm, self.eda, self.dataset = captions, attributes, mlm, eda, dataset
+        self.image_classifier = image_classifier
         self.padding = "max_length" if mask_padding else "longest"
         image = processor.image_processor
         self.transform = train_transform(image.image_mean, image.image_std,
@@ -68,7 +71,7 @@ class APTMCollator:
             torch.manual_seed(seed)
             pixels = [self.transform(to_rgb(row["image"], i)) for i, row in enumerate(rows)]
         batch = {"pixel_values": torch.stack(pixels)}
-        if "person_id" in rows[0]:
+        if "person_id" in rows[0] and not self.image_classifier:
             batch["person_ids"] = torch.tensor([row["person_id"] for row in rows])
         if self.captions:
             captions = [clean_caption(row["caption"]) for row in rows]
@@ -84,6 +87,7 @@ class APTMCollator:
                 batch.update(eda_input_ids=augmented["input_ids"], eda_attention_mask=augmented["attention_mask"])
         if self.attributes:
             batch["attribute_labels"] = torch.tensor([row["attribute_labels"] for row in rows], dtype=torch.long)
+        if self.attributes and not self.image_classifier:
             batch.update(attribute_input_ids=self.prompts["input_ids"],
                          attribute_attention_mask=self.prompts["attention_mask"])
             if self.mlm:

