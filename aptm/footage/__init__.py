@@ -5,10 +5,10 @@ and video reading need the `footage` extra (opencv-python-headless 4.x), importe
 
 from .detection import Detection, HOGPersonDetector, PersonDetector, non_max_suppression
 from .index import FootageIndex, FootageMatch, IndexingReport
-from .presentation import format_time, matches_grid, matches_table
+from .presentation import caption, format_time, matches_grid, matches_table
 from .sources import SkipLog, SourceError, SourceReader
 
 __all__ = [
     "Detection", "FootageIndex", "FootageMatch", "HOGPersonDetector", "IndexingReport", "PersonDetector", "SkipLog",
-    "SourceError", "SourceReader", "format_time", "matches_grid", "matches_table", "non_max_suppression",
+    "SourceError", "SourceReader", "caption", "format_time", "matches_grid", "matches_table", "non_max_suppression",
 ]

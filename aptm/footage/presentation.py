@@ -28,6 +28,13 @@ def origin(match):
     return f"{source}::{match.member}" if match.member else str(source)
 
 
+def caption(match):
+    """A short line under a match's crop: time stamp and frame number of a video frame, else the image's file name."""
+    if match.timestamp is not None:
+        return f"{format_time(match.timestamp)} f{match.frame}"
+    return os.path.basename(match.member or match.source)[:14]
+
+
 def matches_table(matches):
     """A text table of `FootageMatch`es: rank, score, source, frame, time, box."""
     rows = [("rank", "score", "source", "frame", "time", "box")]
@@ -39,10 +46,9 @@ def matches_table(matches):
 
 
 def matches_grid(matches, query, path, thumb_size=(80, 192)):
-    """Save a PNG of the matches best first (thumbnail, rank, score, then the time stamp for video frames or the
-    file name for images), after the query text. Returns `path`."""
-    labels = [format_time(m.timestamp) + (f" f{m.frame}" if m.frame is not None else "")
-              if m.timestamp is not None else os.path.basename(m.member or m.source)[:14] for m in matches]
+    """Save a PNG of the matches best first (thumbnail, rank and score, `caption`), after the query text. Returns
+    `path`."""
+    labels = [caption(m) for m in matches]
     result = SearchResult(query, list(range(len(matches))), [m.score for m in matches], [], [])
     return ranked_gallery_grid([result], [m.image() for m in matches], path, top=len(matches), thumb_size=thumb_size,
                                labels=[labels])
