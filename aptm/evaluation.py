@@ -15,14 +15,15 @@ from .retrieval import AttributeRecognizer, RetrievalEngine, SearchResult
 
 
 def evaluate_retrieval(model, processor, gallery, queries, dataset=None, grid_path=None, grid_queries=6,
-                       **engine_options):
-    """Retrieval metrics on a gallery/queries pair of splits (captions cleaned as the original for `dataset`);
-    optionally a PNG of the top-10 of `grid_queries` queries spread over the split. `engine_options` go to
-    `RetrievalEngine`. Returns `(metrics, score_matrix, engine, index)`."""
+                       image_to_text=False, **engine_options):
+    """Retrieval metrics on a gallery/queries pair of splits (captions cleaned as the original for `dataset`), with
+    `image_to_text` the other direction too (`i2t_` keys, from the transposed score matrix); optionally a PNG of the
+    top-10 of `grid_queries` queries spread over the split. `engine_options` go to `RetrievalEngine`. Returns
+    `(metrics, score_matrix, engine, index)`."""
     engine = RetrievalEngine(model, processor, **engine_options)
     index = engine.encode_gallery(gallery, person_ids=gallery["person_id"], paths=gallery["image_path"])
     texts = [clean_caption(c, dataset) for c in queries["caption"]]
-    metrics, scores = engine.evaluate(texts, queries["person_id"], index)
+    metrics, scores = engine.evaluate(texts, queries["person_id"], index, image_to_text=image_to_text)
     if grid_path is not None:
         rows = np.linspace(0, len(texts) - 1, min(grid_queries, len(texts))).astype(int).tolist()
         results = []

@@ -188,3 +188,21 @@ def push_checkpoint(folder, repo_id, private=False, token=None, metrics=None, da
     api.create_repo(repo_id, private=private, exist_ok=True)
     return api.upload_folder(folder_path=str(folder), repo_id=repo_id, commit_message=commit_message,
                              ignore_patterns=["checkpoint-*", "*.pt", "rng_state*", "optimizer*", "scheduler*"])
+
+
+def push_metric(folder, repo_id, private=False, token=None, commit_message="Upload metric"):
+    """Publish an `evaluate` metric folder (`metrics/<name>`: module, README with the Space front matter, `app.py`,
+    `requirements.txt`, and `aptm_metrics.py`, whose content is uploaded through the link) as a metric Space, so that
+    `evaluate.load(repo_id)` loads it. Returns the commit info."""
+    folder = Path(folder)
+    module = folder / f"{folder.name}.py"
+    for path in (module, folder / "README.md", folder / "app.py", folder / "requirements.txt"):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing: not a metric folder")
+    if repo_id.split("/")[-1] != folder.name:
+        raise ValueError(f"evaluate loads `{repo_id}` from `{repo_id.split('/')[-1]}.py`: name the Space "
+                         f"`<owner>/{folder.name}`")
+    api = HfApi(token=token)
+    api.create_repo(repo_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
+    return api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="space", commit_message=commit_message,
+                             ignore_patterns=["__pycache__/*", "*.pyc"])

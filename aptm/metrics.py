@@ -1,4 +1,6 @@
-"""Evaluation metrics as plain numpy functions (the `evaluate` modules in `metrics/` wrap them).
+"""Evaluation metrics as plain numpy functions, importing numpy alone: the `evaluate` modules in `metrics/` compute
+with this very file (each metric folder holds it as `aptm_metrics.py`, a link here, so a folder copied alone or
+published as a metric Space carries it).
 
 Text-to-person retrieval (the protocol of IRRA and APTM): each query is a caption, the gallery is the test images, and a
 gallery image is relevant when it shows the query's person id.
@@ -74,6 +76,16 @@ def retrieval_metrics(scores, query_ids, gallery_ids, ks=(1, 5, 10), ties="stabl
     metrics = {f"R@{k}": 100.0 * hits[k] / total for k in ks}
     metrics.update({"mAP": 100.0 * ap_sum / total, "mINP": 100.0 * inp_sum / total})
     return {key: float(value) for key, value in metrics.items()}
+
+
+def image_to_text_metrics(scores, query_ids, gallery_ids, ks=(1, 5, 10), ties="stable", chunk_size=1024):
+    """The other direction of a text x image score matrix, as IRRA reports it: each gallery image is a query over the
+    texts, and a text is relevant when it describes the image's person. Keys get an `i2t_` prefix."""
+    scores = _as_numpy(scores)
+    if scores.ndim != 2:
+        raise ValueError(f"scores must be a [texts, images] matrix, got shape {list(scores.shape)}")
+    metrics = retrieval_metrics(scores.T, gallery_ids, query_ids, ks, ties, chunk_size)
+    return {f"i2t_{key}": value for key, value in metrics.items()}
 
 
 def attribute_predictions(prompt_scores):

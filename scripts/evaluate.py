@@ -27,6 +27,8 @@ def main(argv=None):
                         help="reproduce the original evaluator's score fusion on that many GPUs (the paper used 4)")
     parser.add_argument("--attribute-scoring", default="itm", choices=ATTRIBUTE_SCORINGS,
                         help="score attribute prompts with the ITM head (the paper's) or the IAC similarities")
+    parser.add_argument("--image-to-text", action="store_true",
+                        help="also the image-to-text metrics (i2t_ keys), from the transposed score matrix")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (approximate)")
     parser.add_argument("--output-dir", default="outputs/evaluation")
@@ -36,7 +38,7 @@ def main(argv=None):
     data = load_aptm_dataset(args.dataset, data_dir=args.data_dir)
     results = evaluate_dataset(model, processor, data, args.dataset, args.split, args.output_dir, k=args.k,
                                fusion=args.fusion, world_size=args.world_size, batch_size=args.batch_size,
-                               attribute_scoring=args.attribute_scoring,
+                               attribute_scoring=args.attribute_scoring, image_to_text=args.image_to_text,
                                autocast=torch.bfloat16 if args.bf16 else None)
     for task in ("retrieval", "attributes"):
         if task in results:

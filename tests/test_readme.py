@@ -55,30 +55,28 @@ def workdir(tmp_path_factory, processor):
     return folder
 
 
-def test_python_snippets(workdir, monkeypatch):
-    monkeypatch.chdir(workdir)
-    namespace = {}
-    snippets = [code for kind, code in BLOCKS if kind == "python"]
-    assert len(snippets) >= 4
-    for code in snippets:
-        exec(compile(code, "README.md", "exec"), namespace)
-
-
-def test_shell_snippets(workdir, tmp_path):
+def test_snippets(workdir, tmp_path):
+    """The shell commands in order, against a local fake Hub (pushes land there), then the Python blocks as one
+    script in that environment, so snippets that load what the commands pushed by id work as a user's would."""
     commands = [line for kind, code in BLOCKS if kind == "bash" for line in code.splitlines()
                 if line.startswith(("python ", "torchrun "))]
     assert any("convert_original_checkpoint" in c for c in commands) and any("torchrun" in c for c in commands)
+    snippets = [code for kind, code in BLOCKS if kind == "python"]
+    assert len(snippets) >= 4
+    (tmp_path / "readme_snippets.py").write_text("\n".join(snippets))
     server, url = serve(0, tmp_path / "hub")
     env = {k: v for k, v in os.environ.items() if not k.endswith("_OFFLINE")}
     env.update(PYTHONPATH=str(REPO), HF_ENDPOINT=url, HF_TOKEN="hf_fake", HF_HUB_DISABLE_XET="1",
                HF_HOME=str(tmp_path / "home"), OMP_NUM_THREADS="1")
     try:
         for command in commands:
-            # the tiny recipe's preset needs MiniLM-sized layers; keep the run short with the test's settings
             argv = command.replace("python ", f"{sys.executable} ", 1).replace(
                 "torchrun ", f"{sys.executable} -m torch.distributed.run --standalone ", 1)
             argv = shlex.split(argv)  # quoted arguments, e.g. a search sentence
             result = subprocess.run(argv, cwd=workdir, env=env, capture_output=True, text=True, timeout=900)
             assert result.returncode == 0, (command, result.stderr[-3000:])
+        result = subprocess.run([sys.executable, str(tmp_path / "readme_snippets.py")], cwd=workdir, env=env,
+                                capture_output=True, text=True, timeout=900)
+        assert result.returncode == 0, result.stderr[-3000:]
     finally:
         server.shutdown()

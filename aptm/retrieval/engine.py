@@ -7,7 +7,7 @@ import torch
 
 from retrieval_aptm import TextPersonSearch
 
-from ..metrics import retrieval_metrics
+from ..metrics import image_to_text_metrics, retrieval_metrics
 from .index import GalleryIndex
 
 
@@ -28,10 +28,15 @@ class RetrievalEngine(TextPersonSearch):
                             None if person_ids is None else torch.as_tensor(np.asarray(person_ids), dtype=torch.long),
                             list(paths or []))
 
-    def evaluate(self, texts, query_ids, index, ties="stable"):
+    def evaluate(self, texts, query_ids, index, ties="stable", image_to_text=False):
         """Retrieval metrics (R@1/5/10, mAP, mINP) of captions `texts` with person ids `query_ids` against a gallery
-        index with person ids. Returns `(metrics, score_matrix)`."""
+        index with person ids; with `image_to_text`, also the other direction (`i2t_` keys) from the transposed score
+        matrix. Returns `(metrics, score_matrix)`."""
         if index.person_ids is None:
             raise ValueError("the gallery index has no person_ids; pass them to encode_gallery")
         scores = self.score_matrix(texts, index)
-        return retrieval_metrics(scores, np.asarray(query_ids), index.person_ids.numpy(), ties=ties), scores
+        query_ids, gallery_ids = np.asarray(query_ids), index.person_ids.numpy()
+        metrics = retrieval_metrics(scores, query_ids, gallery_ids, ties=ties)
+        if image_to_text:
+            metrics.update(image_to_text_metrics(scores, query_ids, gallery_ids, ties=ties))
+        return metrics, scores

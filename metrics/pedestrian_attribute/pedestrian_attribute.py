@@ -1,11 +1,12 @@
 """Pedestrian attribute recognition metrics as APTM reports them: label-based mA and instance accuracy, precision,
-recall and F1, in percent."""
+recall and F1, in percent. Needs only evaluate, datasets and numpy; the computation is `aptm_metrics.py` beside this
+file, the same code the aptm package evaluates with."""
 
 import datasets
 import evaluate
 import numpy as np
 
-from aptm.metrics import attribute_metrics
+from .aptm_metrics import attribute_metrics
 
 _DESCRIPTION = """
 Predictions and references are one binary vector per image (1 = attribute present). References may hold -1 for

@@ -9,6 +9,7 @@ import torch
 import aptm
 from aptm.convert.original_checkpoint import load_original_checkpoint
 from aptm.figures import ranked_gallery_grid
+from aptm.metrics import image_to_text_metrics
 from aptm.retrieval import SENTINEL, GalleryIndex, RetrievalEngine, fuse_scores, min_max
 
 from helpers.golden import golden_dir
@@ -112,6 +113,8 @@ def test_evaluate_and_index_round_trip(setup, tmp_path):
     _, _, _, engine, index = setup
     metrics, scores = engine.evaluate(TEXTS, [0, 1, 2, 3, 4, 5], index)
     assert set(metrics) == {"R@1", "R@5", "R@10", "mAP", "mINP"} and scores.shape == (6, 12)
+    both, _ = engine.evaluate(TEXTS, [0, 1, 2, 3, 4, 5], index, image_to_text=True)
+    assert both == {**metrics, **image_to_text_metrics(scores, [0, 1, 2, 3, 4, 5], index.person_ids)}
     index.save(tmp_path / "index")
     loaded = GalleryIndex.load(tmp_path / "index")
     assert torch.equal(loaded.image_embeds, index.image_embeds) and loaded.paths == index.paths

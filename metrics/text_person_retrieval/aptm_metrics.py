@@ -1,0 +1,1 @@
+../../aptm/metrics.py
