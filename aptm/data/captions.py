@@ -46,6 +46,7 @@ MISSING_WORDNET = ("no WordNet data found: EDA uses random swap and deletion onl
                    "replacement and insertion (install Debian's wordnet-base, run nltk.download('wordnet'), or set "
                    "APTM_WORDNET_DIR to a WordNet 3.0 dict folder)")
 
+
 def clean_caption(text, dataset=None, max_words=56):
     """The original `pre_caption`: for ICFG-PEDES and RSTPReid lower-case and keep only [0-9a-z] runs; then cut to
     `max_words` whitespace words. Raises on an empty result."""
@@ -86,11 +87,11 @@ class WordNet:
         return list(found)
 
 
-def nltk_layout(dict_folder, cache=None):
+def nltk_layout(dict_folder):
     """An NLTK data folder holding a copy of the WordNet database `dict_folder` as `corpora/wordnet`, with `lexnames`
     and `index.sense` added when missing (see the module docstring). Built once per source folder, atomically."""
     dict_folder = Path(dict_folder).resolve()
-    cache = Path(cache or os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "aptm"
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "aptm"
     root = cache / f"nltk_data-{hashlib.sha256(str(dict_folder).encode()).hexdigest()[:12]}"
     if (root / "corpora" / "wordnet" / "lexnames").is_file():
         return root
