@@ -10,6 +10,7 @@ Every default is stated once, by the field that owns it (loss options left unset
 
 import argparse
 import json
+import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Literal
@@ -173,6 +174,10 @@ class APTMTrainingArguments(TrainingArguments):
             raise ValueError("remove_unused_columns must be false: the collator needs the dataset's raw columns")
         if not torch.cuda.is_available():
             self.dataloader_pin_memory = False
+            # several processes without a GPU (torchrun, accelerate launch): only `use_cpu` makes transformers run
+            # them as DDP over gloo; otherwise each process would train alone, all of them as the main process
+            if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+                self.use_cpu = True
         super().__post_init__()
 
 

@@ -1,6 +1,6 @@
 """Two gloo processes on CPU, started by `torchrun` and by `accelerate launch`: one step of the tiny model on half
 of a fixed global batch each gives the one-process loss on the whole batch, and the gradients that each
-`itc_gradient` mode promises (computed by hand on one process)."""
+`itc_gradient` mode promises (computed by hand on one process); `APTMTrainer` runs them as DDP without a GPU."""
 
 import json
 import os
@@ -16,6 +16,7 @@ from helpers.models import global_batch, tiny_model
 from helpers.paths import REPO
 
 WORKER = str(REPO / "tests" / "helpers" / "ddp_worker.py")
+TRAINER_WORKER = str(REPO / "tests" / "helpers" / "trainer_worker.py")
 ITC_ONLY = {"itm_loss_weight": 0.0, "mlm_loss_weight": 0.0}
 # the worker's runs, in this order
 RUNS = {"all losses, global": {"itc_gradient": "global"},
@@ -32,9 +33,10 @@ LAUNCHERS = {  # two processes each; a free rendezvous port
 }
 
 
-def launch(launcher, folder, runs):
+def launch(launcher, folder, runs, worker=WORKER):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{REPO}:{REPO / 'tests'}"}
-    result = subprocess.run([*LAUNCHERS[launcher], WORKER, str(folder / "ddp.pt"), json.dumps(runs)],
+    arguments = [json.dumps(runs)] if worker == WORKER else [str(folder / "out")]
+    result = subprocess.run([*LAUNCHERS[launcher], worker, str(folder / "ddp.pt"), *arguments],
                             capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     return torch.load(folder / "ddp.pt", weights_only=True)
@@ -121,3 +123,12 @@ def test_accelerate_launch_runs_two_processes_equal_to_one(tmp_path):
     assert run["loss"].item() == pytest.approx(loss, rel=1e-5)
     assert run["grads"].keys() == expected.keys()
     assert_close(run["grads"], expected)
+
+
+def test_trainer_runs_several_cpu_processes_as_ddp(tmp_path):
+    """Without a GPU, transformers runs several processes as DDP only with `use_cpu`, which the arguments set under a
+    launcher: each process then takes its share of the batch, and the logged loss is the one-process loss."""
+    run = launch("torchrun", tmp_path, None, worker=TRAINER_WORKER)
+    loss, _ = one_process(itc_gradient="global", itm_loss_weight=0.0)
+    assert run["world_size"] == 2
+    assert run["loss"] == pytest.approx(loss, abs=2e-4)  # the Trainer logs 4 decimals
