@@ -206,3 +206,20 @@ def push_metric(folder, repo_id, private=False, token=None, commit_message="Uplo
     api.create_repo(repo_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
     return api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="space", commit_message=commit_message,
                              ignore_patterns=["__pycache__/*", "*.pyc"])
+
+
+def push_space(folder, repo_id, model_id, gallery_id, private=False, token=None, commit_message="Upload the Space"):
+    """Publish the Gradio Space folder (`space/`: `app.py`, `README.md` with the Space front matter,
+    `requirements.txt` of public packages) to the Space `repo_id`, with its variables `APTM_MODEL` (a model repo id)
+    and `APTM_GALLERY` (a dataset repo id). Returns the commit info."""
+    folder = Path(folder)
+    for name in ("app.py", "README.md", "requirements.txt"):
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"{folder / name} is missing: not a Space folder")
+    api = HfApi(token=token)
+    api.create_repo(repo_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
+    info = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="space", commit_message=commit_message,
+                             ignore_patterns=["__pycache__/*", "*.pyc"])
+    api.add_space_variable(repo_id, "APTM_MODEL", model_id, description="the APTM checkpoint's model repo id")
+    api.add_space_variable(repo_id, "APTM_GALLERY", gallery_id, description="the gallery's dataset repo id")
+    return info

@@ -1,5 +1,6 @@
 """A small stdlib fake of the Hugging Face Hub HTTP API, enough for `huggingface_hub` uploads (create_repo, preupload,
-LFS basic transfer, commit) and downloads (resolve, tree, paths-info, repo info), served on 127.0.0.1 for tests.
+LFS basic transfer, commit, Space variables) and downloads (resolve, tree, paths-info, repo info), served on 127.0.0.1
+for tests.
 
     server, url = serve(0, tmp_path)        # then HF_ENDPOINT=url HF_TOKEN=hf_fake HF_HUB_DISABLE_XET=1
     ...
@@ -27,6 +28,10 @@ class FakeHub:
 
     def repo_dir(self, kind, repo_id):
         return self.root / f"{kind}s" / repo_id
+
+    def space_variables_path(self, repo_id):
+        """Where a Space's variables (`HfApi.add_space_variable`) are kept: outside its files, as on the Hub."""
+        return self.root / "space-variables" / f"{repo_id.replace('/', '--')}.json"
 
     def commit_id(self, kind, repo_id):
         return self.commits.get((kind, repo_id), "0" * 40)
@@ -169,6 +174,15 @@ def _handler(hub):
                 return self._send(200, [self._entry(folder, folder / p) for p in paths if (folder / p).exists()])
             if rest.startswith("/commit/"):
                 return self._commit(kind, repo_id, body)
+            if kind == "space" and rest == "/variables":  # kept beside the repositories, as the Hub's settings
+                request = json.loads(body)
+                with hub.lock:
+                    path = hub.space_variables_path(repo_id)
+                    variables = json.loads(path.read_text()) if path.is_file() else {}
+                    variables[request["key"]] = {"value": request["value"], "description": request.get("description")}
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_text(json.dumps(variables))
+                return self._send(200, variables)
             return self._send(404, {"error": "not found"})
 
         def _commit(self, kind, repo_id, body):

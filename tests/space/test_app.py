@@ -1,9 +1,17 @@
-"""The Gradio Space: launched in-process on 127.0.0.1, every endpoint called through gradio_client, bad inputs
-answered with messages while the app keeps working, and a headless-Chromium screenshot when Chromium exists."""
+"""The Space stands alone: `scripts/publish_space.py` pushes the model, a gallery dataset and the Space to the (fake)
+Hub; a fresh process in a folder holding only the files downloaded from the Space repository, in a Python without the
+project, boots `app.py` from `APTM_MODEL`/`APTM_GALLERY`; every endpoint answers through gradio_client with the
+package engine's results; concurrent requests keep their own settings; hostile uploads get messages and nothing is
+written outside the temporary folder; a real browser types a query, presses Search and sees ranked images."""
 
+import json
 import os
 import shutil
+import socket
 import subprocess
+import sys
+import time
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -13,107 +21,229 @@ import torch
 from PIL import Image
 
 from aptm.factory import load_checkpoint
-from aptm.retrieval import AttributeRecognizer
+from aptm.hub import add_pipelines
+from aptm.retrieval import AttributeRecognizer, RetrievalEngine
 from datasets_scripts import load_aptm_dataset
 from modeling_aptm import APTMForPreTraining
 
+from helpers.bare_environment import bare_python
+from helpers.browser import Browser
+from helpers.fake_hub import serve
 from helpers.models import tiny_config
 from helpers.paths import REPO, load_script
 
-app_module = load_script("space/app.py")
-Demo, build_demo = app_module.Demo, app_module.build_demo
-
 gradio_client = pytest.importorskip("gradio_client")
+DATA = {"num_identities": 40, "views_per_identity": 2, "seed": 0}  # 16 test gallery images
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_serving(url, process, log, timeout=300):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"app.py exited with {process.returncode}: {log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(1)
+    raise TimeoutError(f"app.py did not serve {url} in {timeout} s")
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory, processor):
+def space(tmp_path_factory, processor):
     root = tmp_path_factory.mktemp("space")
     torch.manual_seed(0)
     APTMForPreTraining(tiny_config()).save_pretrained(root / "checkpoint")
     processor.save_pretrained(root / "checkpoint")
-    gallery = load_aptm_dataset("procedural", data_dir=root / "data", num_identities=15, views_per_identity=2)["test_gallery"]
-    demo = Demo(root / "checkpoint", gallery, cache_dir=root / "index")
-    assert (root / "index" / "index.safetensors").is_file()
-    app = build_demo(demo)
-    app.queue()
-    _, url, _ = app.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True,
-                           max_file_size="5mb")
-    yield url, root
-    app.close()
+    add_pipelines(root / "checkpoint")
+    load_aptm_dataset("procedural", data_dir=root / "data", **DATA)
+    server, url = serve(0, root / "hub")
+    hub_env = {"PATH": "/usr/bin:/bin", "HF_ENDPOINT": url, "HF_TOKEN": "hf_fake", "HF_HUB_DISABLE_XET": "1",
+               "HF_HOME": str(root / "home"), "HF_HUB_DISABLE_TELEMETRY": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+    publish = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "publish_space.py"), "--model", str(root / "checkpoint"),
+         "--model-repo", "tester/aptm-tiny", "--dataset", "procedural", "--data-dir", str(root / "data"),
+         "--dataset-options", json.dumps(DATA), "--gallery-repo", "tester/aptm-gallery", "--space-repo",
+         "tester/aptm-demo"], env={**hub_env, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=600)
+    assert publish.returncode == 0, publish.stderr[-3000:]
+    variables = json.loads((root / "hub" / "space-variables" / "tester--aptm-demo.json").read_text())
+    assert {k: v["value"] for k, v in variables.items()} == {"APTM_MODEL": "tester/aptm-tiny",
+                                                             "APTM_GALLERY": "tester/aptm-gallery"}
+    python = bare_python(root / "venv")  # no project code on its path
+    run = root / "space-run"
+    run.mkdir()
+    download = subprocess.run([python, "-c", "from huggingface_hub import snapshot_download; snapshot_download("
+                               "'tester/aptm-demo', repo_type='space', local_dir='.')"],
+                              cwd=run, env=hub_env, capture_output=True, text=True, timeout=300)
+    assert download.returncode == 0, download.stderr[-3000:]
+    files = sorted(p.name for p in run.iterdir() if not p.name.startswith("."))
+    assert files == ["README.md", "app.py", "requirements.txt"]
+    port = free_port()
+    app_env = {**hub_env, **{k: v["value"] for k, v in variables.items()}, "GRADIO_SERVER_PORT": str(port),
+               "GRADIO_TEMP_DIR": str(root / "gradio-tmp"), "OMP_NUM_THREADS": "1"}
+    log = open(root / "app.log", "w")  # a file, not a pipe: a full pipe would block the server
+    process = subprocess.Popen([python, "app.py"], cwd=run, env=app_env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_until_serving(f"http://127.0.0.1:{port}/", process, root / "app.log")
+        model, _ = load_checkpoint(root / "checkpoint", "cpu")
+        gallery = load_aptm_dataset("procedural", data_dir=root / "data", **DATA)["test_gallery"]
+        yield f"http://127.0.0.1:{port}/", root, run, model, gallery
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+        log.close()
+        server.shutdown()
 
 
-def test_search_and_attributes(app_url, tmp_path):
-    url, root = app_url
+def expected_captions(model, processor, gallery, query, top, fusion):
+    engine = RetrievalEngine(model, processor, k=16, progress=False)
+    result = engine.search(query, engine.encode_gallery(gallery["image"]), top=top, fusion=fusion)[0]
+    return [f"#{rank + 1} person {gallery['person_id'][i]} score {s:.3f}"
+            for rank, (i, s) in enumerate(zip(result.indices, result.scores))]
+
+
+def test_search_and_attributes_equal_the_package(space, processor, tmp_path):
+    url, _, _, model, gallery = space
     client = gradio_client.Client(url, verbose=False)
-    results = client.predict("a man in a red shirt", 3, False, api_name="/search")
-    assert len(results) == 3 and results[0]["caption"].startswith("#1 person")
-    assert len(client.predict("a man in a red shirt", 2, True, api_name="/search")) == 2
+    for dual, fusion in ((False, "aptm"), (True, "cosine")):
+        results = client.predict("a man in a red shirt", 5, dual, api_name="/search")
+        assert [r["caption"] for r in results] == expected_captions(model, processor, gallery, "a man in a red shirt",
+                                                                    5, fusion)
     Image.fromarray(np.full((200, 80, 3), 120, dtype=np.uint8)).save(tmp_path / "q.png")
     image = Image.open(tmp_path / "q.png").convert("RGB")
-    model, processor = load_checkpoint(root / "checkpoint", "cpu")
     for dual, scoring in ((False, "itm"), (True, "contrastive")):
         labels = client.predict(gradio_client.handle_file(str(tmp_path / "q.png")), dual, api_name="/attributes")
-        assert len(labels["confidences"]) == 27 and labels["label"].startswith(
-            tuple(["gender", "age", "hair", "hat", "backpack", "handbag", "bag", "sleeve", "lower", "upper"]))
-        recognizer = AttributeRecognizer(model, processor, progress=False, scoring=scoring)
-        expected = {f"{name}: {statement}": p for name, statement, p in recognizer.describe([image])[0]}
-        got = {item["label"]: item["confidence"] for item in labels["confidences"]}
-        assert got == pytest.approx(expected, abs=1e-4), scoring
+        described = AttributeRecognizer(model, processor, scoring=scoring, progress=False).describe([image])[0]
+        expected = {f"{name}: {statement}": p for name, statement, p in described}
+        assert {item["label"]: item["confidence"] for item in labels["confidences"]} == pytest.approx(expected, abs=1e-4)
 
 
-def test_bad_inputs_get_messages_and_the_app_keeps_answering(app_url, tmp_path):
-    url, _ = app_url
+def test_concurrent_requests_keep_their_own_settings(space, processor):
+    url, _, _, model, gallery = space
+    expected = {dual: expected_captions(model, processor, gallery, "a woman with long hair", 6,
+                                        "cosine" if dual else "aptm") for dual in (False, True)}
+    assert expected[False] != expected[True]  # the two settings rank differently here
+
+    clients = [gradio_client.Client(url, verbose=False, download_files=False) for _ in range(2)]  # captions suffice
+    flags = [False, True] * 4
+    jobs = [clients[i % 2].submit("a woman with long hair", 6, dual, api_name="/search") for i, dual in enumerate(flags)]
+    for dual, job in zip(flags, jobs):  # the queue runs two at once (default_concurrency_limit=2)
+        assert [r["caption"] for r in job.result(timeout=300)] == expected[dual], dual
+
+
+def files_under(root):
+    """Every file under `root` but gradio's temporary folder, with its modification time."""
+    return {path: path.stat().st_mtime_ns for path in root.rglob("*")
+            if path.is_file() and not path.is_relative_to(root / "gradio-tmp")}
+
+
+def write_uploads(folder):
+    """Hostile and ordinary uploads: good images, a truncated JPEG, a decompression bomb, a text file, and a zip with
+    a nested zip, a huge member, a non-image member, an unreadable image and more images than the limit."""
+    folder.mkdir()
+    for i in range(2):
+        Image.fromarray(np.full((120, 40, 3), 60 * i + 30, dtype=np.uint8)).save(folder / f"p{i}.png")
+    Image.fromarray(np.zeros((300, 100, 3), dtype=np.uint8)).save(folder / "full.jpg")
+    (folder / "truncated.jpg").write_bytes((folder / "full.jpg").read_bytes()[:200])
+    Image.new("1", (8000, 8000)).save(folder / "bomb.png")  # 64 megapixels in a few kB
+    (folder / "notes.txt").write_text("hello")
+    with zipfile.ZipFile(folder / "many.zip", "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("inner.zip", (folder / "notes.txt").read_bytes())
+        archive.writestr("huge.png", b"\0" * (21 * 2**20))
+        archive.writestr("readme.md", "junk")
+        archive.writestr("bad.png", b"not a png")
+        for i in range(201):
+            archive.write(folder / "p0.png", f"people/{i}.png")
+
+
+def test_uploads_are_safe(space, tmp_path):
+    url, root, run, _, _ = space
+    write_uploads(tmp_path / "uploads")
+    before = files_under(root)
     client = gradio_client.Client(url, verbose=False)
+    names = ["p0.png", "p1.png", "truncated.jpg", "bomb.png", "notes.txt", "many.zip"]
+    message = client.predict([gradio_client.handle_file(str(tmp_path / "uploads" / n)) for n in names],
+                             api_name="/index_uploads")
+    assert "Indexed 200 images" in message
+    for reason in ("truncated.jpg: not a readable image", "bomb.png: more than 25,000,000 pixels",
+                   "notes.txt: not an image file", "inner.zip: archives inside archives are not indexed",
+                   "huge.png: larger than 20 MB", "readme.md: not an image file", "bad.png: not a readable image",
+                   "only the first 200 images are indexed"):
+        assert reason in message, reason
+    with pytest.raises(Exception, match="No readable image"):
+        client.predict([gradio_client.handle_file(str(tmp_path / "uploads" / "notes.txt"))], api_name="/index_uploads")
+    assert len(client.predict("a man", 3, None, api_name="/search_uploads")) == 3  # this session's uploads
+    with pytest.raises(Exception, match="Index some images first"):  # another session has none
+        gradio_client.Client(url, verbose=False).predict("a man", 3, None, api_name="/search_uploads")
     for query in ("", "x" * 400):
         with pytest.raises(Exception, match="description|longer than"):
             client.predict(query, 3, False, api_name="/search")
-    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
-    (tmp_path / "notes.txt").write_text("hello")
-    with zipfile.ZipFile(tmp_path / "junk.zip", "w") as archive:
-        archive.writestr("readme.md", "junk")
-        archive.writestr("bad.png", b"nope")
-    with pytest.raises(Exception, match="No readable image"):
-        client.predict([gradio_client.handle_file(str(tmp_path / name)) for name in ("broken.jpg", "notes.txt", "junk.zip")],
-                       api_name="/index_uploads")
-    with pytest.raises(Exception, match="Index some images first"):
-        client.predict("a man", 3, None, api_name="/search_uploads")
-    assert len(client.predict("a man in a red shirt", 2, False, api_name="/search")) == 2
+    assert len(client.predict("a man in a red shirt", 2, False, api_name="/search")) == 2  # still serving
+    changed = {path for path, stamp in files_under(root).items() if before.get(path) != stamp}
+    assert changed <= {root / "app.log"}, changed  # nothing written outside gradio's temporary folder
+    assert any((root / "gradio-tmp").rglob("*.zip"))  # where the uploads went
 
 
-def test_own_gallery(app_url, tmp_path):
-    url, _ = app_url
+def test_own_gallery_search(space, tmp_path):
+    url, _, _, _, _ = space
     for i in range(3):
         Image.fromarray(np.full((120, 40, 3), 60 * i, dtype=np.uint8)).save(tmp_path / f"p{i}.png")
-    (tmp_path / "broken.png").write_bytes(b"not a png")
     client = gradio_client.Client(url, verbose=False)
-    files = [gradio_client.handle_file(str(tmp_path / name)) for name in ("p0.png", "p1.png", "p2.png", "broken.png")]
-    message = client.predict(files, api_name="/index_uploads")
-    assert "Indexed 3 images" in message and "broken.png" in message
+    files = [gradio_client.handle_file(str(tmp_path / f"p{i}.png")) for i in range(3)]
+    assert "Indexed 3 images" in client.predict(files, api_name="/index_uploads")
+
+
+def test_missing_or_unreachable_configuration_is_explained(tmp_path):
+    app = load_script("space/app.py")
+    page = app.app_from_environment({})
+    text = " ".join(str(block.value) for block in page.blocks.values() if hasattr(block, "value"))
+    assert "Set `APTM_MODEL` and `APTM_GALLERY`" in text
+    page = app.app_from_environment({"APTM_MODEL": "tester/none", "APTM_GALLERY": str(tmp_path / "missing")})
+    text = " ".join(str(block.value) for block in page.blocks.values() if hasattr(block, "value"))
+    assert f"The gallery `{tmp_path / 'missing'}` could not be loaded" in text
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="headless Chromium not installed (Debian package chromium)")
-def test_screenshot(app_url):
-    url, root = app_url
-    shot = root / "space.png"
-    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
-                    f"--user-data-dir={root / 'chrome'}", "--virtual-time-budget=8000", f"--screenshot={shot}",
-                    "--window-size=1280,900", url], capture_output=True, timeout=120)
+def test_a_browser_searches(space, tmp_path):
+    url, root, _, _, _ = space
+    browser = Browser(tmp_path / "chrome")
+    try:
+        browser.open(url)
+        browser.wait_for("document.querySelector('#query textarea') !== null")
+        browser.evaluate("""(() => { const box = document.querySelector('#query textarea');
+            box.value = 'a woman in a yellow dress'; box.dispatchEvent(new Event('input', {bubbles: true})); })()""")
+        browser.evaluate("document.querySelector('#search').click()")
+        count = browser.wait_for("document.querySelectorAll('#results img').length", timeout=120)
+        assert count == 10  # the slider's default number of results
+        shot = browser.screenshot(tmp_path / "space.png")
+    finally:
+        browser.close()
     pixels = np.asarray(Image.open(shot).convert("L"))
     assert pixels.shape == (900, 1280) and pixels.std() > 10  # a rendered page, not a blank one
     if os.environ.get("APTM_SCREENSHOT_DIR"):  # keep the picture for a person to look at
         shutil.copy(shot, Path(os.environ["APTM_SCREENSHOT_DIR"]) / "space.png")
 
 
-def test_space_requirements_pin_what_ci_tests():
-    """Every Space requirement carries an exact version, the one CI's constraints file installs."""
+def test_space_requirements_are_public_and_pinned_as_ci():
+    """Every Space requirement is a public package with an exact version, the one CI's constraints file installs."""
     pins = dict(line.split("==") for line in (REPO / "constraints" / "ci.txt").read_text().splitlines()
                 if "==" in line and not line.startswith("#"))
     pins = {name.lower().strip(): version.strip() for name, version in pins.items()}
+    names = []
     for line in (REPO / "space" / "requirements.txt").read_text().splitlines():
         if not line.strip() or line.startswith("#"):
             continue
         assert "==" in line, f"space/requirements.txt: {line!r} is not pinned"
         name, version = line.split("==")
         assert pins.get(name.lower()) == version, f"space/requirements.txt pins {line!r}, CI installs {pins.get(name.lower())}"
+        names.append(name.lower())
+    assert not {"aptm-hf", "aptm"} & set(names)
+    source = (REPO / "space" / "app.py").read_text()
+    assert "import aptm" not in source and "from aptm" not in source and "sys.path" not in source
