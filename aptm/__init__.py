@@ -1,8 +1,9 @@
-"""APTM library around the Hub model files (`configuration_aptm`, `modeling_aptm`, `processing_aptm`), in folders by
-job: `data` (transforms, captions, masking, collator), `training` (arguments, optimiser groups, trainer, the run),
-`retrieval` (encoders, gallery index, fusion, search engine, attribute recognition), `convert` (original checkpoints,
-public backbones), and the modules `evaluation` (the protocol on dataset splits), `metrics`, `figures`, `hub` (model
-cards, pushing) and `factory` (tokenizer, processor, checkpoint loading).
+"""APTM library around the Hub files that travel with every checkpoint (`configuration_aptm`, `modeling_aptm`,
+`processing_aptm`, `retrieval_aptm`, `pipeline_aptm`), in folders by job: `data` (transforms, captions, masking,
+collator), `training` (arguments, optimiser groups, trainer, the run), `retrieval` (the gallery index on disk and
+evaluation around `retrieval_aptm`), `convert` (original checkpoints, public backbones), `footage` (detection, video
+and archive sources, the footage index), and the modules `evaluation` (the protocol on dataset splits), `metrics`,
+`figures`, `hub` (pipelines, model cards, publishing) and `factory` (tokenizer, processor, checkpoint loading).
 
 Checkpoints load through the Auto classes with `trust_remote_code=True`: the model code travels with them."""
 

@@ -111,7 +111,7 @@ class FootageIndex:
             of a fixed probe image differ) raises a `ValueError`: features of two models do not compare.
         processor (`APTMProcessor`, *optional*): the processor of a loaded `model`.
         batch_size (`int`, *optional*, defaults to 32): crops encoded and written per shard.
-        fusion (`str`, *optional*): score fusion of text search (see `aptm.retrieval.fusion`; default the engine's).
+        fusion (`str`, *optional*): score fusion of text search (see `retrieval_aptm`; default the engine's).
         device (`str`, *optional*): where a model loaded from a name runs (default: the GPU when there is one).
     """
 
