@@ -22,6 +22,11 @@ the prediction is the value whose prompt scores higher.
     evaluation.
   * `"contrastive"`: the IAC logits, image feature . prompt feature / temperature (dual encoder only, no fusion).
 
+Evaluation streams (`TextPersonSearch.fused_scores`): a first pass over query batches keeps only the text features,
+the top-k indices and ITM logits `[Q, k]`, and the global extremes the fusion normalises with (`StreamingFusion`);
+final score rows are then produced in query chunks, so memory grows with queries x k plus the gallery and one chunk,
+never with queries x gallery. The rows equal `fuse_scores` on the whole matrices (tested against it).
+
 The scores equal the original one-query-at-a-time procedure's (tested against it); text is padded only to each
 batch's longest caption. Optional autocast (`autocast=torch.bfloat16`) is faster but approximate.
 """
@@ -68,6 +73,125 @@ def fuse_scores(cosine, topk_indices, topk_itm, fusion="aptm", cosine_weight=0.0
         on_rank[rank * step : (rank + 1) * step] = itm[rank * step : (rank + 1) * step]
         final += min_max(on_rank) + cosine_term
     return final
+
+
+class StreamingFusion:
+    r"""
+    `fuse_scores` computed in query chunks. `observe` every chunk of cosine rows with its top-k indices and ITM logits,
+    in query order (it keeps the `[Q, k]` top-k and the global extremes: the cosine matrix's, and per row the ITM
+    logits' from which the ITM-filled matrix's and each emulated process's extremes follow); then `scores` gives the
+    final scores of any rows from their cosine rows, equal to those rows of `fuse_scores` on the whole matrices.
+
+    Args:
+        fusion (`str`, *optional*, defaults to `"aptm"`), cosine_weight (`float`, *optional*, defaults to 0.002),
+        world_size (`int`, *optional*, defaults to 1): as `fuse_scores`.
+    """
+
+    def __init__(self, fusion="aptm", cosine_weight=0.002, world_size=1):
+        check_choice(fusion, FUSIONS, "fusion")
+        if world_size < 1:
+            raise ValueError(f"world_size must be at least 1, got {world_size}")
+        self.fusion, self.cosine_weight, self.world_size = fusion, cosine_weight, world_size
+        self.cosine_low, self.cosine_high = float("inf"), float("-inf")
+        self.topk_indices, self.topk_itm = [], []
+        self._process_extremes = None
+
+    def observe(self, cosine, topk_indices=None, topk_itm=None):
+        """Take the next query rows: cosine `[q, G]`, top-k indices and ITM logits `[q, k]` (None for `"cosine"`)."""
+        self.cosine_low = min(self.cosine_low, cosine.min().item())
+        self.cosine_high = max(self.cosine_high, cosine.max().item())
+        if self.fusion != "cosine":
+            self.topk_indices.append(topk_indices.cpu())
+            self.topk_itm.append(topk_itm.cpu())
+        self._process_extremes = None
+
+    def _gathered(self):
+        if len(self.topk_itm) > 1:
+            self.topk_indices, self.topk_itm = [torch.cat(self.topk_indices)], [torch.cat(self.topk_itm)]
+        return self.topk_indices[0], self.topk_itm[0]
+
+    def _per_process(self):
+        """Per emulated process: the low end and span of its min-max normalisation (span 0: a constant matrix) and
+        the value its normalised sentinel rows add to the rows of the other processes."""
+        if self._process_extremes is None:
+            _, itm = self._gathered()
+            row_low, row_high = itm.min(dim=1).values, itm.max(dim=1).values
+            step = len(itm) // self.world_size + 1
+            lows, spans, sentinel_terms = [], [], []
+            for rank in range(self.world_size):
+                owned = slice(rank * step, (rank + 1) * step)
+                extremes = [row_low[owned].min().item(), row_high[owned].max().item()] if len(row_low[owned]) else []
+                if len(row_low[owned]) < len(itm):  # the rows of the other processes still hold the sentinel
+                    extremes.append(SENTINEL)
+                low, high = min(extremes), max(extremes)
+                lows.append(low)
+                spans.append(high - low)
+                sentinel_terms.append((SENTINEL - low) / (high - low) if high > low else 0.0)
+            sentinel_terms = torch.tensor(sentinel_terms, dtype=itm.dtype)
+            self._process_extremes = (step, torch.tensor(lows, dtype=itm.dtype), torch.tensor(spans, dtype=itm.dtype),
+                                      sentinel_terms.sum() - sentinel_terms)
+        return self._process_extremes
+
+    def scores(self, rows, cosine):
+        """Final scores `[len(rows), G]` of query `rows` (a slice or indices) from their cosine rows `[len(rows), G]`."""
+        if self.fusion == "cosine":
+            return cosine.clone()
+        topk_indices, topk_itm = self._gathered()
+        rows = torch.arange(len(topk_itm))[rows]
+        topk_indices, topk_itm = topk_indices[rows].to(cosine.device), topk_itm[rows].to(cosine.device, cosine.dtype)
+        if self.fusion == "itm":
+            return torch.full_like(cosine, -SENTINEL).scatter_(1, topk_indices, topk_itm)
+        itm = topk_itm.min(dim=1, keepdim=True).values.expand_as(cosine).clone().scatter_(1, topk_indices, topk_itm)
+        step, lows, spans, other_processes = (value if isinstance(value, int) else value.to(cosine.device, cosine.dtype)
+                                              for value in self._per_process())
+        owner = (rows // step).to(cosine.device)
+        low, span = lows[owner, None], spans[owner, None]
+        own = torch.where(span > 0, (itm - low) / torch.where(span > 0, span, 1), 0)
+        cosine_span = self.cosine_high - self.cosine_low
+        cosine_term = (self.cosine_weight * ((cosine - self.cosine_low) / cosine_span) if cosine_span > 0
+                       else torch.zeros_like(cosine))
+        return own + other_processes[owner, None] + self.world_size * cosine_term
+
+
+class FusedScores:
+    r"""
+    Final scores of queries against a gallery, produced a chunk of query rows at a time (`TextPersonSearch.
+    fused_scores` builds it): it holds the text features `[Q, E]`, the gallery features and a `StreamingFusion` that
+    has observed every query, so one chunk's cosine rows are recomputed and fused when asked for.
+
+    Args:
+        fusion (`StreamingFusion`): has observed every query row.
+        text_features (`torch.Tensor`): normalised text features `[Q, E]`.
+        gallery_features (`torch.Tensor`): normalised gallery features `[G, E]` (on the device that computes).
+        chunk_size (`int`, *optional*, defaults to 1024): query rows per chunk of `chunks`.
+    """
+
+    def __init__(self, fusion, text_features, gallery_features, chunk_size=1024):
+        self.fusion, self.text_features, self.gallery_features = fusion, text_features, gallery_features
+        self.chunk_size = chunk_size
+
+    def __len__(self):
+        return len(self.text_features)
+
+    @property
+    def shape(self):
+        return len(self.text_features), len(self.gallery_features)
+
+    def rows(self, rows):
+        """Final scores `[len(rows), G]` (on the CPU) of query `rows`: a slice or a list of indices."""
+        features = self.text_features[rows].to(self.gallery_features.device, self.gallery_features.dtype)
+        cosine = (features @ self.gallery_features.t()).float()
+        return self.fusion.scores(rows, cosine).cpu()
+
+    def chunks(self):
+        """`(rows, scores)` for each chunk of `chunk_size` query rows in order, `rows` a slice."""
+        for start in range(0, len(self), self.chunk_size):
+            rows = slice(start, start + self.chunk_size)
+            yield rows, self.rows(rows)
+
+    def matrix(self):
+        """The whole `[Q, G]` score matrix (queries x gallery memory: for small sets)."""
+        return torch.cat([scores for _, scores in self.chunks()])
 
 
 @dataclass
@@ -229,37 +353,58 @@ class TextPersonSearch(Encoder):
             logits = self.model.itm_logits(texts, mask[:, :length].repeat_interleave(k, dim=0), cross_key_values=cross)
         return logits[:, 1].float().view(queries, k)
 
-    def rank(self, texts, gallery, k=None, fusion=None):
-        """Cosine matrix `[Q, G]`, top-k indices `[Q, k]` and their ITM logits `[Q, k]` (both None for the cosine
-        fusion) of query texts against an encoded gallery (anything with `image_features` and `image_embeds`)."""
-        fusion = fusion or self.fusion
+    def _ranked_batches(self, texts, gallery, k, fusion):
+        """Per batch of at most `query_batch_size` queries, encoded one `batch_size` batch of texts at a time: text
+        features `[q, E]`, cosine rows `[q, G]` (on the device), top-k indices and their ITM logits `[q, k]` (both
+        None for the cosine fusion)."""
         check_choice(fusion, FUSIONS, "fusion")
         texts = list(texts)
         if not texts:
             raise ValueError("no query texts")
         k = min(k or self.k, len(gallery))
         gallery_features = gallery.image_features.to(self.device)
-        cosine_rows, topk_rows, itm_rows = [], [], []
         rerank = fusion != "cosine"
         gallery_kv = self._gallery_key_values(gallery) if rerank else None
         bar = self._bar(None, "re-ranking" if rerank else "scoring", total=len(texts))
-        for text_embeds, mask, features in self.encode_texts(texts):
-            cosine = features.to(gallery_features.dtype) @ gallery_features.t()
-            cosine_rows.append(cosine.float().cpu())
+        for start in range(0, len(texts), self.batch_size):
+            text_embeds, mask, features = self.encode_text_batch(texts[start : start + self.batch_size])
+            cosine = (features.to(gallery_features.dtype) @ gallery_features.t()).float()
             if not rerank:
+                yield features, cosine, None, None
                 bar.update(len(features))
                 continue
-            for start in range(0, len(features), self.query_batch_size):
-                rows = slice(start, start + self.query_batch_size)
+            for first in range(0, len(features), self.query_batch_size):
+                rows = slice(first, first + self.query_batch_size)
                 top = cosine[rows].topk(k, dim=1).indices
-                topk_rows.append(top.cpu())
-                itm_rows.append(self._rerank(text_embeds[rows], mask[rows], top, gallery, gallery_kv).cpu())
+                yield features[rows], cosine[rows], top, self._rerank(text_embeds[rows], mask[rows], top, gallery,
+                                                                      gallery_kv)
                 bar.update(top.shape[0])
         bar.close()
+
+    def rank(self, texts, gallery, k=None, fusion=None):
+        """Cosine matrix `[Q, G]`, top-k indices `[Q, k]` and their ITM logits `[Q, k]` (both None for the cosine
+        fusion) of query texts against an encoded gallery (anything with `image_features` and `image_embeds`)."""
+        cosine_rows, topk_rows, itm_rows = [], [], []
+        for _, cosine, top, itm in self._ranked_batches(texts, gallery, k, fusion or self.fusion):
+            cosine_rows.append(cosine.cpu())
+            if top is not None:
+                topk_rows.append(top.cpu())
+                itm_rows.append(itm.cpu())
         cosine = torch.cat(cosine_rows)
-        if not rerank:
+        if not topk_rows:
             return cosine, None, None
         return cosine, torch.cat(topk_rows), torch.cat(itm_rows)
+
+    def fused_scores(self, texts, gallery, fusion=None, chunk_size=1024):
+        """`FusedScores` of query texts against an encoded gallery, in bounded memory: one pass ranks and re-ranks the
+        queries, keeping their features, top-k and the fusion's extremes; score rows are then computed per chunk of
+        `chunk_size` queries when asked for. `fusion` defaults to the object's."""
+        fusion = StreamingFusion(fusion or self.fusion, self.cosine_weight, self.world_size)
+        features = []
+        for batch_features, cosine, top, itm in self._ranked_batches(texts, gallery, None, fusion.fusion):
+            fusion.observe(cosine, top, itm)
+            features.append(batch_features)
+        return FusedScores(fusion, torch.cat(features), gallery.image_features.to(self.device), chunk_size)
 
     def score_matrix(self, texts, gallery, fusion=None):
         """Final fused scores `[len(texts), len(gallery)]` (the evaluation path); `fusion` defaults to the object's."""
@@ -349,6 +494,6 @@ class AttributeRecognizer(Encoder):
 
 
 __all__ = [
-    "ATTRIBUTE_SCORINGS", "AttributeRecognizer", "EncodedGallery", "Encoder", "FUSIONS", "SENTINEL", "SearchResult",
-    "TextPersonSearch", "fuse_scores", "min_max",
+    "ATTRIBUTE_SCORINGS", "AttributeRecognizer", "EncodedGallery", "Encoder", "FUSIONS", "FusedScores", "SENTINEL",
+    "SearchResult", "StreamingFusion", "TextPersonSearch", "fuse_scores", "min_max",
 ]

@@ -18,8 +18,9 @@ def evaluate_retrieval(model, processor, gallery, queries, dataset=None, grid_pa
                        image_to_text=False, **engine_options):
     """Retrieval metrics on a gallery/queries pair of splits (captions cleaned as the original for `dataset`), with
     `image_to_text` the other direction too (`i2t_` keys, from the transposed score matrix); optionally a PNG of the
-    top-10 of `grid_queries` queries spread over the split. `engine_options` go to `RetrievalEngine`. Returns
-    `(metrics, score_matrix, engine, index)`."""
+    top-10 of `grid_queries` queries spread over the split (only those score rows are computed). `engine_options` go
+    to `RetrievalEngine`. Memory grows with queries x k plus the gallery (see `RetrievalEngine.evaluate`). Returns
+    `(metrics, scores, engine, index)`, `scores` a `retrieval_aptm.FusedScores` (`scores.rows(queries)`)."""
     engine = RetrievalEngine(model, processor, **engine_options)
     index = engine.encode_gallery(gallery, person_ids=gallery["person_id"], paths=gallery["image_path"])
     texts = [clean_caption(c, dataset) for c in queries["caption"]]
@@ -27,9 +28,9 @@ def evaluate_retrieval(model, processor, gallery, queries, dataset=None, grid_pa
     if grid_path is not None:
         rows = np.linspace(0, len(texts) - 1, min(grid_queries, len(texts))).astype(int).tolist()
         results = []
-        for row in rows:
-            order = scores[row].argsort(descending=True, stable=True)[:10]
-            results.append(SearchResult(texts[row], order.tolist(), scores[row, order].tolist(), [], []))
+        for row, row_scores in zip(rows, scores.rows(rows)):
+            order = row_scores.argsort(descending=True, stable=True)[:10]
+            results.append(SearchResult(texts[row], order.tolist(), row_scores[order].tolist(), [], []))
         ranked_gallery_grid(results, DatasetImages(gallery), grid_path, query_ids=[queries["person_id"][r] for r in rows],
                             gallery_ids=gallery["person_id"])
     return metrics, scores, engine, index

@@ -9,7 +9,8 @@ gallery image is relevant when it shows the query's person id.
   * mINP: mean over queries of (number of relevant images) / (rank of the last relevant image).
 Ties in a row are broken by gallery order (a stable sort; deterministic), or pessimistically (`ties="pessimistic"`:
 irrelevant images first among equal scores). The ranking is computed in query chunks so a 19,848 x 19,848 (ICFG-PEDES)
-matrix never needs a full int64 argsort in memory at once.
+matrix never needs a full int64 argsort in memory at once, and `RetrievalMetrics` takes the rows a chunk at a time, so
+the matrix itself need never be whole either.
 
 Pedestrian attributes (label-based mA as APTM reports it, plus instance-based metrics). Labels are 1 (present),
 0 (absent) or -1 (unknown, ignored). Rules that avoid NaN: an attribute without positives (or without negatives) in
@@ -43,39 +44,68 @@ def rank_gallery(scores, query_ids=None, gallery_ids=None, ties="stable"):
     raise ValueError(f"ties must be 'stable' or 'pessimistic', got {ties!r}")
 
 
+class RetrievalMetrics:
+    r"""
+    `retrieval_metrics` over score rows given a chunk at a time, so the whole matrix is never needed: `add` each chunk
+    of query rows (any order, any sizes), then `compute` returns the metrics of all rows added.
+
+    Args:
+        gallery_ids (array-like): person id of each gallery image `[G]`.
+        ks (`tuple`, *optional*, defaults to `(1, 5, 10)`), ties (`str`, *optional*, defaults to `"stable"`): as
+            `retrieval_metrics`.
+    """
+
+    def __init__(self, gallery_ids, ks=(1, 5, 10), ties="stable"):
+        self.gallery_ids, self.ks, self.ties = _as_numpy(gallery_ids), tuple(ks), ties
+        self.hits = {k: 0 for k in self.ks}
+        self.ap_sum = self.inp_sum = 0.0
+        self.num_queries = 0
+
+    def add(self, scores, query_ids):
+        """Take the score rows `[q, G]` of queries with person ids `query_ids` `[q]`."""
+        scores, query_ids = _as_numpy(scores), _as_numpy(query_ids)
+        if scores.ndim != 2 or scores.shape != (len(query_ids), len(self.gallery_ids)):
+            raise ValueError(f"scores must have shape [len(query_ids)={len(query_ids)}, len(gallery_ids)="
+                             f"{len(self.gallery_ids)}], got {list(scores.shape)}")
+        without = np.flatnonzero(~np.isin(query_ids, self.gallery_ids))
+        if len(without):
+            raise ValueError(f"{len(without)} queries have no relevant gallery image (first: query "
+                             f"{self.num_queries + without[0]}, person id {query_ids[without[0]]}); the metrics are "
+                             "undefined for them")
+        if not np.isfinite(scores).all():
+            raise ValueError("scores contain NaN or infinite values")
+        order = rank_gallery(scores, query_ids, self.gallery_ids, self.ties)
+        relevant = self.gallery_ids[order] == query_ids[:, None]
+        first = relevant.argmax(axis=1)
+        for k in self.ks:
+            self.hits[k] += int((first < k).sum())
+        cumulative = relevant.cumsum(axis=1)
+        ranks = np.arange(1, relevant.shape[1] + 1)
+        count = cumulative[:, -1]
+        self.ap_sum += float((((cumulative / ranks) * relevant).sum(axis=1) / count).sum())
+        last = relevant.shape[1] - 1 - relevant[:, ::-1].argmax(axis=1)
+        self.inp_sum += float((count / (last + 1)).sum())
+        self.num_queries += len(query_ids)
+
+    def compute(self):
+        """R@K, mAP and mINP (percent) of every row added."""
+        if not self.num_queries:
+            raise ValueError("no queries to evaluate")
+        metrics = {f"R@{k}": 100.0 * self.hits[k] / self.num_queries for k in self.ks}
+        metrics.update({"mAP": 100.0 * self.ap_sum / self.num_queries, "mINP": 100.0 * self.inp_sum / self.num_queries})
+        return {key: float(value) for key, value in metrics.items()}
+
+
 def retrieval_metrics(scores, query_ids, gallery_ids, ks=(1, 5, 10), ties="stable", chunk_size=1024):
     """R@K, mAP and mINP (percent) of a `[num_queries, num_gallery]` score matrix (higher = better match)."""
     scores, query_ids, gallery_ids = _as_numpy(scores), _as_numpy(query_ids), _as_numpy(gallery_ids)
     if scores.ndim != 2 or scores.shape != (len(query_ids), len(gallery_ids)):
         raise ValueError(f"scores must have shape [len(query_ids)={len(query_ids)}, len(gallery_ids)="
                          f"{len(gallery_ids)}], got {list(scores.shape)}")
-    if not len(query_ids):
-        raise ValueError("no queries to evaluate")
-    without = np.flatnonzero(~np.isin(query_ids, gallery_ids))
-    if len(without):
-        raise ValueError(f"{len(without)} queries have no relevant gallery image (first: query {without[0]}, "
-                         f"person id {query_ids[without[0]]}); the metrics are undefined for them")
-    if not np.isfinite(scores).all():
-        raise ValueError("scores contain NaN or infinite values")
-    hits = {k: 0.0 for k in ks}
-    ap_sum = inp_sum = 0.0
+    metrics = RetrievalMetrics(gallery_ids, ks, ties)
     for start in range(0, len(query_ids), chunk_size):
-        rows = slice(start, start + chunk_size)
-        order = rank_gallery(scores[rows], query_ids[rows], gallery_ids, ties)
-        relevant = gallery_ids[order] == query_ids[rows, None]
-        first = relevant.argmax(axis=1)
-        for k in ks:
-            hits[k] += (first < k).sum()
-        cumulative = relevant.cumsum(axis=1)
-        ranks = np.arange(1, relevant.shape[1] + 1)
-        count = cumulative[:, -1]
-        ap_sum += (((cumulative / ranks) * relevant).sum(axis=1) / count).sum()
-        last = relevant.shape[1] - 1 - relevant[:, ::-1].argmax(axis=1)
-        inp_sum += (count / (last + 1)).sum()
-    total = len(query_ids)
-    metrics = {f"R@{k}": 100.0 * hits[k] / total for k in ks}
-    metrics.update({"mAP": 100.0 * ap_sum / total, "mINP": 100.0 * inp_sum / total})
-    return {key: float(value) for key, value in metrics.items()}
+        metrics.add(scores[start : start + chunk_size], query_ids[start : start + chunk_size])
+    return metrics.compute()
 
 
 def image_to_text_metrics(scores, query_ids, gallery_ids, ks=(1, 5, 10), ties="stable", chunk_size=1024):

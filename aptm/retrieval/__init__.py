@@ -3,12 +3,12 @@ ITM re-ranking, attribute prompts) is the checkpoint's remote code, `retrieval_a
 index on disk and evaluation."""
 
 from retrieval_aptm import (ATTRIBUTE_SCORINGS, FUSIONS, SENTINEL, AttributeRecognizer, EncodedGallery, Encoder,
-                            SearchResult, TextPersonSearch, fuse_scores, min_max)
+                            FusedScores, SearchResult, StreamingFusion, TextPersonSearch, fuse_scores, min_max)
 
 from .engine import RetrievalEngine
 from .index import GalleryIndex
 
 __all__ = [
-    "ATTRIBUTE_SCORINGS", "AttributeRecognizer", "EncodedGallery", "Encoder", "FUSIONS", "GalleryIndex",
-    "RetrievalEngine", "SENTINEL", "SearchResult", "TextPersonSearch", "fuse_scores", "min_max",
+    "ATTRIBUTE_SCORINGS", "AttributeRecognizer", "EncodedGallery", "Encoder", "FUSIONS", "FusedScores", "GalleryIndex",
+    "RetrievalEngine", "SENTINEL", "SearchResult", "StreamingFusion", "TextPersonSearch", "fuse_scores", "min_max",
 ]

@@ -7,7 +7,7 @@ import torch
 
 from retrieval_aptm import TextPersonSearch
 
-from ..metrics import image_to_text_metrics, retrieval_metrics
+from ..metrics import RetrievalMetrics, image_to_text_metrics
 from .index import GalleryIndex
 
 
@@ -30,13 +30,21 @@ class RetrievalEngine(TextPersonSearch):
 
     def evaluate(self, texts, query_ids, index, ties="stable", image_to_text=False):
         """Retrieval metrics (R@1/5/10, mAP, mINP) of captions `texts` with person ids `query_ids` against a gallery
-        index with person ids; with `image_to_text`, also the other direction (`i2t_` keys) from the transposed score
-        matrix. Returns `(metrics, score_matrix)`."""
+        index with person ids, in bounded memory: the fused score rows are ranked a chunk of queries at a time
+        (`fused_scores`, `RetrievalMetrics`), so memory grows with queries x k plus the gallery, never with queries x
+        gallery. With `image_to_text`, also the other direction (`i2t_` keys), which ranks every gallery image over
+        all texts and so holds the whole score matrix. Returns `(metrics, FusedScores)`, whose `rows` gives the final
+        scores of any queries."""
         if index.person_ids is None:
             raise ValueError("the gallery index has no person_ids; pass them to encode_gallery")
-        scores = self.score_matrix(texts, index)
         query_ids, gallery_ids = np.asarray(query_ids), index.person_ids.numpy()
-        metrics = retrieval_metrics(scores, query_ids, gallery_ids, ties=ties)
+        if len(query_ids) != len(texts):
+            raise ValueError(f"query_ids has {len(query_ids)} entries for {len(texts)} texts")
+        scores = self.fused_scores(texts, index)
+        metrics = RetrievalMetrics(gallery_ids, ties=ties)
+        for rows, chunk in scores.chunks():
+            metrics.add(chunk, query_ids[rows])
+        metrics = metrics.compute()
         if image_to_text:
-            metrics.update(image_to_text_metrics(scores, query_ids, gallery_ids, ties=ties))
+            metrics.update(image_to_text_metrics(scores.matrix(), query_ids, gallery_ids, ties=ties))
         return metrics, scores

@@ -35,7 +35,7 @@ RETRIEVAL = textwrap.dedent("""
     engine = RetrievalEngine(model, processor, progress=False, batch_size=3)
     index = engine.encode_gallery(pictures, person_ids=inputs["image_pids"])
     metrics, scores = engine.evaluate(meta["captions_raw"], inputs["caption_pids"], index)
-    np.save(f"{out}/scores.npy", scores.numpy())
+    np.save(f"{out}/scores.npy", scores.matrix().numpy())
     json.dump({"metrics": metrics, "k": engine.k}, open(f"{out}/result.json", "w"))
 """)
 

@@ -6,7 +6,7 @@ import evaluate
 import numpy as np
 import pytest
 
-from aptm.metrics import attribute_metrics, attribute_predictions, rank_gallery, retrieval_metrics
+from aptm.metrics import RetrievalMetrics, attribute_metrics, attribute_predictions, rank_gallery, retrieval_metrics
 
 from helpers.golden import golden_dir
 from helpers.paths import REPO
@@ -64,6 +64,32 @@ def test_chunking_does_not_change_results():
     scores = rng.normal(size=(100, 150))
     assert retrieval_metrics(scores, query_ids, gallery_ids, chunk_size=1) == \
         pytest.approx(retrieval_metrics(scores, query_ids, gallery_ids, chunk_size=1000))
+
+
+@pytest.mark.parametrize("ties", ["stable", "pessimistic"])
+def test_streamed_chunks_give_the_whole_matrix_metrics(ties):
+    """Rows added in uneven chunks and in any order give `retrieval_metrics` of the whole matrix (with ties: scores
+    rounded to one decimal)."""
+    rng = np.random.default_rng(4)
+    gallery_ids = np.repeat(np.arange(30), 3)
+    query_ids = rng.permutation(np.repeat(np.arange(30), 2))
+    scores = rng.normal(size=(60, 90)).round(1)
+    streamed = RetrievalMetrics(gallery_ids, ks=(1, 3, 10), ties=ties)
+    bounds = [0, 7, 8, 31, 60]
+    for start, stop in reversed(list(zip(bounds, bounds[1:]))):
+        streamed.add(scores[start:stop], query_ids[start:stop])
+    assert streamed.compute() == pytest.approx(retrieval_metrics(scores, query_ids, gallery_ids, (1, 3, 10), ties))
+
+
+def test_streamed_metrics_errors():
+    streamed = RetrievalMetrics([1, 2, 3])
+    with pytest.raises(ValueError, match="no queries"):
+        streamed.compute()
+    with pytest.raises(ValueError, match="shape"):
+        streamed.add(np.zeros((1, 2)), [1])
+    streamed.add(np.zeros((2, 3)), [1, 2])
+    with pytest.raises(ValueError, match="query 3, person id 9"):  # numbered among all rows added so far
+        streamed.add(np.zeros((2, 3)), [1, 9])
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -9,7 +9,7 @@ import torch
 import aptm
 from aptm.convert.original_checkpoint import load_original_checkpoint
 from aptm.figures import ranked_gallery_grid
-from aptm.metrics import image_to_text_metrics
+from aptm.metrics import image_to_text_metrics, retrieval_metrics
 from aptm.retrieval import SENTINEL, GalleryIndex, RetrievalEngine, fuse_scores, min_max
 
 from helpers.golden import golden_dir
@@ -111,20 +111,42 @@ def test_search_results_and_grid(setup, tmp_path):
 
 def test_evaluate_and_index_round_trip(setup, tmp_path):
     _, _, _, engine, index = setup
-    metrics, scores = engine.evaluate(TEXTS, [0, 1, 2, 3, 4, 5], index)
+    metrics, fused = engine.evaluate(TEXTS, [0, 1, 2, 3, 4, 5], index)
+    scores = fused.matrix()
     assert set(metrics) == {"R@1", "R@5", "R@10", "mAP", "mINP"} and scores.shape == (6, 12)
     both, _ = engine.evaluate(TEXTS, [0, 1, 2, 3, 4, 5], index, image_to_text=True)
     assert both == {**metrics, **image_to_text_metrics(scores, [0, 1, 2, 3, 4, 5], index.person_ids)}
     index.save(tmp_path / "index")
     loaded = GalleryIndex.load(tmp_path / "index")
     assert torch.equal(loaded.image_embeds, index.image_embeds) and loaded.paths == index.paths
-    assert torch.equal(engine.score_matrix(TEXTS, loaded), scores)
+    torch.testing.assert_close(engine.score_matrix(TEXTS, loaded), scores, atol=1e-6, rtol=0)
     with pytest.raises(FileNotFoundError, match="index.safetensors is missing"):
         GalleryIndex.load(tmp_path)
     with pytest.raises(ValueError, match="person_ids"):
         engine.evaluate(TEXTS, [0] * 6, GalleryIndex(index.image_features, index.image_embeds))
+    with pytest.raises(ValueError, match="query_ids has 5 entries for 6 texts"):
+        engine.evaluate(TEXTS, [0] * 5, index)
     with pytest.raises(ValueError, match="person_ids has 3"):
         engine.encode_gallery([person_image(0)], person_ids=[1, 2, 3])
+
+
+@pytest.mark.parametrize("fusion", ["aptm", "itm", "cosine"])
+@pytest.mark.parametrize("world_size", [1, 3])
+def test_evaluation_streams_the_whole_matrix_scores(setup, fusion, world_size):
+    """Evaluation in query chunks (chunk size 4 over 6 queries, text batches of 5, re-rank batches of 4) gives the
+    scores of the whole-matrix path and the metrics of the whole matrix; a few rows are computed alone."""
+    _, _, _, engine, index = setup
+    engine.fusion, engine.world_size = fusion, world_size
+    try:
+        fused = engine.fused_scores(TEXTS, index, chunk_size=4)
+        expected = engine.score_matrix(TEXTS, index)
+        torch.testing.assert_close(torch.cat([scores for _, scores in fused.chunks()]), expected, atol=1e-6, rtol=0)
+        torch.testing.assert_close(fused.rows([5, 1]), expected[[5, 1]], atol=1e-6, rtol=0)
+        query_ids = [0, 1, 2, 3, 4, 5]
+        metrics, _ = engine.evaluate(TEXTS, query_ids, index)
+        assert metrics == pytest.approx(retrieval_metrics(expected, query_ids, index.person_ids))
+    finally:
+        engine.fusion, engine.world_size = "aptm", 1
 
 
 def test_faiss_candidates_match_exact_search(setup):

@@ -4,7 +4,7 @@ the process count changes the ranking."""
 import pytest
 import torch
 
-from aptm.retrieval import fuse_scores, min_max
+from aptm.retrieval import FUSIONS, StreamingFusion, fuse_scores, min_max
 
 
 def random_case(queries, gallery, k, seed):
@@ -65,3 +65,35 @@ def test_itm_and_cosine_fusions_ignore_the_weight_and_process_count():
         assert (only_itm == -1000).sum() == 5 * (8 - 3)
     with pytest.raises(ValueError, match="world_size"):
         fuse_scores(cosine, topk, itm, "aptm", 0.002, world_size=0)
+
+
+@pytest.mark.parametrize("world_size", [1, 2, 3, 4])
+@pytest.mark.parametrize("fusion", FUSIONS)
+@pytest.mark.parametrize("queries, chunk", [(10, 3), (7, 1), (5, 16), (1, 1)])
+def test_streaming_fusion_equals_the_whole_matrix_fusion(fusion, world_size, queries, chunk):
+    """Rows observed and fused a chunk at a time (chunks crossing the emulated processes' row blocks, some processes
+    owning no row) equal `fuse_scores` on the whole matrices; any rows can be asked for once all are observed."""
+    cosine, topk, itm = random_case(queries, 9, 3, seed=queries + world_size)
+    cosine, itm = cosine.float(), itm.float()
+    streaming = StreamingFusion(fusion, 0.002, world_size)
+    chunks = [slice(start, start + chunk) for start in range(0, queries, chunk)]
+    for rows in chunks:
+        streaming.observe(cosine[rows], topk[rows], itm[rows])
+    expected = fuse_scores(cosine, topk, itm, fusion, 0.002, world_size)
+    streamed = torch.cat([streaming.scores(rows, cosine[rows]) for rows in chunks])
+    torch.testing.assert_close(streamed, expected, atol=1e-6, rtol=1e-6)
+    picked = [queries - 1, 0]
+    torch.testing.assert_close(streaming.scores(picked, cosine[picked]), expected[picked], atol=1e-6, rtol=1e-6)
+
+
+def test_streaming_fusion_of_constant_matrices_is_zero():
+    """A constant ITM-filled or cosine matrix normalises to zeros, as `min_max` does."""
+    cosine, topk = torch.full((4, 5), 0.5), torch.tensor([[0, 1]] * 4)
+    itm = torch.full((4, 2), 2.0)
+    streaming = StreamingFusion("aptm", 0.002, 1)
+    streaming.observe(cosine, topk, itm)
+    assert torch.equal(streaming.scores(slice(None), cosine), torch.zeros(4, 5))
+    with pytest.raises(ValueError, match="world_size"):
+        StreamingFusion("aptm", 0.002, world_size=0)
+    with pytest.raises(ValueError, match="fusion must be"):
+        StreamingFusion("mean")
