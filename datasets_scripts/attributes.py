@@ -88,7 +88,7 @@ class AttributeBuilder(datasets.GeneratorBasedBuilder):
         data_dir = Path(self.config.data_dir)
         candidates = [data_dir / root / relative for root in roots]
         image = next((c for c in candidates if c.is_file()), candidates[0])
-        return image if self.checker.image_ok(image, path, index) else None
+        return image if self.checker.image_ok(image, path, index, data_dir) else None
 
     def _records(self, path):
         records = read_json(path)

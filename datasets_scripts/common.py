@@ -1,5 +1,5 @@
 """Shared pieces of the dataset builders: strict record checking with an explicit skip option, JSON reading with
-errors that name the file, image checks, and the feature schemas."""
+errors that name the file, image checks (confined to the dataset folder), and the feature schemas."""
 
 import hashlib
 import json
@@ -89,8 +89,14 @@ class RecordChecker:
         self.skipped.append(text)
         return False
 
-    def image_ok(self, path, source, index):
-        path = Path(path)
+    def image_ok(self, path, source, index, root):
+        """Whether the image at `path` is usable: inside the dataset folder `root` (once absolute paths, `..` and
+        symbolic links are resolved; nothing outside is opened), an existing file, and with `verify_images` decodable
+        with a non-zero size."""
+        path, root = Path(path), Path(root).resolve()
+        resolved = path.resolve()
+        if not resolved.is_relative_to(root):
+            return self.fail(source, index, f"image {path} resolves to {resolved}, outside the dataset folder {root}")
         if not path.is_file():
             return self.fail(source, index, f"image file {path} does not exist")
         if self.verify_images:

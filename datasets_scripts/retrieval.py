@@ -171,7 +171,7 @@ class TextReIDBuilder(datasets.GeneratorBasedBuilder):
         first_only = self.config.dataset == "icfg-pedes" and split == "test" and not self.config.all_test_captions
         row = image_row = 0
         for entry in entries:
-            if not self.checker.image_ok(entry["image"], entry["source"], entry["index"]):
+            if not self.checker.image_ok(entry["image"], entry["source"], entry["index"], self.config.data_dir):
                 continue  # the queries view skips the same images, so image_index matches the gallery rows
             person = ids(entry["pid"])
             if view == "gallery":
