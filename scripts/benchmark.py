@@ -5,17 +5,27 @@ the engine's time, and the FLOPs floor of the re-ranking.
 
     python scripts/benchmark.py                       # tiny and paper-size (reduced gallery) configurations
     python scripts/benchmark.py --configs tiny --gallery 400 --queries 200
+    python scripts/benchmark.py --memory 2000x1000,8000x4000,32000x16000   # evaluation memory table only
+
+`--memory QUERIESxGALLERY,...` measures instead, side by side, the peak memory of evaluation (tiny configuration, a
+synthetic gallery index, k = 16) through the whole score matrix (`retrieval_metrics` of `score_matrix`) and streamed
+in query chunks (`RetrievalEngine.evaluate`), each in a fresh process, as growth of peak RSS above that process's
+baseline once model, index and captions are built and 64 queries evaluated (the gallery's share: its cross-attention
+keys/values), with the size of one full fp32 score matrix beside them.
 """
 
 import argparse
 import resource
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 
 import numpy as np
 import torch
 
 import aptm
-from aptm.retrieval import SENTINEL, RetrievalEngine, fuse_scores, min_max
+from aptm.metrics import retrieval_metrics
+from aptm.retrieval import SENTINEL, GalleryIndex, RetrievalEngine, fuse_scores, min_max
 from configuration_aptm import APTMConfig
 from datasets_scripts import procedural
 
@@ -136,6 +146,43 @@ def run(name, config, num_images, num_queries, ks, threads):
           f"this machine's {peak:.0f} GFLOP/s matmul peak")
 
 
+def evaluation_memory_growth(streaming, num_queries, num_images, k=16):
+    """Peak RSS growth (MB) of one evaluation of `num_queries` synthetic captions against a synthetic tiny-config index
+    of `num_images`, through the whole score matrix or streamed; run it in a fresh process."""
+    torch.manual_seed(0)
+    config = APTMConfig.from_preset("aptm-tiny")
+    model = aptm.APTMModel(config).eval()
+    engine = RetrievalEngine(model, aptm.build_processor(), k=k, batch_size=256, query_batch_size=64, progress=False)
+    with torch.no_grad():  # the shapes of one image's tokens and feature
+        embeds, feature = engine.encode_images(torch.zeros(1, 3, *config.vision_config.image_size))
+    index = GalleryIndex(torch.nn.functional.normalize(torch.randn(num_images, feature.shape[1]), dim=-1),
+                         torch.randn(num_images, *embeds.shape[1:]), torch.arange(num_images) // 2)
+    words = np.random.default_rng(0).choice(["red", "blue", "jacket", "bag", "shoes", "walking", "woman", "man"],
+                                            (num_queries, 8))
+    texts, query_ids = [" ".join(row) for row in words], np.arange(num_queries) % (num_images // 2)
+    engine.evaluate(texts[:64], query_ids[:64], index)  # warm-up: thread pools, the gallery's keys/values
+    baseline = peak_rss_mb()
+    if streaming:
+        engine.evaluate(texts, query_ids, index)
+    else:
+        retrieval_metrics(engine.score_matrix(texts, index), query_ids, index.person_ids.numpy())
+    return peak_rss_mb() - baseline
+
+
+def memory_table(sizes):
+    """Print the evaluation memory table for `(queries, gallery)` sizes, each path measured in its own process."""
+    print(f"| {'queries x gallery':>17} | {'one fp32 matrix':>15} | {'whole matrix':>12} | {'streamed':>9} |")
+    print(f"|{'-' * 19}|{'-' * 17}|{'-' * 14}|{'-' * 11}|")
+    for num_queries, num_images in sizes:
+        growth = []
+        for streaming in (False, True):
+            with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as fresh:
+                growth.append(fresh.submit(evaluation_memory_growth, streaming, num_queries, num_images).result())
+        matrix_mb = num_queries * num_images * 4 / 2**20
+        print(f"| {f'{num_queries} x {num_images}':>17} | {matrix_mb:>12.0f} MB | {growth[0]:>9.0f} MB | "
+              f"{growth[1]:>6.0f} MB |")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", default="tiny,base")
@@ -143,7 +190,12 @@ def main(argv=None):
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--base-gallery", type=int, default=48, help="gallery size for the paper-size configuration")
     parser.add_argument("--base-queries", type=int, default=16)
+    parser.add_argument("--memory", help="measure only the evaluation memory table at these QUERIESxGALLERY sizes, "
+                                         "comma-separated (e.g. 2000x1000,8000x4000,32000x16000)")
     args = parser.parse_args(argv)
+    if args.memory:
+        memory_table([tuple(int(n) for n in size.split("x")) for size in args.memory.split(",")])
+        return
     threads = torch.get_num_threads()
     for name in args.configs.split(","):
         if name == "tiny":

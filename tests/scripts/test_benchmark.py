@@ -14,3 +14,14 @@ def test_benchmark_smoke():
     for measure in ("gallery encoding", "query latency, dual encoder", "query latency, re-rank k=10", "full evaluation",
                     "re-rank floor"):
         assert measure in result.stdout, measure
+
+
+def test_memory_table_smoke():
+    """`--memory` prints one row per size with the full matrix's size and both paths' growth, each in a fresh
+    process."""
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "benchmark.py"), "--memory", "96x48"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    row = next(line for line in result.stdout.splitlines() if "96 x 48" in line)
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[1] == "0 MB" and all(cell.endswith(" MB") and float(cell[:-3]) >= 0 for cell in cells[2:])
