@@ -174,8 +174,9 @@ def push_checkpoint(folder, repo_id, private=False, token=None, metrics=None, da
             raise FileNotFoundError(f"{folder} has no {name}: save the model and processor with save_pretrained first")
     if not any(folder.glob("*.safetensors")):
         raise FileNotFoundError(f"{folder} has no safetensors weights")
-    if "custom_pipelines" not in json.loads((folder / "config.json").read_text()):  # saved before the pipelines
-        add_pipelines(folder)
+    saved = json.loads((folder / "config.json").read_text())
+    if "custom_pipelines" not in saved and "APTMForImageClassification" not in saved.get("architectures", []):
+        add_pipelines(folder)  # a retrieval checkpoint saved before the pipelines existed
     card = folder / "README.md"
     if card.is_file():
         card.write_text(card_for_push(card.read_text(), repo_id, metrics, dataset))

@@ -132,7 +132,8 @@ def run_training(model_args, data_args, loss_args, evaluation_args, training_arg
     trainer.save_model(str(output_dir))
     if trainer.is_world_process_zero():
         processor.save_pretrained(output_dir)
-        add_pipelines(output_dir)
+        if not classifier:  # the retrieval pipelines need the text and fusion encoders
+            add_pipelines(output_dir)
         name = training_args.run_name or data_args.task
         write_model_card(output_dir, model.config, processor, source=f"Trained with the `{name}` recipe on "
                          f"{data_args.dataset}.", metrics={k.replace("eval_", "validation "): round(v, 2)
