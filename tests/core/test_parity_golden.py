@@ -11,7 +11,7 @@ from transformers import AutoModel, AutoProcessor
 
 from aptm.convert.original_checkpoint import convert_checkpoint, load_original_checkpoint
 
-from helpers.golden import BUNDLED_SETS, GOLDEN_SETS, IMAGES, SHARED, golden_dir
+from helpers.golden import GOLDEN_SETS, IMAGES, golden_dir
 
 ATOL = 1e-4
 
@@ -127,26 +127,3 @@ def test_converted_folder_loads_through_the_auto_classes(golden, tmp_path):
     close(out.image_features, outputs["image_feat"][:2])
     close(out.text_features, outputs["text_feat"][:2])
     close(out.itm_logits, outputs["itm_logits"][[0, 1], [0, 1]])
-
-
-@pytest.mark.parametrize("name", BUNDLED_SETS)
-def test_bundled_set_restores_the_original_files(name):
-    """The compact copy in the repository gives back the shared original bit for bit (where the original is here)."""
-    shared = SHARED / name
-    if not (shared / "checkpoint.pth").is_file():
-        pytest.skip(f"no original of golden set {name} at {shared} to compare the bundled copy with")
-    restored = golden_dir(name)
-    original, copy = (torch.load(f / "checkpoint.pth", weights_only=True) for f in (shared, restored))
-    assert copy["config"] == original["config"] and list(copy["model"]) == list(original["model"])
-    for key, tensor in original["model"].items():
-        assert copy["model"][key].dtype == tensor.dtype and torch.equal(copy["model"][key], tensor), key
-    tied = [(k, v.data_ptr()) for k, v in copy["model"].items() if k.startswith("text_encoder.cls.predictions.decoder")]
-    assert {ptr for _, ptr in tied} <= {v.data_ptr() for k, v in copy["model"].items() if "decoder" not in k}
-    for path in restored.iterdir():
-        if path.suffix == ".npz":
-            kept, full = np.load(path), np.load(shared / path.name)
-            assert all(np.array_equal(kept[key], full[key]) for key in kept.files), path.name
-        elif path.name != "checkpoint.pth":
-            assert path.read_bytes() == (shared / path.name).read_bytes(), path.name
-    for image in IMAGES.iterdir():
-        assert image.read_bytes() == (SHARED / "images" / image.name).read_bytes(), image.name

@@ -2,7 +2,6 @@
 error naming the file and record, or a counted skip with `on_error="skip"`; the file outside is never opened."""
 
 import logging
-from pathlib import Path
 
 import pytest
 
