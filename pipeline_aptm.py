@@ -18,9 +18,11 @@ cross-attention keys/values computed once, and the original score fusion (`fusio
 from transformers import Pipeline
 
 try:  # remote code (a package in the Hub module cache)
-    from .retrieval_aptm import ATTRIBUTE_SCORINGS, FUSIONS, AttributeRecognizer, EncodedGallery, TextPersonSearch
+    from .retrieval_aptm import (ATTRIBUTE_SCORINGS, FUSIONS, AttributeRecognizer, EncodedGallery, TextPersonSearch,
+                                 check_choice)
 except ImportError:  # installed top-level module
-    from retrieval_aptm import ATTRIBUTE_SCORINGS, FUSIONS, AttributeRecognizer, EncodedGallery, TextPersonSearch
+    from retrieval_aptm import (ATTRIBUTE_SCORINGS, FUSIONS, AttributeRecognizer, EncodedGallery, TextPersonSearch,
+                                check_choice)
 
 
 class _APTMPipeline(Pipeline):
@@ -61,8 +63,8 @@ class TextPersonRetrievalPipeline(_APTMPipeline):
     def _sanitize_parameters(self, gallery=None, top_k=None, k=None, fusion=None, batch_size=None, **kwargs):
         forward = {"gallery": gallery, "top_k": top_k or 10, "k": k, "fusion": fusion or "aptm",
                    "batch_size": batch_size or 32}
-        if fusion is not None and fusion not in FUSIONS:
-            raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
+        if fusion is not None:
+            check_choice(fusion, FUSIONS, "fusion")
         return {}, forward, {}
 
     def __call__(self, texts, **kwargs):
@@ -96,8 +98,8 @@ class PedestrianAttributePipeline(_APTMPipeline):
     """
 
     def _sanitize_parameters(self, scoring=None, batch_size=None, **kwargs):
-        if scoring is not None and scoring not in ATTRIBUTE_SCORINGS:
-            raise ValueError(f"scoring must be one of {ATTRIBUTE_SCORINGS}, got {scoring!r}")
+        if scoring is not None:
+            check_choice(scoring, ATTRIBUTE_SCORINGS, "attribute scoring")
         return {}, {"scoring": scoring or "itm", "batch_size": batch_size or 32}, {}
 
     def __call__(self, images, **kwargs):
