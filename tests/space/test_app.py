@@ -216,7 +216,7 @@ def test_a_browser_searches(space, tmp_path):
     browser = Browser(tmp_path / "chrome")
     try:
         browser.open(url)
-        browser.wait_for("document.querySelector('#query textarea') !== null")
+        browser.wait_for("document.querySelector('#query textarea') !== null && document.querySelector('#search') !== null")
         browser.evaluate("""(() => { const box = document.querySelector('#query textarea');
             box.value = 'a woman in a yellow dress'; box.dispatchEvent(new Event('input', {bubbles: true})); })()""")
         browser.evaluate("document.querySelector('#search').click()")
