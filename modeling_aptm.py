@@ -466,8 +466,16 @@ class APTMLayer(GradientCheckpointingLayer):
         self.intermediate = APTMIntermediate(config)
         self.output = APTMResidualOutput(config, config.intermediate_size)
 
-    def forward(self, hidden_states, attention_mask=None, encoder_hidden_states=None, cross_key_value=None):
-        hidden_states = self.attention(hidden_states, attention_mask)
+    def forward(self, hidden_states, attention_mask=None, encoder_hidden_states=None, cross_key_value=None,
+                repeats=1, first_token_only=False):
+        """`repeats > 1`: each text of `hidden_states` is paired with `repeats` consecutive images (of
+        `encoder_hidden_states` or `cross_key_value`): the self-attention runs once per text and its output is
+        repeated. `first_token_only`: only the first token's output is computed (keys and values still come from
+        every token), as a caller that reads only [CLS] needs."""
+        query_states = hidden_states[:, :1] if first_token_only else hidden_states
+        hidden_states = self.attention(query_states, attention_mask, key_value_states=hidden_states)
+        if repeats > 1:
+            hidden_states = hidden_states.repeat_interleave(repeats, dim=0)
         if self.crossattention is not None:
             hidden_states = self.crossattention(hidden_states, None, encoder_hidden_states, cross_key_value)
         return self.output(self.intermediate(hidden_states), hidden_states)
@@ -528,6 +536,24 @@ class APTMFusionModel(nn.Module):
             raise ValueError("pass exactly one of encoder_hidden_states and cross_key_values")
         return run_layers(self.layer, hidden_states, attention_mask, output_hidden_states, encoder_hidden_states,
                           cross_key_values)
+
+    def first_token_states(self, hidden_states, attention_mask=None, encoder_hidden_states=None,
+                           cross_key_values=None, images_per_text=1):
+        """Final [CLS] states `[B * images_per_text, H]` of each text `[B, L, H]` fused with each of its
+        `images_per_text` images (consecutive entries of `encoder_hidden_states` or `cross_key_values`), equal to
+        `forward(...).last_hidden_state[:, 0]` on the texts repeated, without its repeated or unread work: the first
+        layer's self-attention runs once per text, the last layer computes only the [CLS] token."""
+        if (encoder_hidden_states is None) == (cross_key_values is None):
+            raise ValueError("pass exactly one of encoder_hidden_states and cross_key_values")
+        mask = additive_attention_mask(attention_mask, hidden_states.dtype)
+        last = len(self.layer) - 1
+        for index, layer in enumerate(self.layer):
+            key_value = None if cross_key_values is None else cross_key_values[index]
+            hidden_states = layer(hidden_states, mask, encoder_hidden_states, key_value,
+                                  repeats=images_per_text if index == 0 else 1, first_token_only=index == last)
+            if index == 0 and mask is not None and images_per_text > 1:
+                mask = mask.repeat_interleave(images_per_text, dim=0)
+        return hidden_states[:, 0]
 
 
 class APTMMLMHead(nn.Module):
@@ -699,11 +725,12 @@ class APTMModel(APTMPreTrainedModel):
         """Normalised text features `[B, embed_dim]` for ITC retrieval."""
         return self.text_features_from_embeds(self.text_model(input_ids, attention_mask).last_hidden_state)
 
-    def itm_logits(self, text_embeds, attention_mask, image_embeds=None, cross_key_values=None):
-        """Matching logits `[B, 2]` (index 1 = match) of aligned pairs: text states `[B, L, H]` with their mask, and
-        either image tokens `[B, 1 + N, C]` or their precomputed `fusion_model.cross_key_values`."""
-        fused = self.fusion_model(text_embeds, attention_mask, image_embeds, cross_key_values).last_hidden_state
-        return self.itm_head(fused[:, 0])
+    def itm_logits(self, text_embeds, attention_mask, image_embeds=None, cross_key_values=None, images_per_text=1):
+        """Matching logits `[B * images_per_text, 2]` (index 1 = match) of text states `[B, L, H]` with their mask,
+        each paired with `images_per_text` consecutive images: image tokens `[B * images_per_text, 1 + N, C]` or
+        their precomputed `fusion_model.cross_key_values`."""
+        return self.itm_head(self.fusion_model.first_token_states(text_embeds, attention_mask, image_embeds,
+                                                                  cross_key_values, images_per_text))
 
     def forward(self, input_ids, pixel_values, attention_mask=None, token_type_ids=None, person_ids=None,
                 return_loss=False, return_dict=True):
@@ -884,8 +911,8 @@ class APTMForPreTraining(APTMModel):
         batch = len(image_embeds)
         matching = []
         for prompt in matching_prompts.tolist():
-            logits = self.itm_logits(prompt_embeds[prompt : prompt + 1].expand(batch, -1, -1),
-                                     prompt_mask[prompt : prompt + 1].expand(batch, -1), image_embeds)
+            logits = self.itm_logits(prompt_embeds[prompt : prompt + 1], prompt_mask[prompt : prompt + 1], image_embeds,
+                                     images_per_text=batch)
             matching.append(two_way_loss(logits, targets[:, prompt], smoothing, balanced))
         losses["loss_iam"] = torch.stack(matching).mean()
         if mlm_labels is not None:

@@ -197,7 +197,8 @@ class FusedScores:
 @dataclass
 class EncodedGallery:
     """A gallery encoded once: normalised projected features `[G, E]` for the cosine ranking and the image tokens
-    `[G, 1 + N, C]` the fusion encoder attends to."""
+    `[G, 1 + N, C]` the fusion encoder attends to (a tensor, or any object with a `shape` whose rows are read by
+    indexing with a tensor of indices, such as a memory-mapped index's)."""
 
     image_features: torch.Tensor
     image_embeds: torch.Tensor
@@ -324,9 +325,12 @@ class TextPersonSearch(Encoder):
 
     @torch.no_grad()
     def _cross_key_values(self, gallery, images):
-        """Per fusion layer `(key, value)` `[len(images), heads, N, head_dim]` of gallery images."""
+        """Per fusion layer `(key, value)` `[len(images), heads, N, head_dim]` of gallery images. Only their rows of
+        `gallery.image_embeds` are read (it may be a memory-mapped index's), and upcast to float32 (an index may store
+        float16 or bfloat16)."""
         with self._autocast():
-            return self.model.fusion_model.cross_key_values(gallery.image_embeds[images].to(self.device))
+            embeds = gallery.image_embeds[images].to(self.device, torch.float32)
+            return self.model.fusion_model.cross_key_values(embeds)
 
     def _gallery_key_values(self, gallery):
         """Keys/values of the whole gallery when they fit in `kv_memory_limit` bytes, else None."""
@@ -348,15 +352,15 @@ class TextPersonSearch(Encoder):
             slots, kv = candidates.flatten(), gallery_kv
         cross = tuple((key[slots], value[slots]) for key, value in kv)
         length = int(mask.sum(1).max())
-        texts = text_embeds[:, :length].repeat_interleave(k, dim=0)
         with self._autocast():
-            logits = self.model.itm_logits(texts, mask[:, :length].repeat_interleave(k, dim=0), cross_key_values=cross)
+            logits = self.model.itm_logits(text_embeds[:, :length], mask[:, :length], cross_key_values=cross,
+                                           images_per_text=k)
         return logits[:, 1].float().view(queries, k)
 
     def _ranked_batches(self, texts, gallery, k, fusion):
-        """Per batch of at most `query_batch_size` queries, encoded one `batch_size` batch of texts at a time: text
-        features `[q, E]`, cosine rows `[q, G]` (on the device), top-k indices and their ITM logits `[q, k]` (both
-        None for the cosine fusion)."""
+        """Per batch of `batch_size` texts: text features `[q, E]`, cosine rows `[q, G]` (on the device), top-k
+        indices and their ITM logits `[q, k]` (both None for the cosine fusion). Within a batch, queries are
+        re-ranked `query_batch_size` at a time in order of length, each group padded to its longest."""
         check_choice(fusion, FUSIONS, "fusion")
         texts = list(texts)
         if not texts:
@@ -373,12 +377,14 @@ class TextPersonSearch(Encoder):
                 yield features, cosine, None, None
                 bar.update(len(features))
                 continue
+            top = cosine.topk(k, dim=1).indices
+            itm = torch.empty(top.shape, device=top.device)
+            by_length = mask.sum(1).argsort(stable=True)  # queries of similar lengths re-ranked together: less padding
             for first in range(0, len(features), self.query_batch_size):
-                rows = slice(first, first + self.query_batch_size)
-                top = cosine[rows].topk(k, dim=1).indices
-                yield features[rows], cosine[rows], top, self._rerank(text_embeds[rows], mask[rows], top, gallery,
-                                                                      gallery_kv)
-                bar.update(top.shape[0])
+                rows = by_length[first : first + self.query_batch_size]
+                itm[rows] = self._rerank(text_embeds[rows], mask[rows], top[rows], gallery, gallery_kv)
+                bar.update(len(rows))
+            yield features, cosine, top, itm
         bar.close()
 
     def rank(self, texts, gallery, k=None, fusion=None):

@@ -221,3 +221,27 @@ def test_remote_code_round_trip_in_a_fresh_process(tmp_path, processor, batch):
     assert torch.equal(torch.tensor(got["itm"]), out.itm_logits)
     assert torch.equal(torch.tensor(got["features"]), out.image_features)
     assert torch.equal(torch.tensor(got["text"]), out.text_features)
+
+
+@pytest.mark.parametrize("fusion_layers", [1, 2, 3])
+def test_first_token_states_equal_the_full_fusion_pass_on_repeated_texts(fusion_layers):
+    """The re-ranking pass (self-attention of the first layer once per text, only [CLS] in the last layer) gives the
+    [CLS] states and ITM logits of the plain pass over every (text, image) pair, with padded texts."""
+    cross = {**tiny_config().cross_config.to_dict(), "num_hidden_layers": fusion_layers}
+    model = build(cross_config=cross)
+    generator = torch.Generator().manual_seed(1)
+    texts, images, length = 3, 4, 7
+    hidden = torch.randn(texts, length, 32, generator=generator)
+    mask = torch.ones(texts, length, dtype=torch.long)
+    mask[1, 4:], mask[2, 2:] = 0, 0
+    image_embeds = torch.randn(texts * images, 49, model.config.vision_config.hidden_size, generator=generator)
+    with torch.no_grad():
+        full = model.fusion_model(hidden.repeat_interleave(images, 0), mask.repeat_interleave(images, 0),
+                                  image_embeds).last_hidden_state[:, 0]
+        cached = model.fusion_model.cross_key_values(image_embeds)
+        shared = model.fusion_model.first_token_states(hidden, mask, cross_key_values=cached, images_per_text=images)
+        logits = model.itm_logits(hidden, mask, image_embeds, images_per_text=images)
+    torch.testing.assert_close(shared, full, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(logits, model.itm_head(full), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="exactly one"):
+        model.fusion_model.first_token_states(hidden, mask)
