@@ -11,16 +11,20 @@ Names: `cuhk-pedes`, `icfg-pedes`, `rstpreid` (retrieval: `train` pairs and `{va
 `TextReIDBuilder(dataset="cuhk-pedes", view="pairs", data_dir=...)`, then `download_and_prepare()` and `as_dataset()`.
 Bad records raise an error naming the file and record; `on_error="skip"` skips them and logs a counted summary, again
 on every load from the cache (the skips are kept beside the prepared files in `skipped_records.json`).
+Preparation decodes each image once (however many views, captions and builders name it); `num_proc=N` checks the
+images and writes the prepared files in N processes, with the same rows, order and skips as one. The prepared files go
+to `cache_dir` (default `data_dir/.hf_cache`; a read-only data folder needs a `cache_dir` elsewhere).
 """
 
 import json
+import os
 from pathlib import Path
 
 import datasets
 
 from . import procedural
 from .attributes import AttributeBuilder, AttributeConfig, annotation_files
-from .common import DatasetFormatError, RecordChecker, fingerprint
+from .common import DatasetFormatError, ImageChecks, RecordChecker, fingerprint
 from .retrieval import SOURCES, TextReIDBuilder, TextReIDConfig, read_entries
 
 RETRIEVAL = ("cuhk-pedes", "icfg-pedes", "rstpreid")
@@ -28,10 +32,10 @@ NAMES = RETRIEVAL + ("mals", "pa100k", "synth-pedes", "procedural")
 SKIP_REPORT = "skipped_records.json"
 
 
-def _build(builder_class, cache_dir, files, **config):
-    builder = builder_class(cache_dir=cache_dir, hash=fingerprint(files), **config)
+def _build(builder_class, cache_dir, files, image_checks, num_proc, **config):
+    builder = builder_class(cache_dir=cache_dir, hash=fingerprint(files), image_checks=image_checks, **config)
     try:
-        builder.download_and_prepare()
+        builder.download_and_prepare(num_proc=num_proc)
     except datasets.exceptions.DatasetGenerationError as error:  # surface our own message, naming file and record
         if isinstance(error.__cause__, DatasetFormatError):
             raise error.__cause__ from None
@@ -44,20 +48,39 @@ def _build(builder_class, cache_dir, files, **config):
     return builder.as_dataset()
 
 
-def _retrieval(name, data_dir, cache_dir, **options):
-    files = read_entries(data_dir, name, options.get("source_format", "auto"), RecordChecker("skip", False))[1]
-    pairs = _build(TextReIDBuilder, cache_dir, files, dataset=name, view="pairs", data_dir=str(data_dir), **options)
+def _retrieval(name, data_dir, cache_dir, image_checks, num_proc, **options):
+    files = read_entries(data_dir, name, options.get("source_format", "auto"), RecordChecker("skip"))[1]
+    shared = (image_checks, num_proc)  # one image_checks: each image is decoded once for the three views
+    pairs = _build(TextReIDBuilder, cache_dir, files, *shared, dataset=name, view="pairs", data_dir=str(data_dir),
+                   **options)
     splits = datasets.DatasetDict({"train": pairs["train"]} if "train" in pairs else {})
     for view in ("gallery", "queries"):
-        built = _build(TextReIDBuilder, cache_dir, files, dataset=name, view=view, data_dir=str(data_dir), **options)
+        built = _build(TextReIDBuilder, cache_dir, files, *shared, dataset=name, view=view, data_dir=str(data_dir),
+                       **options)
         for split in ("validation", "test"):
             if split in built:
                 splits[f"{split}_{view}"] = built[split]
     return splits
 
 
-def load_aptm_dataset(name, data_dir=None, cache_dir=None, on_error="raise", verify_images=True, **options):
+def _cache_folder(data_dir, cache_dir):
+    """`cache_dir`, or `data_dir/.hf_cache` when the data folder is writable."""
+    if cache_dir is not None:
+        return str(cache_dir)
+    if data_dir.is_dir() and not os.access(data_dir, os.W_OK):
+        raise PermissionError(f"{data_dir} is read-only, so the prepared dataset cannot be cached in it: pass "
+                              "cache_dir (a writable folder; in training, --dataset_cache_dir)")
+    return str(data_dir / ".hf_cache")
+
+
+def load_aptm_dataset(name, data_dir=None, cache_dir=None, on_error="raise", verify_images=True, num_proc=1,
+                      **options):
     """Load dataset `name` from `data_dir` as a `DatasetDict` (see the module docstring for the splits).
+
+    The prepared dataset is cached in `cache_dir` (default: `data_dir/.hf_cache`; pass a folder elsewhere for a
+    read-only data folder, nothing is then written in `data_dir`). `num_proc` processes check the images (each image
+    is decoded once, however many views and captions name it) and write the prepared files; the rows, their order
+    and the skipped records are the same for every `num_proc`.
 
     For `procedural`, `num_identities`, `views_per_identity`, `seed`, `test_fraction` and `validation_fraction`
     choose what is generated into `data_dir` (nothing is regenerated when it already holds those settings)."""
@@ -65,16 +88,19 @@ def load_aptm_dataset(name, data_dir=None, cache_dir=None, on_error="raise", ver
         raise ValueError(f"unknown dataset {name!r}; choose one of {NAMES}")
     if data_dir is None:
         raise FileNotFoundError(f"{name} needs data_dir (the folder with its files)")
+    if not isinstance(num_proc, int) or num_proc < 1:
+        raise ValueError(f"num_proc must be a positive integer, got {num_proc!r}")
     data_dir = Path(data_dir)
-    cache_dir = str(cache_dir or data_dir / ".hf_cache")
     common = {"on_error": on_error, "verify_images": verify_images}
+    shared = (ImageChecks(data_dir, verify_images), num_proc)  # for every builder of this call
     if name in RETRIEVAL:
-        return _retrieval(name, data_dir, cache_dir, **common, **options)
+        return _retrieval(name, data_dir, _cache_folder(data_dir, cache_dir), *shared, **common, **options)
     if name in ("mals", "pa100k", "synth-pedes"):
         kind = {"mals": "mals", "pa100k": "attributes", "synth-pedes": "synth-pedes"}[name]
         config = AttributeConfig(kind=kind, data_dir=str(data_dir), **common, **options)
         files = [f for group in annotation_files(config).values() for f in group]
-        return _build(AttributeBuilder, cache_dir, files, kind=kind, data_dir=str(data_dir), **common, **options)
+        return _build(AttributeBuilder, _cache_folder(data_dir, cache_dir), files, *shared, kind=kind,
+                      data_dir=str(data_dir), **common, **options)
     settings = {"num_identities": 250, "views_per_identity": 6, "seed": 0, "test_fraction": 0.2,
                 "validation_fraction": 0.1}
     unknown = set(options) - set(settings)
@@ -83,10 +109,11 @@ def load_aptm_dataset(name, data_dir=None, cache_dir=None, on_error="raise", ver
     settings.update(options)
     if not procedural.is_generated(data_dir, **settings):
         procedural.generate(data_dir, **settings)
-    splits = _retrieval("procedural", data_dir, cache_dir, num_attributes=27, **common)
+    cache_dir = _cache_folder(data_dir, cache_dir)
+    splits = _retrieval("procedural", data_dir, cache_dir, *shared, num_attributes=27, **common)
     config = AttributeConfig(kind="attributes", prefix="procedural_attributes", num_attributes=27, data_dir=str(data_dir))
     files = [f for group in annotation_files(config).values() for f in group]
-    attributes = _build(AttributeBuilder, cache_dir, files, kind="attributes", prefix="procedural_attributes",
+    attributes = _build(AttributeBuilder, cache_dir, files, *shared, kind="attributes", prefix="procedural_attributes",
                         num_attributes=27, data_dir=str(data_dir), **common)
     for split in ("validation", "test"):
         splits[f"attributes_{split}"] = attributes[split]

@@ -20,7 +20,7 @@ from pathlib import Path
 import datasets
 
 from .pa100k_annotation import ANNOTATION_NAMES
-from .common import DenseIds, RecordChecker, attribute_features, pairs_features, read_json, require_files
+from .common import CheckedBuilder, DenseIds, attribute_features, pairs_features, read_json, require_files
 from .retrieval import SPLIT_NAMES, checker_error
 
 
@@ -61,11 +61,12 @@ def annotation_files(config):
             for split in ("train", "val", "test") if (data_dir / f"{config.prefix}_{split}.json").is_file()}
 
 
-class AttributeBuilder(datasets.GeneratorBasedBuilder):
+class AttributeBuilder(CheckedBuilder):
     """MALS, PA-100K-style attribute json and SYNTH-PEDES (see the module docstring)."""
 
     BUILDER_CONFIG_CLASS = AttributeConfig
     VERSION = datasets.Version("1.0.0")
+    IMAGE_FIELDS = {"mals": "image", "attributes": "image", "synth-pedes": "file_path"}  # the record's image path
 
     def _info(self):
         if self.config.kind == "attributes":
@@ -74,21 +75,28 @@ class AttributeBuilder(datasets.GeneratorBasedBuilder):
             features = pairs_features(self.config.num_attributes)
         return datasets.DatasetInfo(description=__doc__, features=features)
 
-    def _split_generators(self, dl_manager):
-        self.checker = RecordChecker(self.config.on_error, self.config.verify_images)
-        return [datasets.SplitGenerator(name=split, gen_kwargs={"files": files, "split": split})
-                for split, files in annotation_files(self.config).items()]
+    def _read_splits(self):
+        """`{split: [(annotation file, its records)]}`."""
+        return {split: [(path, self._records(path)) for path in files]
+                for split, files in annotation_files(self.config).items()}
 
-    def _generate_examples(self, files, split):
+    def _image_paths(self, sources):
+        key = self.IMAGE_FIELDS[self.config.kind]
+        return [self._image_path(record[key]) for files in sources.values() for _, records in files
+                for record in records if isinstance(record, dict) and isinstance(record.get(key), str)]
+
+    def _rows(self, files, split):
         generate = {"mals": self._mals, "attributes": self._attributes, "synth-pedes": self._synth}[self.config.kind]
         yield from generate(files)
         self.checker.log_summary(f"{self.config.name} {split}")
 
-    def _image(self, relative, path, index, roots=("", "release_data")):
-        data_dir = Path(self.config.data_dir)
-        candidates = [data_dir / root / relative for root in roots]
-        image = next((c for c in candidates if c.is_file()), candidates[0])
-        return image if self.checker.image_ok(image, path, index, data_dir) else None
+    def _image_path(self, relative, roots=("", "release_data")):
+        candidates = [Path(self.config.data_dir) / root / relative for root in roots]
+        return next((c for c in candidates if c.is_file()), candidates[0])
+
+    def _image(self, relative, path, index):
+        image = self._image_path(relative)
+        return image if self.checker.image_ok(image, path, index) else None
 
     def _records(self, path):
         records = read_json(path)
@@ -97,9 +105,9 @@ class AttributeBuilder(datasets.GeneratorBasedBuilder):
         return records
 
     def _mals(self, files):
-        ids, images_of_id, row = DenseIds(), {}, 0
-        for path in files:
-            for index, record in enumerate(self._records(path)):
+        ids, images_of_id = DenseIds(), {}
+        for path, records in files:
+            for index, record in enumerate(records):
                 fields = {"image": str, "caption": str, "image_id": (str, int), "label": list}
                 if not self.checker.fields_ok(record, fields, path, index) or \
                         not self.checker.labels_ok(record["label"], 27, path, index):
@@ -112,14 +120,13 @@ class AttributeBuilder(datasets.GeneratorBasedBuilder):
                 image = self._image(record["image"], path, index)
                 if image is None:
                     continue
-                yield row, {"image": str(image), "caption": record["caption"], "person_id": ids(key),
-                            "image_path": record["image"], "attribute_labels": record["label"]}
-                row += 1
+                yield {"image": str(image), "caption": record["caption"], "person_id": ids(key),
+                       "image_path": record["image"], "attribute_labels": record["label"]}
 
     def _attributes(self, files):
-        seen, row = {}, 0
-        for path in files:
-            for index, record in enumerate(self._records(path)):
+        seen = {}
+        for path, records in files:
+            for index, record in enumerate(records):
                 if not self.checker.fields_ok(record, {"image": str, "label": list}, path, index) or \
                         not self.checker.labels_ok(record["label"], self.config.num_attributes, path, index,
                                                    allowed=self.config.label_values):
@@ -131,13 +138,12 @@ class AttributeBuilder(datasets.GeneratorBasedBuilder):
                 image = self._image(record["image"], path, index)
                 if image is None:
                     continue
-                yield row, {"image": str(image), "image_path": record["image"], "attribute_labels": record["label"]}
-                row += 1
+                yield {"image": str(image), "image_path": record["image"], "attribute_labels": record["label"]}
 
     def _synth(self, files):
-        ids, row = DenseIds(), 0
-        for path in files:
-            for index, record in enumerate(self._records(path)):
+        ids = DenseIds()
+        for path, records in files:
+            for index, record in enumerate(records):
                 if not self.checker.fields_ok(record, {"id": (int, str), "file_path": str, "captions": list}, path, index):
                     continue
                 captions = list(record["captions"])
@@ -150,6 +156,5 @@ class AttributeBuilder(datasets.GeneratorBasedBuilder):
                 if image is None:
                     continue
                 for caption in captions:
-                    yield row, {"image": str(image), "caption": caption, "person_id": ids(record["id"]),
-                                "image_path": record["file_path"]}
-                    row += 1
+                    yield {"image": str(image), "caption": caption, "person_id": ids(record["id"]),
+                           "image_path": record["file_path"]}

@@ -1,12 +1,16 @@
 """Shared pieces of the dataset builders: strict record checking with an explicit skip option, JSON reading with
-errors that name the file, image checks (confined to the dataset folder), and the feature schemas."""
+errors that name the file, image checks (confined to the dataset folder, each image decoded once, in a process pool),
+the builder base that checks records before generation, and the feature schemas."""
 
 import hashlib
 import json
 import logging
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import datasets
+from datasets.utils.tqdm import tqdm
 from PIL import Image
 
 logger = logging.getLogger(__name__)
@@ -70,15 +74,65 @@ def fingerprint(paths):
     return digest.hexdigest()[:16]
 
 
+def image_problem(path, root, decode=True):
+    """Why the image at `path` is not usable, or None: it must lie inside the dataset folder `root` (an absolute
+    path; once absolute paths, `..` and symbolic links are resolved, nothing outside is opened), exist, and with
+    `decode` decode in full with a non-zero size."""
+    path = Path(path)
+    resolved = path.resolve()
+    if not resolved.is_relative_to(root):
+        return f"image {path} resolves to {resolved}, outside the dataset folder {root}"
+    if not path.is_file():
+        return f"image file {path} does not exist"
+    if decode:
+        try:
+            with Image.open(path) as image:
+                image.load()
+                if image.width == 0 or image.height == 0:
+                    return f"image {path} has zero size"
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+            return f"image {path} is corrupt or truncated ({error})"
+    return None
+
+
+class ImageChecks:
+    """The `image_problem` of each image under `data_dir`, computed once however many records, splits and builders
+    name it (`decode=False`: the folder and existence checks only). `verify(paths, num_proc)` checks a batch in a
+    pool of `num_proc` processes; `problem(path)` answers from it (checking a path not seen yet in this process)."""
+
+    def __init__(self, data_dir, decode=True):
+        self.root, self.decode = Path(data_dir).resolve(), decode
+        self.problems = {}
+
+    def verify(self, paths, num_proc=1):
+        """Check every path of `paths` not checked yet, in `num_proc` processes; results are kept in path order."""
+        new = list(dict.fromkeys(key for key in map(str, paths) if key not in self.problems))
+        check = partial(image_problem, root=self.root, decode=self.decode)
+        progress = {"total": len(new), "desc": "Checking images", "unit": " images", "disable": len(new) < 2}
+        if num_proc > 1 and len(new) > 1:
+            chunk = max(1, min(256, len(new) // (4 * num_proc)))
+            with ProcessPoolExecutor(num_proc) as pool:
+                self.problems.update(zip(new, tqdm(pool.map(check, new, chunksize=chunk), **progress)))
+        else:
+            self.problems.update(zip(new, tqdm(map(check, new), **progress)))
+
+    def problem(self, path):
+        key = str(path)
+        if key not in self.problems:
+            self.verify([key])
+        return self.problems[key]
+
+
 class RecordChecker:
     """Validates records. With `on_error="raise"` (default) the first problem raises `DatasetFormatError` naming the
-    file and record; with `on_error="skip"` the record is skipped and counted, and `summary()` lists every skip."""
+    file and record; with `on_error="skip"` the record is skipped and counted, and `summary()` lists every skip.
+    `images` (an `ImageChecks`) answers `image_ok`."""
 
-    def __init__(self, on_error="raise", verify_images=True):
+    def __init__(self, on_error="raise", images=None):
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         self.on_error = on_error
-        self.verify_images = verify_images
+        self.images = images
         self.skipped = []
 
     def fail(self, source, index, message):
@@ -89,25 +143,11 @@ class RecordChecker:
         self.skipped.append(text)
         return False
 
-    def image_ok(self, path, source, index, root):
-        """Whether the image at `path` is usable: inside the dataset folder `root` (once absolute paths, `..` and
-        symbolic links are resolved; nothing outside is opened), an existing file, and with `verify_images` decodable
-        with a non-zero size."""
-        path, root = Path(path), Path(root).resolve()
-        resolved = path.resolve()
-        if not resolved.is_relative_to(root):
-            return self.fail(source, index, f"image {path} resolves to {resolved}, outside the dataset folder {root}")
-        if not path.is_file():
-            return self.fail(source, index, f"image file {path} does not exist")
-        if self.verify_images:
-            try:
-                with Image.open(path) as image:
-                    image.load()
-                    if image.width == 0 or image.height == 0:
-                        return self.fail(source, index, f"image {path} has zero size")
-            except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-                return self.fail(source, index, f"image {path} is corrupt or truncated ({error})")
-        return True
+    def image_ok(self, path, source, index):
+        """Whether the image at `path` is usable (see `ImageChecks`); its check runs once, however many records name
+        it."""
+        problem = self.images.problem(path)
+        return True if problem is None else self.fail(source, index, problem)
 
     def labels_ok(self, labels, length, source, index, allowed=(-1, 0, 1)):
         if not isinstance(labels, list) or len(labels) != length:
@@ -135,13 +175,50 @@ class RecordChecker:
     @classmethod
     def from_skipped(cls, skipped):
         """A checker holding the skips recorded by an earlier build (to log them again)."""
-        checker = cls("skip", False)
+        checker = cls("skip")
         checker.skipped = list(skipped)
         return checker
 
     def log_summary(self, dataset):
         if self.skipped:
             logger.warning("%s: %s", dataset, self.summary())
+
+
+class CheckedBuilder(datasets.GeneratorBasedBuilder):
+    """A builder that reads and checks every record in `_split_generators`, in this process and in record order (so
+    skips are counted and dense ids assigned as with one process), after checking all its images at once
+    (`ImageChecks.verify`); `_generate_examples` then only writes the finished rows, so
+    `download_and_prepare(num_proc=N)` runs both the image checks and the writing in N processes with the same
+    result as one. `image_checks` may be shared by several builders of one data folder (each image decoded once).
+
+    Subclasses implement `_read_splits()` (`{split: source}`), `_image_paths(sources)` (the images the sources
+    name) and `_rows(source, split)` (the rows of one split, checking images with `self.checker.image_ok`)."""
+
+    def __init__(self, *args, image_checks=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if image_checks is not None and (image_checks.root, image_checks.decode) != (
+                Path(self.config.data_dir or "").resolve(), self.config.verify_images):
+            raise ValueError(f"image_checks were made for {image_checks.root} (decode={image_checks.decode}), not for "
+                             f"data_dir {self.config.data_dir} (verify_images={self.config.verify_images})")
+        self.image_checks, self.num_proc = image_checks, 1
+
+    def download_and_prepare(self, *args, num_proc=None, **kwargs):
+        """`datasets.DatasetBuilder.download_and_prepare`; `num_proc` processes check the images and write the rows."""
+        if num_proc is not None and (not isinstance(num_proc, int) or num_proc < 1):
+            raise ValueError(f"num_proc must be a positive integer, got {num_proc!r}")
+        self.num_proc = num_proc or 1
+        return super().download_and_prepare(*args, num_proc=num_proc, **kwargs)
+
+    def _split_generators(self, dl_manager):
+        self.checker = RecordChecker(self.config.on_error)
+        sources = self._read_splits()  # before the image checks: it says where to get the data when data_dir lacks it
+        self.checker.images = self.image_checks or ImageChecks(self.config.data_dir, self.config.verify_images)
+        self.checker.images.verify(self._image_paths(sources), self.num_proc)
+        return [datasets.SplitGenerator(name=split, gen_kwargs={"rows": list(self._rows(source, split))})
+                for split, source in sources.items()]
+
+    def _generate_examples(self, rows):
+        yield from enumerate(rows)
 
 
 class DenseIds:

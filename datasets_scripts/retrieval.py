@@ -27,7 +27,7 @@ from pathlib import Path
 import datasets
 
 from .common import (
-    GALLERY_FEATURES, QUERY_FEATURES, DatasetFormatError, DenseIds, RecordChecker, pairs_features, read_json,
+    GALLERY_FEATURES, QUERY_FEATURES, CheckedBuilder, DatasetFormatError, DenseIds, pairs_features, read_json,
     require_files,
 )
 
@@ -148,7 +148,7 @@ def checker_error(path, message):
     return DatasetFormatError(f"{path}: {message}")
 
 
-class TextReIDBuilder(datasets.GeneratorBasedBuilder):
+class TextReIDBuilder(CheckedBuilder):
     """CUHK-PEDES / ICFG-PEDES / RSTPReid / procedural retrieval data (see the module docstring)."""
 
     BUILDER_CONFIG_CLASS = TextReIDConfig
@@ -158,25 +158,24 @@ class TextReIDBuilder(datasets.GeneratorBasedBuilder):
         features = {"pairs": pairs_features(self.config.num_attributes), "gallery": GALLERY_FEATURES, "queries": QUERY_FEATURES}[self.config.view]
         return datasets.DatasetInfo(description=__doc__, features=features)
 
-    def _split_generators(self, dl_manager):
-        self.checker = RecordChecker(self.config.on_error, self.config.verify_images)
-        entries, _ = read_entries(self.config.data_dir, self.config.dataset, self.config.source_format, self.checker,
-                                  self.config.num_attributes)
-        return [datasets.SplitGenerator(name=split, gen_kwargs={"entries": rows, "split": split})
-                for split, rows in entries.items()]
+    def _read_splits(self):
+        return read_entries(self.config.data_dir, self.config.dataset, self.config.source_format, self.checker,
+                            self.config.num_attributes)[0]
 
-    def _generate_examples(self, entries, split):
+    def _image_paths(self, entries):
+        return [entry["image"] for rows in entries.values() for entry in rows]
+
+    def _rows(self, entries, split):
         ids = DenseIds()
         view = self.config.view
         first_only = self.config.dataset == "icfg-pedes" and split == "test" and not self.config.all_test_captions
-        row = image_row = 0
+        image_row = 0
         for entry in entries:
-            if not self.checker.image_ok(entry["image"], entry["source"], entry["index"], self.config.data_dir):
+            if not self.checker.image_ok(entry["image"], entry["source"], entry["index"]):
                 continue  # the queries view skips the same images, so image_index matches the gallery rows
             person = ids(entry["pid"])
             if view == "gallery":
-                yield row, {"image": str(entry["image"]), "person_id": person, "image_path": entry["path"]}
-                row += 1
+                yield {"image": str(entry["image"]), "person_id": person, "image_path": entry["path"]}
                 continue
             for caption in entry["captions"][:1] if first_only else entry["captions"]:
                 if view == "pairs":
@@ -184,9 +183,8 @@ class TextReIDBuilder(datasets.GeneratorBasedBuilder):
                                "image_path": entry["path"]}
                     if self.config.num_attributes:
                         example["attribute_labels"] = entry["label"]
-                    yield row, example
+                    yield example
                 else:
-                    yield row, {"caption": caption, "person_id": person, "image_index": image_row}
-                row += 1
+                    yield {"caption": caption, "person_id": person, "image_index": image_row}
             image_row += 1
         self.checker.log_summary(f"{self.config.dataset} {split} {view}")
