@@ -15,7 +15,7 @@ import os
 import shutil
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +24,10 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ..factory import load_checkpoint
-from ..retrieval import GalleryIndex, RetrievalEngine, min_max
+from ..retrieval import GalleryIndex, RetrievalEngine
+from .crops import Provenance, is_person_crop, people_in
 from .detection import HOGPersonDetector
+from .ranking import rank_crops
 from .sources import SkipLog, SourceError, SourceReader, decode_image, list_files
 
 FORMAT = 1
@@ -40,20 +42,12 @@ def probe_image():
 
 
 @dataclass
-class FootageMatch:
-    """One search result: a person crop with its rank and score, and where it came from: `source` (absolute file
-    path), `member` (path inside an archive), `frame` and `timestamp` (seconds; videos only), `box` `(left, top,
-    right, bottom)` in the source picture's pixels, `detection_score` (None for images indexed as they are) and
+class FootageMatch(Provenance):
+    """One search result: a person crop's `Provenance` (`source`: absolute file path), its `rank` and `score`, and
     `thumbnail` (the stored crop)."""
 
     rank: int
     score: float
-    source: str
-    member: str
-    frame: int
-    timestamp: float
-    box: tuple
-    detection_score: float
     thumbnail: Path
 
     def image(self):
@@ -63,7 +57,7 @@ class FootageMatch:
 
     def to_dict(self):
         """JSON-ready fields."""
-        return {**asdict(self), "box": list(self.box), "thumbnail": str(self.thumbnail)}
+        return {"rank": self.rank, "score": self.score, **self.provenance(), "thumbnail": str(self.thumbnail)}
 
 
 @dataclass
@@ -236,9 +230,10 @@ class FootageIndex:
                 continue
             try:
                 for picture in reader.read(path, indexed, skips):
-                    if detector is None and not self._is_crop(picture, crop_aspect):
+                    if detector is None and not is_person_crop(picture, crop_aspect):
                         detector = HOGPersonDetector()
-                    added = self._add_picture(batch, picture, detector, crop_aspect, thumbnail_size)
+                    added = self._add_picture(batch, picture, people_in(picture, detector, crop_aspect),
+                                              thumbnail_size)
                     report.pictures += 1
                     report.pictures_without_people += added == 0
                     report.crops += added
@@ -257,26 +252,13 @@ class FootageIndex:
         return report
 
     @staticmethod
-    def _is_crop(picture, crop_aspect):
-        height, width = picture.image.shape[:2]
-        return picture.frame is None and height >= crop_aspect * width
-
-    def _add_picture(self, batch, picture, detector, crop_aspect, thumbnail_size):
-        """Put a picture's people (itself when it is a crop) in `batch`; returns how many."""
-        height, width = picture.image.shape[:2]
-        if self._is_crop(picture, crop_aspect):
-            found = [((0, 0, width, height), None)]
-        else:
-            found = [(detection.box, detection.score) for detection in detector(picture.image)]
-        for box, score in found:
-            crop = Image.fromarray(picture.image[box[1] : box[3], box[0] : box[2]])
-            thumbnail = crop.copy()
-            thumbnail.thumbnail((thumbnail_size, thumbnail_size))
-            batch.crops.append((crop, thumbnail))
-            batch.records.append({"source": picture.source, "member": picture.member, "frame": picture.frame,
-                                  "timestamp": picture.timestamp, "box": list(box), "detection_score": score})
+    def _add_picture(batch, picture, crops, thumbnail_size):
+        """Put a picture's person `crops` in `batch`; returns how many."""
+        for crop in crops:
+            batch.crops.append((crop.image, crop.thumbnail(thumbnail_size)))
+            batch.records.append(crop.provenance())
         batch.keys.append(picture.key)
-        return len(found)
+        return len(crops)
 
     def _write(self, batch):
         """Write `batch` as the next shard: under a temporary name, then renamed."""
@@ -309,14 +291,13 @@ class FootageIndex:
                 elsewhere); ranked by the cosine similarity of image features.
             top (`int`, *optional*, defaults to 10): results returned.
             image_weight (`float`, *optional*, defaults to 0.5): with both, the score is
-                `(1 - image_weight) * text + image_weight * image`, each min-max normalised over the index.
+                `(1 - image_weight) * text + image_weight * image`, each min-max normalised over the crops searched
+                (`ranking.combined_scores`).
             fusion (`str`, *optional*): text score fusion for this call (default: the index's).
             source (`str` or `Path`, *optional*): search only the crops of this indexed file (see `sources`).
         """
         if text is None and image is None:
             raise ValueError("give a text, an image, or both")
-        if not 0 <= image_weight <= 1:
-            raise ValueError(f"image_weight must be in [0, 1], got {image_weight}")
         gallery, records = self._load()
         if gallery is None:
             raise ValueError(f"{self.folder} holds no crops yet: add sources first")
@@ -326,19 +307,8 @@ class FootageIndex:
                 raise ValueError(f"{source} has no crops in {self.folder}")
             gallery = GalleryIndex(gallery.image_features[rows], gallery.image_embeds[rows])
             records = [records[i] for i in rows]
-        top = min(top, len(gallery))
-        if image is None:
-            result = self.engine.search([text], gallery, top=top, fusion=fusion)[0]
-            indices, scores = result.indices, result.scores
-        else:
-            if isinstance(image, (str, Path)):
-                image = decode_image(Path(image), image, Image.MAX_IMAGE_PIXELS)
-            features = self.engine.encode_images([image])[1].cpu()
-            scores = (features @ gallery.image_features.t())[0]
-            if text is not None:
-                text_scores = self.engine.score_matrix([text], gallery, fusion=fusion)[0]
-                scores = (1 - image_weight) * min_max(text_scores) + image_weight * min_max(scores)
-            order = scores.argsort(descending=True, stable=True)[:top]
-            indices, scores = order.tolist(), scores[order].tolist()
-        return [FootageMatch(rank + 1, score, **{**records[index], "box": tuple(records[index]["box"])})
+        if isinstance(image, (str, Path)):
+            image = decode_image(Path(image), image, Image.MAX_IMAGE_PIXELS)
+        indices, scores = rank_crops(self.engine, gallery, text, image, top, image_weight, fusion)
+        return [FootageMatch(**{**records[index], "box": tuple(records[index]["box"])}, rank=rank + 1, score=score)
                 for rank, (index, score) in enumerate(zip(indices, scores))]

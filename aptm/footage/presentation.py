@@ -1,20 +1,11 @@
-"""Showing footage search results to people: time stamps, where a crop came from, a ranked table and a ranked grid
-of the crops' thumbnails."""
+"""Showing footage search results to people: where a crop came from, a ranked table and a ranked grid of the crops'
+thumbnails (with the time stamps and captions of `labels`)."""
 
-import os
 from pathlib import Path
 
 from ..figures import ranked_gallery_grid
 from ..retrieval import SearchResult
-
-
-def format_time(seconds):
-    """`m:ss.s` (or `h:mm:ss.s`) of a time stamp in seconds; `-` for None."""
-    if seconds is None:
-        return "-"
-    minutes, rest = divmod(float(seconds), 60)
-    hours, minutes = divmod(int(minutes), 60)
-    return f"{hours}:{minutes:02d}:{rest:04.1f}" if hours else f"{minutes}:{rest:04.1f}"
+from .labels import caption, format_time
 
 
 def origin(match):
@@ -26,13 +17,6 @@ def origin(match):
     except ValueError:
         pass
     return f"{source}::{match.member}" if match.member else str(source)
-
-
-def caption(match):
-    """A short line under a match's crop: time stamp and frame number of a video frame, else the image's file name."""
-    if match.timestamp is not None:
-        return f"{format_time(match.timestamp)} f{match.frame}"
-    return os.path.basename(match.member or match.source)[:14]
 
 
 def matches_table(matches):

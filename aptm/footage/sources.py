@@ -3,7 +3,10 @@
 
 A problem with a whole file (unreadable image or video, damaged archive, too many pixels) raises `SourceError`
 naming the file; a problem with part of a file (an archive member that is not an image, or whose path would leave the
-archive; a video that stops before its announced end) is logged and counted in a `SkipLog`, and reading goes on.
+archive; a video that stops before its announced end or runs past the frame limit) is logged and counted in a
+`SkipLog`, and reading goes on.
+
+Imports only numpy, Pillow, tqdm and (for videos) OpenCV, so the Space (`space/aptm_footage/`) links this module.
 """
 
 import logging
@@ -125,14 +128,20 @@ class SourceReader:
         frame_step (`int`, *optional*, defaults to 10): every `frame_step`-th video frame is read (frames 0, N, 2N...).
         max_pixels (`int`, *optional*): largest image, in pixels (default: Pillow's decompression-bomb limit, about
             89 million).
+            A video whose frames are larger is refused before any frame is decoded.
         max_member_bytes (`int`, *optional*, defaults to 2 GiB): largest archive member read (its size as declared).
+        max_frames (`int`, *optional*): most frames sampled per video; the rest of a longer video is skipped and
+            counted as `"video longer than the limit"` (default: no limit).
         progress (`bool`, *optional*, defaults to `True`): a progress bar per video and archive.
     """
 
-    def __init__(self, frame_step=10, max_pixels=None, max_member_bytes=2**31, progress=True):
+    def __init__(self, frame_step=10, max_pixels=None, max_member_bytes=2**31, max_frames=None, progress=True):
         if frame_step < 1:
             raise ValueError(f"frame_step must be at least 1, got {frame_step}")
+        if max_frames is not None and max_frames < 1:
+            raise ValueError(f"max_frames must be at least 1, got {max_frames}")
         self.frame_step = frame_step
+        self.max_frames = max_frames
         self.max_pixels = max_pixels or Image.MAX_IMAGE_PIXELS
         self.max_member_bytes = max_member_bytes
         self.progress = progress
@@ -161,10 +170,20 @@ class SourceReader:
             raise SourceError(name, "unreadable video", "OpenCV cannot open it")
         total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
         fps = capture.get(cv2.CAP_PROP_FPS)
+        width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        if width * height > self.max_pixels:
+            capture.release()
+            raise SourceError(name, "video frames too large", f"{width}x{height} pixels, over the limit of "
+                              f"{self.max_pixels}")
         bar = tqdm(total=total or None, desc=Path(name).name, unit="frame", leave=False, disable=not self.progress)
         frame = 0
         try:
             while capture.grab():
+                if self.max_frames is not None and frame >= self.max_frames * self.frame_step:
+                    skips.skip("video longer than the limit", name, f"read {self.max_frames} frames, one every "
+                               f"{self.frame_step}, up to frame {frame} of {total or 'unknown'}",
+                               outcome="indexed only the start of")
+                    return
                 key = f"{name}#{frame}"
                 if frame % self.frame_step == 0 and key not in indexed:
                     retrieved, bgr = capture.retrieve()

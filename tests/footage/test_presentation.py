@@ -11,15 +11,15 @@ from aptm.retrieval import SearchResult
 
 def test_time_stamps_and_the_table():
     assert [format_time(s) for s in (None, 0, 9.96, 61.25, 3725.5)] == ["-", "0:00.0", "0:10.0", "1:01.2", "1:02:05.5"]
-    match = FootageMatch(1, 0.5, "/nowhere/photos.zip", "a/b.jpg", None, None, (0, 0, 10, 30), None, "t.jpg")
+    match = FootageMatch("/nowhere/photos.zip", "a/b.jpg", None, None, (0, 0, 10, 30), None, 1, 0.5, "t.jpg")
     assert matches_table([match]).splitlines()[1].split() == ["1", "0.5000", "/nowhere/photos.zip::a/b.jpg", "-", "-",
                                                              "0,0,10,30"]
 
 
 def test_the_grid_labels_each_crop(tmp_path):
     Image.new("RGB", (40, 100), (200, 30, 30)).save(tmp_path / "crop.jpg")
-    matches = [FootageMatch(1, 0.9, "/v/street.avi", None, 120, 12.0, (0, 0, 40, 100), 1.5, tmp_path / "crop.jpg"),
-               FootageMatch(2, 0.5, "/p/photos.zip", "b.jpg", None, None, (0, 0, 40, 100), None, tmp_path / "crop.jpg")]
+    matches = [FootageMatch("/v/street.avi", None, 120, 12.0, (0, 0, 40, 100), 1.5, 1, 0.9, tmp_path / "crop.jpg"),
+               FootageMatch("/p/photos.zip", "b.jpg", None, None, (0, 0, 40, 100), None, 2, 0.5, tmp_path / "crop.jpg")]
     labelled = np.asarray(Image.open(matches_grid(matches, "a query", tmp_path / "labelled.png", thumb_size=(40, 100))))
     assert [caption(m) for m in matches] == ["0:12.0 f120", "b.jpg"]
     result = SearchResult("a query", [0, 1], [0.9, 0.5], [], [])

@@ -107,6 +107,21 @@ def test_unreadable_and_truncated_videos(walk, tmp_path, caplog):
     assert f"indexed only the start of {truncated}: truncated video (decoding stopped at frame" in caplog.text
 
 
+def test_long_and_oversized_videos_are_capped(walk, caplog):
+    with caplog.at_level(logging.WARNING):
+        pictures, skips = read_all(SourceReader(frame_step=5, max_frames=2), walk.path)
+    assert [p.frame for p in pictures] == [0, 5]
+    assert skips.counts == {"video longer than the limit": 1}  # not "truncated": it stopped by choice
+    assert f"indexed only the start of {walk.path}: video longer than the limit (read 2 frames, one every 5" \
+        in caplog.text
+    pictures, skips = read_all(SourceReader(frame_step=10, max_frames=3), walk.path)  # exactly the whole video
+    assert [p.frame for p in pictures] == [0, 10, 20] and not skips.counts
+    with pytest.raises(SourceError, match=f"{walk.path}: video frames too large \\(640x360 pixels"):
+        read_all(SourceReader(max_pixels=640 * 360 - 1), walk.path)
+    with pytest.raises(ValueError, match="max_frames must be at least 1, got 0"):
+        SourceReader(max_frames=0)
+
+
 def test_zip_members_images_videos_and_skips(walk, tmp_path, caplog):
     path = walk.path
     archive = tmp_path / "photos.zip"
