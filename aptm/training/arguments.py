@@ -26,6 +26,8 @@ from retrieval_aptm import ATTRIBUTE_SCORINGS, FUSIONS
 from ..data.image_transforms import RANDOM_ERASING_P
 from ..data.masking import MASK_PROBABILITY, MAX_MASKS, MAX_SPAN, SPAN_PROBABILITY
 
+VALIDATION_MAX_SIZE = 3000  # gallery images held out at most (CUHK-PEDES's test gallery has 3,074)
+
 RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
 BUNDLED_RECIPES = {
     ("pretrain", "mals"): "pretrain_mals.json", ("retrieval", "cuhk-pedes"): "retrieval_cuhk.json",
@@ -87,6 +89,16 @@ class DataArguments:
     dataset_options: dict | str | None = field(
         default=None, metadata={"help": "JSON object of builder options (e.g. the procedural set's num_identities)"})
     num_identities: int | None = field(default=None, metadata={"help": "procedural dataset: identities to generate"})
+    num_proc: int = field(default=1, metadata={"help": "processes that check the images and write the prepared data"})
+    dataset_cache_dir: str | None = field(default=None, metadata={
+        "help": "folder of the prepared dataset (default: data_dir/.hf_cache; needed when data_dir is read-only)"})
+    validation_max_size: int = field(default=VALIDATION_MAX_SIZE, metadata={
+        "help": "without a validation split (MALS, ICFG-PEDES): 5% of the persons are held out, a sample seeded by "
+                "`seed`, capped at this many gallery images (their captions are the queries)"})
+    zero_shot_dir: str | None = field(default=None, metadata={
+        "help": "a CUHK-PEDES-format folder: validate zero-shot on its `zero_shot_split` instead (nothing held out)"})
+    zero_shot_split: Literal["validation", "test"] = field(default="validation", metadata={
+        "help": "split of zero_shot_dir to validate on ('test': the paper's zero-shot numbers, selected on them)"})
     attributes: bool | None = field(
         default=None, metadata={"help": "add attribute prompts and labels (default: pre-training and attributes tasks)"})
     mlm: bool = field(default=True, metadata={"help": "masked language modelling on captions (and prompts)"})
@@ -110,6 +122,19 @@ class DataArguments:
             raise ValueError("the attributes task trains on attribute labels: attributes cannot be false")
         if not 0 <= self.erasing_p <= 1:
             raise ValueError(f"erasing_p must be in [0, 1], got {self.erasing_p}")
+        for name in ("num_proc", "validation_max_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+    @property
+    def preparation(self):
+        """How `load_aptm_dataset` prepares the data: its `cache_dir` and `num_proc`."""
+        return {"cache_dir": self.dataset_cache_dir, "num_proc": self.num_proc}
+
+    @property
+    def validation_dataset(self):
+        """The dataset validation runs on (its captions are cleaned as that dataset's)."""
+        return "cuhk-pedes" if self.zero_shot_dir is not None else self.dataset
 
     @property
     def captions(self):

@@ -2,6 +2,7 @@
 (safetensors, remote code, processor, model card, training curves)."""
 
 import logging
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -22,14 +23,20 @@ from .trainer import APTMTrainer
 logger = logging.getLogger(__name__)
 
 
-def hold_out_validation(train, fraction=0.05, seed=0):
+def hold_out_validation(train, max_size, fraction=0.05, seed=0):
     """Split training pairs by person into (train, validation gallery, validation queries) for datasets without a
-    validation split (ICFG-PEDES), so checkpoints are never selected on test."""
-    people = np.unique(train["person_id"])
-    held = set(np.random.default_rng(seed).choice(people, max(1, int(len(people) * fraction)), replace=False).tolist())
-    is_held = [pid in held for pid in train["person_id"]]
-    rest = train.select([i for i, h in enumerate(is_held) if not h])
-    held_rows = train.select([i for i, h in enumerate(is_held) if h])
+    validation split (ICFG-PEDES, MALS), so checkpoints are never selected on test. A seeded sample of persons is held
+    out: `fraction` of them, capped at `max_size` gallery images (at least one person); their captions are the
+    queries, and every other person trains. Only the person and path columns are read, so this is quick at MALS size."""
+    person_ids = np.asarray(train["person_id"])
+    people = np.unique(person_ids)
+    sample = np.random.default_rng(seed).choice(people, max(1, int(len(people) * fraction)), replace=False)
+    images_of = Counter(dict(zip(train["image_path"], person_ids.tolist())).values())
+    sizes = np.cumsum([images_of[person] for person in sample.tolist()])
+    held = sample[: max(1, int(np.searchsorted(sizes, max_size, side="right")))]
+    is_held = np.isin(person_ids, held)
+    rest = train.select(np.flatnonzero(~is_held))
+    held_rows = train.select(np.flatnonzero(is_held))
     first = {}
     for row, path in enumerate(held_rows["image_path"]):
         first.setdefault(path, row)
@@ -40,16 +47,30 @@ def hold_out_validation(train, fraction=0.05, seed=0):
     return rest, gallery, queries
 
 
+def zero_shot_validation(data_args):
+    """`{"gallery", "queries"}`: the `zero_shot_split` of the CUHK-PEDES-format folder `zero_shot_dir`."""
+    data = load_aptm_dataset("cuhk-pedes", data_dir=data_args.zero_shot_dir, **data_args.preparation)
+    split = data_args.zero_shot_split
+    if f"{split}_gallery" not in data:
+        raise ValueError(f"zero_shot_dir {data_args.zero_shot_dir} has no {split} split (splits: {list(data)}); "
+                         "set zero_shot_split")
+    return {"gallery": data[f"{split}_gallery"], "queries": data[f"{split}_queries"]}
+
+
 def prepare_data(data_args, seed=0):
-    """`(train_dataset, {evaluation split name: dataset})` for `DataArguments`."""
-    data = load_aptm_dataset(data_args.dataset, data_dir=data_args.data_dir, **data_args.dataset_options)
+    """`(train_dataset, {evaluation split name: dataset})` for `DataArguments`: validation on the dataset's own
+    validation split, else zero-shot on `zero_shot_dir`, else on persons held out of training (seeded by `seed`)."""
+    data = load_aptm_dataset(data_args.dataset, data_dir=data_args.data_dir, **data_args.preparation,
+                             **data_args.dataset_options)
     if data_args.task == "attributes":
         return data["train"], {"attributes": data.get("attributes_validation", data.get("validation"))}
     train = data["train"]
-    if "validation_gallery" in data:
+    if data_args.zero_shot_dir is not None:
+        evaluation = zero_shot_validation(data_args)
+    elif "validation_gallery" in data:
         evaluation = {"gallery": data["validation_gallery"], "queries": data["validation_queries"]}
     else:
-        train, gallery, queries = hold_out_validation(train, seed=seed)
+        train, gallery, queries = hold_out_validation(train, data_args.validation_max_size, seed=seed)
         evaluation = {"gallery": gallery, "queries": queries}
     if "attributes_validation" in data and data_args.attributes:
         evaluation["attributes"] = data["attributes_validation"]
@@ -99,7 +120,7 @@ def build_evaluators(processor, evaluation, data_args, evaluation_args, batch_si
     evaluators = []
     if "gallery" in evaluation:
         evaluators.append(RetrievalEvaluator(processor, evaluation["gallery"], evaluation["queries"],
-                                             dataset=data_args.dataset, k=evaluation_args.rerank_k,
+                                             dataset=data_args.validation_dataset, k=evaluation_args.rerank_k,
                                              fusion=evaluation_args.fusion, batch_size=batch_size))
     if evaluation.get("attributes") is not None:
         evaluators.append(AttributeEvaluator(processor, evaluation["attributes"], batch_size,
