@@ -47,7 +47,8 @@ def rank_gallery(scores, query_ids=None, gallery_ids=None, ties="stable"):
 class RetrievalMetrics:
     r"""
     `retrieval_metrics` over score rows given a chunk at a time, so the whole matrix is never needed: `add` each chunk
-    of query rows (any order, any sizes), then `compute` returns the metrics of all rows added.
+    of query rows (any order, any sizes), then `compute` returns the metrics of all rows added. Rows added apart (one
+    share of the queries in each process) combine through their `totals`, which add up (`merge`).
 
     Args:
         gallery_ids (array-like): person id of each gallery image `[G]`.
@@ -67,11 +68,7 @@ class RetrievalMetrics:
         if scores.ndim != 2 or scores.shape != (len(query_ids), len(self.gallery_ids)):
             raise ValueError(f"scores must have shape [len(query_ids)={len(query_ids)}, len(gallery_ids)="
                              f"{len(self.gallery_ids)}], got {list(scores.shape)}")
-        without = np.flatnonzero(~np.isin(query_ids, self.gallery_ids))
-        if len(without):
-            raise ValueError(f"{len(without)} queries have no relevant gallery image (first: query "
-                             f"{self.num_queries + without[0]}, person id {query_ids[without[0]]}); the metrics are "
-                             "undefined for them")
+        self.check_queries(query_ids, first=self.num_queries)
         if not np.isfinite(scores).all():
             raise ValueError("scores contain NaN or infinite values")
         order = rank_gallery(scores, query_ids, self.gallery_ids, self.ties)
@@ -86,6 +83,35 @@ class RetrievalMetrics:
         last = relevant.shape[1] - 1 - relevant[:, ::-1].argmax(axis=1)
         self.inp_sum += float((count / (last + 1)).sum())
         self.num_queries += len(query_ids)
+
+    def check_queries(self, query_ids, first=0):
+        """Raise a `ValueError` naming the first of queries `query_ids` (numbered from `first`) whose person id has no
+        gallery image: the metrics are undefined for it."""
+        query_ids = _as_numpy(query_ids)
+        without = np.flatnonzero(~np.isin(query_ids, self.gallery_ids))
+        if len(without):
+            raise ValueError(f"{len(without)} queries have no relevant gallery image (first: query "
+                             f"{first + without[0]}, person id {query_ids[without[0]]}); the metrics are undefined for "
+                             "them")
+
+    def totals(self):
+        """The sums `compute` divides, `[hits within each k..., AP sum, INP sum, number of queries]` (float64). Those
+        of disjoint sets of queries against the same gallery add up to those of their union."""
+        return np.array([*(self.hits[k] for k in self.ks), self.ap_sum, self.inp_sum, self.num_queries],
+                        dtype=np.float64)
+
+    def merge(self, totals):
+        """Add `totals` of other queries (another `RetrievalMetrics`'s, with the same gallery, ks and ties, or a sum
+        of several) to this one's."""
+        totals = np.asarray(totals, dtype=np.float64)
+        if totals.shape != (len(self.ks) + 3,):
+            raise ValueError(f"totals must have {len(self.ks) + 3} entries (hits at {self.ks}, AP sum, INP sum, "
+                             f"number of queries), got shape {list(totals.shape)}")
+        for k, hits in zip(self.ks, totals):
+            self.hits[k] += int(round(hits))
+        self.ap_sum += float(totals[-3])
+        self.inp_sum += float(totals[-2])
+        self.num_queries += int(round(totals[-1]))
 
     def compute(self):
         """R@K, mAP and mINP (percent) of every row added."""

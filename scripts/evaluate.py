@@ -1,17 +1,21 @@
 """Evaluate a checkpoint (folder or Hub id) on a dataset: prints the metric table, writes metrics.json and the
-ranked-gallery grid.
+ranked-gallery grid. Under `torchrun` (or `accelerate launch`) each process evaluates its share of the gallery and
+queries, with the metrics of one process (the first process prepares the data, prints and writes).
 
     python scripts/evaluate.py --model outputs/quickstart/checkpoint --dataset procedural --data-dir data/procedural
     python scripts/evaluate.py --model aptm-cuhk --dataset cuhk-pedes --data-dir /data/CUHK-PEDES --world-size 4
+    torchrun --nproc_per_node 4 scripts/evaluate.py --model aptm-cuhk --dataset cuhk-pedes --data-dir /data/CUHK-PEDES
 """
 
 import argparse
 
 import torch
+import torch.distributed as dist
 
 from aptm.evaluation import evaluate_dataset
 from aptm.factory import load_checkpoint
 from aptm.retrieval import ATTRIBUTE_SCORINGS, FUSIONS
+from aptm.retrieval.sharding import ProcessShards, init_launched_processes
 from datasets_scripts import NAMES, load_aptm_dataset
 
 
@@ -24,7 +28,8 @@ def main(argv=None):
     parser.add_argument("--k", type=int, help="candidates re-ranked with ITM (default: the model's k_test)")
     parser.add_argument("--fusion", default="aptm", choices=FUSIONS)
     parser.add_argument("--world-size", type=int, default=1,
-                        help="reproduce the original evaluator's score fusion on that many GPUs (the paper used 4)")
+                        help="reproduce the original evaluator's score fusion on that many GPUs (the paper used 4), "
+                        "whatever the number of processes this runs on")
     parser.add_argument("--attribute-scoring", default="itm", choices=ATTRIBUTE_SCORINGS,
                         help="score attribute prompts with the ITM head (the paper's) or the IAC similarities")
     parser.add_argument("--image-to-text", action="store_true",
@@ -34,12 +39,20 @@ def main(argv=None):
     parser.add_argument("--output-dir", default="outputs/evaluation")
     args = parser.parse_args(argv)
 
-    model, processor = load_checkpoint(args.model)
-    data = load_aptm_dataset(args.dataset, data_dir=args.data_dir)
+    device = init_launched_processes()
+    processes = ProcessShards.of_launch()
+    with processes.first_process_first():  # one process prepares the dataset cache (and downloads), then the others
+        model, processor = load_checkpoint(args.model, device=device)
+        data = load_aptm_dataset(args.dataset, data_dir=args.data_dir)
     results = evaluate_dataset(model, processor, data, args.dataset, args.split, args.output_dir, k=args.k,
                                fusion=args.fusion, world_size=args.world_size, batch_size=args.batch_size,
                                attribute_scoring=args.attribute_scoring, image_to_text=args.image_to_text,
-                               autocast=torch.bfloat16 if args.bf16 else None)
+                               autocast=torch.bfloat16 if args.bf16 else None, progress=processes.rank == 0)
+    if processes.world_size > 1:
+        dist.barrier()  # tear down together: gloo can abort a process that leaves while another still works
+        dist.destroy_process_group()
+    if processes.rank > 0:
+        return results
     for task in ("retrieval", "attributes"):
         if task in results:
             print(f"\n{task} ({args.dataset} {args.split})")

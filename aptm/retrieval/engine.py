@@ -1,22 +1,38 @@
 """The package's retrieval engine: the remote code's text-person search (`retrieval_aptm.TextPersonSearch`, the
 paper's procedure) with what a package adds, a gallery index with person ids and paths that is saved to disk, and
-evaluation against person ids."""
+evaluation against person ids, split across the processes of a launcher."""
+
+import dataclasses
 
 import numpy as np
 import torch
 
-from retrieval_aptm import TextPersonSearch
+from retrieval_aptm import FusedScores, StreamingFusion, TextPersonSearch
 
 from ..metrics import RetrievalMetrics, image_to_text_metrics
 from .index import GalleryIndex
+from .sharding import ProcessShards
 
 
 class RetrievalEngine(TextPersonSearch):
     r"""
     Text-to-person search and evaluation with an APTM model. Arguments are those of `retrieval_aptm.TextPersonSearch`
     (`k`, `fusion`, `cosine_weight`, `world_size`, `batch_size`, `query_batch_size`, `autocast`, `progress`,
-    `kv_memory_limit`).
+    `kv_memory_limit`), and:
+
+    sharded (`bool`, *optional*): split `evaluate` and `encode_gallery_sharded` across the processes of
+        `torch.distributed` (every process must call them then). By default they are split when it is initialised
+        with more than one process (under `torchrun` or `accelerate launch`); `False` computes everything here.
     """
+
+    def __init__(self, model, processor, *args, sharded=None, **kwargs):
+        super().__init__(model, processor, *args, **kwargs)
+        self.sharded = sharded
+
+    @property
+    def processes(self):
+        """The `ProcessShards` evaluation is split across (resolved when asked, as processes join later)."""
+        return ProcessShards.of_launch(self.sharded)
 
     def encode_gallery(self, images, person_ids=None, paths=None):
         """Encode a gallery once (in batches, with a progress bar) into a `GalleryIndex`. `images` is a sequence of
@@ -28,23 +44,66 @@ class RetrievalEngine(TextPersonSearch):
                             None if person_ids is None else torch.as_tensor(np.asarray(person_ids), dtype=torch.long),
                             list(paths or []))
 
+    def encode_gallery_sharded(self, images, person_ids=None, paths=None):
+        """`encode_gallery` split across the processes (see `sharded`): each encodes a contiguous share of `images`
+        (a sequence, a `datasets.Dataset` or a `pixel_values` tensor) and the shares are gathered in order, so every
+        process returns the index of the whole gallery."""
+        shards = self.processes.over(len(images))
+        if shards.world_size == 1:
+            return self.encode_gallery(images, person_ids=person_ids, paths=paths)
+        if person_ids is not None and len(person_ids) != len(images):
+            raise ValueError(f"person_ids has {len(person_ids)} entries for {len(images)} gallery images")
+        share = shards.share(len(images))
+        own = self.encode_gallery(images.select(share) if hasattr(images, "select") else images[share.start : share.stop])
+        return dataclasses.replace(
+            own, image_features=shards.gather(own.image_features), image_embeds=shards.gather(own.image_embeds),
+            person_ids=None if person_ids is None else torch.as_tensor(np.asarray(person_ids), dtype=torch.long),
+            paths=list(paths or []))
+
     def evaluate(self, texts, query_ids, index, ties="stable", image_to_text=False):
         """Retrieval metrics (R@1/5/10, mAP, mINP) of captions `texts` with person ids `query_ids` against a gallery
         index with person ids, in bounded memory: the fused score rows are ranked a chunk of queries at a time
         (`fused_scores`, `RetrievalMetrics`), so memory grows with queries x k plus the gallery, never with queries x
-        gallery. With `image_to_text`, also the other direction (`i2t_` keys), which ranks every gallery image over
-        all texts and so holds the whole score matrix. Returns `(metrics, FusedScores)`, whose `rows` gives the final
-        scores of any queries."""
+        gallery. Split across processes (see `sharded`), each process ranks and re-ranks its share of the queries and
+        ranks the fused rows of that share; their top-k, ITM logits and text features are gathered, and the metrics'
+        sums added, so every process returns what one process computes (the fusion's `world_size` emulation depends
+        on the query order only). With `image_to_text`, also the other direction (`i2t_` keys), which ranks every
+        gallery image over all texts and so holds the whole score matrix (on every process). Returns
+        `(metrics, FusedScores)`, whose `rows` gives the final scores of any queries."""
         if index.person_ids is None:
             raise ValueError("the gallery index has no person_ids; pass them to encode_gallery")
         query_ids, gallery_ids = np.asarray(query_ids), index.person_ids.numpy()
         if len(query_ids) != len(texts):
             raise ValueError(f"query_ids has {len(query_ids)} entries for {len(texts)} texts")
-        scores = self.fused_scores(texts, index)
+        share_metrics = RetrievalMetrics(gallery_ids, ties=ties)
+        share_metrics.check_queries(query_ids)  # here, not in a share: every process stops before the others wait
+        shards = self.processes.over(len(texts))
+        scores = self._fused_scores_of_shares(texts, index, shards)
+        share = shards.share(len(texts))
+        for start in range(share.start, share.stop, scores.chunk_size):
+            rows = slice(start, min(start + scores.chunk_size, share.stop))
+            share_metrics.add(scores.rows(rows), query_ids[rows])
         metrics = RetrievalMetrics(gallery_ids, ties=ties)
-        for rows, chunk in scores.chunks():
-            metrics.add(chunk, query_ids[rows])
+        metrics.merge(shards.sum(share_metrics.totals()))
         metrics = metrics.compute()
         if image_to_text:
             metrics.update(image_to_text_metrics(scores.matrix(), query_ids, gallery_ids, ties=ties))
         return metrics, scores
+
+    def _fused_scores_of_shares(self, texts, index, shards):
+        """`fused_scores` of `texts`, each of `shards` ranking and re-ranking its share of them: the shares' text
+        features, top-k indices and ITM logits are gathered in query order and the cosine extremes reduced, so the
+        result equals one process's."""
+        if shards.world_size == 1:
+            return self.fused_scores(texts, index)
+        share = shards.share(len(texts))
+        own = self.fused_scores(list(texts)[share.start : share.stop], index)
+        fusion = StreamingFusion(own.fusion.fusion, own.fusion.cosine_weight, own.fusion.world_size)
+        # observe reads only the extremes of the cosine rows: those over every process stand for all the rows
+        extremes = torch.tensor([[shards.min(own.fusion.cosine_low), shards.max(own.fusion.cosine_high)]])
+        if fusion.fusion == "cosine":
+            fusion.observe(extremes)
+        else:
+            fusion.observe(extremes, shards.gather(torch.cat(own.fusion.topk_indices)),
+                           shards.gather(torch.cat(own.fusion.topk_itm)))
+        return FusedScores(fusion, shards.gather(own.text_features), own.gallery_features, own.chunk_size)

@@ -1,0 +1,69 @@
+"""Evaluation split across 2 gloo processes on CPU (`torchrun`) gives every process the metrics, scores and gallery
+index of one process, for every fusion, the original's 4-GPU fusion emulated, and splits two processes do not divide;
+each process encodes only its share. The evaluate CLI runs under `torchrun`."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from helpers.paths import REPO
+from helpers.sharded_evaluation import EVALUATIONS, GALLERY, QUERIES, evaluate_all
+
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+
+
+def launch(*command, cwd=REPO):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{REPO}:{REPO / 'tests'}"}
+    result = subprocess.run([*TORCHRUN, *command], capture_output=True, text=True, timeout=600, env=env, cwd=cwd)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def sharded(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sharded")
+    launch(str(REPO / "tests" / "helpers" / "sharded_evaluation_worker.py"), str(folder))
+    return [torch.load(folder / f"rank{rank}.pt", weights_only=True) for rank in range(2)]
+
+
+@pytest.fixture(scope="module")
+def alone():
+    return evaluate_all(sharded=False)
+
+
+@pytest.mark.parametrize("evaluation", ["evaluate_retrieval", *EVALUATIONS])
+def test_two_processes_give_the_metrics_and_scores_of_one(sharded, alone, evaluation):
+    expected = alone[evaluation]
+    for rank in sharded:
+        assert rank[evaluation]["metrics"] == pytest.approx(expected["metrics"], abs=1e-9)
+        torch.testing.assert_close(rank[evaluation]["scores"], expected["scores"], rtol=0, atol=1e-5)
+    assert 0 < expected["metrics"]["mAP"] < 100  # rankings that can differ
+
+
+def test_the_emulated_process_count_is_the_option_not_the_real_one(alone):
+    emulated, one = alone["aptm emulating 4 GPUs"]["scores"], alone["aptm"]["scores"]
+    assert not torch.allclose(emulated, one, atol=1e-3)
+
+
+def test_the_gathered_index_is_the_whole_gallery_in_order(sharded, alone):
+    for rank in sharded:
+        for name, tensor in alone["index"].items():
+            torch.testing.assert_close(rank["index"][name], tensor, rtol=0, atol=1e-5)
+        assert rank["paths"] == alone["paths"] == [f"{i}.jpg" for i in range(GALLERY)]
+
+
+def test_each_process_encodes_its_share(sharded, alone):
+    assert alone["encoded"] == {"images": GALLERY, "texts": QUERIES}
+    assert [rank["encoded"] for rank in sharded] == [{"images": 6, "texts": 5}, {"images": 5, "texts": 4}]
+
+
+def test_attribute_metrics_of_two_processes_equal_one(sharded, alone):
+    expected = alone["attributes"]
+    for rank in sharded:
+        assert rank["attributes"]["per_attribute_mA"] == pytest.approx(expected["per_attribute_mA"], abs=1e-9)
+        assert {**rank["attributes"], "per_attribute_mA": None} == pytest.approx({**expected, "per_attribute_mA": None},
+                                                                                 abs=1e-9)
