@@ -6,19 +6,26 @@ the engine's time, and the FLOPs floor of the re-ranking.
     python scripts/benchmark.py                       # tiny and paper-size (reduced gallery) configurations
     python scripts/benchmark.py --configs tiny --gallery 400 --queries 200
     python scripts/benchmark.py --memory 2000x1000,8000x4000,32000x16000   # evaluation memory table only
+    python scripts/benchmark.py --index 100000        # a memory-mapped synthetic index only
 
 `--memory QUERIESxGALLERY,...` measures instead, side by side, the peak memory of evaluation (tiny configuration, a
 synthetic gallery index, k = 16) through the whole score matrix (`retrieval_metrics` of `score_matrix`) and streamed
 in query chunks (`RetrievalEngine.evaluate`), each in a fresh process, as growth of peak RSS above that process's
 baseline once model, index and captions are built and 64 queries evaluated (the gallery's share: its cross-attention
 keys/values), with the size of one full fp32 score matrix beside them.
+
+`--index IMAGES` writes a synthetic float16 index of that many images (tiny configuration's shapes) shard by shard,
+loads it memory-mapped and reports its size, the resident memory it adds (loaded, then after a few searches) and the
+latency of one query, dual encoder and re-ranking the top 16 (`memory_mapped_index_table`).
 """
 
 import argparse
 import resource
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,6 +33,7 @@ import torch
 import aptm
 from aptm.metrics import retrieval_metrics
 from aptm.retrieval import SENTINEL, GalleryIndex, RetrievalEngine, fuse_scores, min_max
+from aptm.retrieval.index import ShardedFolder
 from configuration_aptm import APTMConfig
 from datasets_scripts import procedural
 
@@ -183,6 +191,64 @@ def memory_table(sizes):
               f"{growth[1]:>6.0f} MB |")
 
 
+def resident_mb():
+    """Resident memory of this process now (MB): all of it, and its file-backed part (pages of memory-mapped files,
+    which the kernel can drop)."""
+    status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
+    return int(status["VmRSS"].split()[0]) / 1024, int(status["RssFile"].split()[0]) / 1024
+
+
+def memory_mapped_index_table(num_images, shard_size=4096, num_queries=8, k=16):
+    """Write a synthetic float16 index of `num_images` (random features and image tokens of the tiny configuration's
+    shapes) shard by shard, load it memory-mapped and print its size on disk, the resident memory it adds once
+    loaded and after `num_queries` searches, and the latency of one query with the dual encoder and with re-ranking
+    the top `k` (keys/values of each query's candidates only: `kv_memory_limit=0`)."""
+    torch.manual_seed(0)
+    config = APTMConfig.from_preset("aptm-tiny")
+    engine = RetrievalEngine(aptm.APTMModel(config).eval(), aptm.build_processor(), k=k, kv_memory_limit=0,
+                             progress=False)
+    with torch.no_grad():  # the shapes of one image's tokens and feature
+        embeds, feature = engine.encode_images(torch.zeros(1, 3, *config.vision_config.image_size))
+    words = np.random.default_rng(0).choice(["red", "blue", "jacket", "bag", "shoes", "walking", "woman", "man"],
+                                            (num_queries, 8))
+    texts = [" ".join(row) for row in words]
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        shards = ShardedFolder.of_index(folder, torch.float16, person_ids=False)
+
+        def write_shards():
+            for start in range(0, num_images, shard_size):
+                size = min(shard_size, num_images - start)
+                features = torch.nn.functional.normalize(torch.randn(size, feature.shape[1]), dim=-1)
+                with shards.new_shard() as shard:
+                    GalleryIndex(features, torch.randn(size, *embeds.shape[1:], dtype=torch.float16),
+                                 paths=[f"{start + i}.jpg" for i in range(size)]).save(shard, torch.float16)
+
+        _, seconds = timed(write_shards)
+        disk_mb = sum(file.stat().st_size for file in Path(folder).rglob("index.safetensors")) / 2**20
+        rows.append(("index written (synthetic shards, float16)", f"{disk_mb:.0f} MB in {seconds:.1f} s"))
+        rows.append(("its image tokens in RAM as float32 would take",
+                     f"{num_images * embeds[0].numel() * 4 / 2**20:.0f} MB"))
+        baseline, baseline_file = resident_mb()
+        index, seconds = timed(lambda: GalleryIndex.load(folder, mmap=True))
+        loaded, loaded_file = resident_mb()
+        rows.append(("load, memory-mapped", f"{seconds:.2f} s, RSS +{loaded - baseline:.0f} MB "
+                                            f"(file-backed +{loaded_file - baseline_file:.0f} MB)"))
+        for fusion, name in (("cosine", "dual encoder"), ("aptm", f"re-rank k={k}")):
+            engine.search(texts[:1], index, top=10, fusion=fusion)  # warm-up
+            _, seconds = timed(lambda: [engine.search([text], index, top=10, fusion=fusion) for text in texts])
+            rows.append((f"query latency, {name}", f"{1000 * seconds / num_queries:.1f} ms"))
+        searched, searched_file = resident_mb()
+        rows.append((f"after {2 * num_queries + 2} queries", f"RSS +{searched - baseline:.0f} MB (file-backed "
+                                                             f"+{searched_file - baseline_file:.0f} MB), "
+                                                             f"{index.image_embeds.rows_read} token rows read"))
+    print(f"\n## memory-mapped index: {num_images} images, aptm-tiny, {torch.get_num_threads()} threads")
+    print(f"| {'measure':<46} | {'value':<58} |")
+    print(f"|{'-' * 48}|{'-' * 60}|")
+    for measure, value in rows:
+        print(f"| {measure:<46} | {value:<58} |")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", default="tiny,base")
@@ -192,7 +258,12 @@ def main(argv=None):
     parser.add_argument("--base-queries", type=int, default=16)
     parser.add_argument("--memory", help="measure only the evaluation memory table at these QUERIESxGALLERY sizes, "
                                          "comma-separated (e.g. 2000x1000,8000x4000,32000x16000)")
+    parser.add_argument("--index", type=int, metavar="IMAGES",
+                        help="measure only a memory-mapped synthetic index of this many images (e.g. 100000)")
     args = parser.parse_args(argv)
+    if args.index:
+        memory_mapped_index_table(args.index)
+        return
     if args.memory:
         memory_table([tuple(int(n) for n in size.split("x")) for size in args.memory.split(",")])
         return

@@ -44,6 +44,26 @@ class RetrievalEngine(TextPersonSearch):
                             None if person_ids is None else torch.as_tensor(np.asarray(person_ids), dtype=torch.long),
                             list(paths or []))
 
+    def build_index(self, images, folder, person_ids=None, paths=None, dtype=torch.float32, shard_size=1024):
+        r"""
+        Encode a gallery into the index folder `folder` a shard at a time, each written as soon as it is encoded (with
+        a progress bar), and return the whole index loaded memory-mapped (`GalleryIndex.load(folder, mmap=True)`).
+        Images whose path the index already holds are skipped: running it again resumes after a crash (which loses at
+        most the shard being written), and new images are appended.
+
+        Args:
+            images: PIL images or arrays, a `datasets.Dataset` with an `image` column, a `pixel_values` tensor, or
+                image files (paths, each read when its batch is encoded).
+            folder (`str` or `Path`): the index folder (created if needed).
+            person_ids (`list`, *optional*): one per image; an index has them for all its images or for none.
+            paths (`list` of `str`, *optional*): one name per image, unique, identifying it in the index (default:
+                the image files' paths; needed for images given otherwise).
+            dtype (`torch.dtype`, *optional*, defaults to `torch.float32`): storage dtype of the features and image
+                tokens, `torch.float16` or `torch.bfloat16` to halve the index; fixed when the index is created.
+            shard_size (`int`, *optional*, defaults to 1024): images per shard.
+        """
+        return GalleryIndex.build(self, images, folder, person_ids, paths, dtype, shard_size)
+
     def encode_gallery_sharded(self, images, person_ids=None, paths=None):
         """`encode_gallery` split across the processes (see `sharded`): each encodes a contiguous share of `images`
         (a sequence, a `datasets.Dataset` or a `pixel_values` tensor) and the shares are gathered in order, so every
