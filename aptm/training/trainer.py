@@ -9,6 +9,7 @@ processes' features pass gradient back), the other losses use the local batch, a
 """
 
 from collections import defaultdict
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -16,6 +17,32 @@ from transformers import Trainer, TrainerCallback
 
 from ..figures import plot_training_curves
 from .optimization import parameter_groups, schedule_factor
+
+
+def other_person_negatives(person_ids):
+    """`itm_negatives` drawn uniformly: for each pair a negative image and a negative text of another person of the
+    batch (-1 where there is none), instead of by similarity."""
+    other = (person_ids[:, None] != person_ids[None, :]).float()
+    negatives = []
+    for _ in range(2):
+        drawn = torch.full_like(person_ids, -1)
+        rows = other.sum(dim=1) > 0
+        if rows.any():
+            drawn[rows] = torch.multinomial(other[rows], 1).flatten()
+        negatives.append(drawn)
+    return tuple(negatives)
+
+
+@contextmanager
+def without_itm_loss(config, switched_off):
+    """Within the block the model's ITM loss weight is 0 when `switched_off` (its value is restored after)."""
+    weight = config.itm_loss_weight
+    if switched_off:
+        config.itm_loss_weight = 0.0
+    try:
+        yield
+    finally:
+        config.itm_loss_weight = weight
 
 
 class CurvesCallback(TrainerCallback):
@@ -38,7 +65,9 @@ class APTMTrainer(Trainer):
 
     Args:
         args (`APTMTrainingArguments`): `TrainingArguments` with the optimiser groups (`lr_mult`, `lr_2`,
-            `init_cross`, `text_lr`; see `parameter_groups`) and the schedule (`lr_schedule`, `warmup_steps`).
+            `init_cross`, `text_lr`; see `parameter_groups`), the schedule (`lr_schedule`, `warmup_steps`) and that
+            of ITM (`itm_warmup_steps`: steps with its weight at 0; `itm_hard_negatives_from`: steps with
+            `other_person_negatives` instead of the similarity-drawn ones).
         evaluators (`list`, *optional*): callables `model -> dict of metrics` run by `evaluate()` (e.g.
             `aptm.evaluation.RetrievalEvaluator` on the validation split); their metrics get the `eval_` prefix, so
             `metric_for_best_model="R@1"` selects checkpoints on validation R@1.
@@ -56,7 +85,12 @@ class APTMTrainer(Trainer):
         self.add_callback(CurvesCallback())
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        outputs = model(**inputs)
+        step = self.state.global_step if model.training else None
+        if step is not None and step < self.args.itm_hard_negatives_from and "input_ids" in inputs:
+            inputs = {**inputs, "itm_negatives": other_person_negatives(inputs["person_ids"])}
+        warming_up = step is not None and step < self.args.itm_warmup_steps
+        with without_itm_loss(self.accelerator.unwrap_model(model).config, warming_up):
+            outputs = model(**inputs)
         if model.training:
             for name, value in outputs.items():
                 if name.startswith("loss_") and value is not None:

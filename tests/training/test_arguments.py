@@ -76,6 +76,7 @@ def test_bad_recipes_name_the_file_and_key(tmp_path, content, message):
     (["--dataset_options", "[1, 2]"], "dataset_options must be a JSON object"),
     (["--dataset_options", "{oops"], "dataset_options is not valid JSON"),
     (["--erasing_p", "1.5"], "erasing_p must be in"),
+    (["--text_layers", "0"], "text_layers must be at least 1"),
 ])
 def test_bad_values_name_the_argument(argv, message):
     with pytest.raises(ValueError, match=message):
@@ -117,3 +118,23 @@ def test_loss_options_reach_the_model_config_from_a_preset_and_a_checkpoint(tmp_
     loaded, notes = prepare_model(model_args, loss, evaluation)
     assert loaded.config.itm_loss_weight == 0.5 and loaded.config.attribute_label_smoothing == 0.1
     assert loaded.config.num_attributes == 26 and notes == [f"initialised from {tmp_path / 'init'}"]
+
+
+def test_text_layers_split_the_pretrained_text_checkpoint_between_text_and_fusion():
+    """`text_layers=4` on aptm-tiny: MiniLM layers 0..3 are the text encoder, layers 4..5 the fusion layers'
+    self-attention and feed-forward (the paper's split of BERT); the cross-attention stays new."""
+    from transformers import BertModel
+
+    from aptm.factory import minilm_dir
+
+    model_args, _, loss, evaluation, _ = recipe_arguments(RECIPES_DIR / "tiny_procedural.json", data_dir="d",
+                                                          output_dir="o", text_layers=4)
+    model, notes = prepare_model(model_args, loss, evaluation)
+    minilm = BertModel.from_pretrained(str(minilm_dir()))
+    assert len(model.text_model.encoder.layer) == 4 and len(model.fusion_model.layer) == 2
+    fusion, text, bert = model.fusion_model.layer, model.text_model.encoder.layer, minilm.encoder.layer
+    for index in (0, 1):
+        assert (fusion[index].attention.self.query.weight == bert[4 + index].attention.self.query.weight).all()
+        assert (fusion[index].output.dense.weight == bert[4 + index].output.dense.weight).all()
+    assert (text[3].output.dense.weight == bert[3].output.dense.weight).all()
+    assert "fusion_model.layer.N.crossattention" in notes[-1] and "fusion_model.layer.N.attention" not in notes[-1]

@@ -17,6 +17,7 @@ from aptm.metrics import attribute_metrics
 from aptm.training import APTMTrainer, APTMTrainingArguments, recipe_arguments, run_training
 from aptm.training.arguments import RECIPES_DIR
 from aptm.training.run import prepare_model
+from aptm.training.trainer import other_person_negatives
 from datasets_scripts import load_aptm_dataset
 from modeling_aptm import APTMForImageClassification
 
@@ -33,9 +34,9 @@ def data(tmp_path_factory):
     return load_aptm_dataset("procedural", data_dir=folder, num_identities=8, views_per_identity=2, seed=0)
 
 
-def trainer_for(data, processor, output_dir, callbacks=(), evaluators=(), **overrides):
+def trainer_for(data, processor, output_dir, callbacks=(), evaluators=(), attributes=True, **overrides):
     args = APTMTrainingArguments(output_dir=str(output_dir), **{**TRAINING, **overrides})
-    collator = APTMCollator(processor, attributes=True, mlm=True, erasing_p=0.0)
+    collator = APTMCollator(processor, attributes=attributes, mlm=attributes, erasing_p=0.0)
     return APTMTrainer(model=tiny_model(), args=args, train_dataset=data["train"], data_collator=collator,
                        evaluators=evaluators, callbacks=list(callbacks))
 
@@ -81,6 +82,40 @@ def test_bf16_autocast_and_evaluation(data, processor, tmp_path):
     assert all(torch.isfinite(torch.tensor(losses(trainer))))
     metrics = trainer.evaluate()
     assert {"eval_R@1", "eval_mAP", "eval_mA"} <= set(metrics)
+
+
+def test_itm_warmup_steps_keep_the_itm_loss_out_of_the_first_steps(data, processor, tmp_path):
+    """Captions only (IAM would train the ITM head too): no gradient reaches the ITM head during the warm-up, then it
+    does; the configured weight is what the model keeps."""
+    head_gradients = []
+
+    class HeadGradient(TrainerCallback):
+        def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+            head_gradients.append(model.itm_head[0].weight.grad.abs().sum().item())
+
+    trainer = trainer_for(data, processor, tmp_path, [HeadGradient()], attributes=False, max_steps=4,
+                          itm_warmup_steps=2)
+    trainer.train()
+    assert head_gradients[:2] == [0.0, 0.0] and all(g > 0 for g in head_gradients[2:]), head_gradients
+    assert trainer.model.config.itm_loss_weight == 1.0 and len(losses(trainer, "loss_itm")) == 4
+
+
+def test_itm_negatives_are_uniform_before_itm_hard_negatives_from(data, processor, tmp_path, monkeypatch):
+    import modeling_aptm
+
+    drawn_by_similarity = []
+    original = modeling_aptm.sample_hard_negatives
+    monkeypatch.setattr(modeling_aptm, "sample_hard_negatives",
+                        lambda *args: drawn_by_similarity.append(1) or original(*args))
+    trainer_for(data, processor, tmp_path, attributes=False, max_steps=3, itm_hard_negatives_from=2).train()
+    assert len(drawn_by_similarity) == 1  # step 2 only
+    person_ids = torch.tensor([0, 0, 1, 2, 2, 2])
+    for _ in range(20):
+        for negatives in other_person_negatives(person_ids):
+            assert (person_ids[negatives] != person_ids).all()
+    assert [n.tolist() for n in other_person_negatives(torch.tensor([3, 3]))] == [[-1, -1], [-1, -1]]
+    with pytest.raises(ValueError, match="itm_warmup_steps must be a non-negative"):
+        APTMTrainingArguments(output_dir=str(tmp_path), itm_warmup_steps=-1)
 
 
 def test_cli_trains_and_saves_a_loadable_checkpoint(tmp_path):
