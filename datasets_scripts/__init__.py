@@ -83,7 +83,8 @@ def load_aptm_dataset(name, data_dir=None, cache_dir=None, on_error="raise", ver
     and the skipped records are the same for every `num_proc`.
 
     For `procedural`, `num_identities`, `views_per_identity`, `seed`, `test_fraction` and `validation_fraction`
-    choose what is generated into `data_dir` (nothing is regenerated when it already holds those settings)."""
+    choose what is generated into `data_dir` (in `num_proc` processes; nothing is regenerated when it already holds
+    those settings)."""
     if name not in NAMES:
         raise ValueError(f"unknown dataset {name!r}; choose one of {NAMES}")
     if data_dir is None:
@@ -108,7 +109,7 @@ def load_aptm_dataset(name, data_dir=None, cache_dir=None, on_error="raise", ver
         raise TypeError(f"unknown procedural options {sorted(unknown)}; choose from {sorted(settings)}")
     settings.update(options)
     if not procedural.is_generated(data_dir, **settings):
-        procedural.generate(data_dir, **settings)
+        procedural.generate(data_dir, **settings, num_proc=num_proc)
     cache_dir = _cache_folder(data_dir, cache_dir)
     splits = _retrieval("procedural", data_dir, cache_dir, *shared, num_attributes=27, **common)
     config = AttributeConfig(kind="attributes", prefix="procedural_attributes", num_attributes=27, data_dir=str(data_dir))

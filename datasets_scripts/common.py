@@ -95,6 +95,15 @@ def image_problem(path, root, decode=True):
     return None
 
 
+def process_map(function, *iterables, num_proc=1, chunksize=1):
+    """`map(function, *iterables)` run in a pool of `num_proc` processes (in this process when 1): lazy, in order."""
+    if num_proc <= 1:
+        yield from map(function, *iterables)
+        return
+    with ProcessPoolExecutor(num_proc) as pool:
+        yield from pool.map(function, *iterables, chunksize=chunksize)
+
+
 class ImageChecks:
     """The `image_problem` of each image under `data_dir`, computed once however many records, splits and builders
     name it (`decode=False`: the folder and existence checks only). `verify(paths, num_proc)` checks a batch in a
@@ -109,12 +118,9 @@ class ImageChecks:
         new = list(dict.fromkeys(key for key in map(str, paths) if key not in self.problems))
         check = partial(image_problem, root=self.root, decode=self.decode)
         progress = {"total": len(new), "desc": "Checking images", "unit": " images", "disable": len(new) < 2}
-        if num_proc > 1 and len(new) > 1:
-            chunk = max(1, min(256, len(new) // (4 * num_proc)))
-            with ProcessPoolExecutor(num_proc) as pool:
-                self.problems.update(zip(new, tqdm(pool.map(check, new, chunksize=chunk), **progress)))
-        else:
-            self.problems.update(zip(new, tqdm(map(check, new), **progress)))
+        checked = process_map(check, new, num_proc=min(num_proc, len(new)),
+                              chunksize=max(1, min(256, len(new) // (4 * num_proc))))
+        self.problems.update(zip(new, tqdm(checked, **progress)))
 
     def problem(self, path):
         key = str(path)

@@ -30,6 +30,8 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from processing_aptm import MALS_LOWER_COLOURS, MALS_UPPER_COLOURS
 
+from .common import process_map
+
 WIDTH, HEIGHT = 128, 384
 RENDER_VERSION = 2  # bumped when the drawing changes, so folders drawn by an older version are regenerated
 PALETTE = {
@@ -343,10 +345,17 @@ def captions(identity, rng):
 # --------------------------------------------------------------------------------------------------------------------
 
 
+def draw_view(identity, seed, pid, view):
+    """The JPEG bytes and two captions of one view, from its own random stream (the same in any process)."""
+    rng = np.random.default_rng([seed, pid, view])
+    image, _ = render(identity, rng)
+    return photometric(image, rng), captions(identity, rng)
+
+
 def generate(data_dir, num_identities=250, views_per_identity=6, seed=0, test_fraction=0.2, validation_fraction=0.1,
-             progress=True):
-    """Write the procedural dataset to `data_dir` (see the module docstring); returns the manifest. Same arguments,
-    same bytes."""
+             progress=True, num_proc=1):
+    """Write the procedural dataset to `data_dir` (see the module docstring), drawing the views in `num_proc`
+    processes; returns the manifest. Same arguments, same bytes, whatever `num_proc`."""
     from tqdm.auto import tqdm
 
     if num_identities < 3 or views_per_identity < 1:
@@ -363,24 +372,20 @@ def generate(data_dir, num_identities=250, views_per_identity=6, seed=0, test_fr
     retrieval = {"train": [], "val": [], "test": []}
     attributes = {"train": [], "val": [], "test": []}
     mals = []
-    bar = tqdm(total=num_identities * views_per_identity, desc="procedural pedestrians", disable=not progress)
-    for pid, identity in enumerate(identities):
+    views = [(identities[pid], seed, pid, view) for pid in range(num_identities) for view in range(views_per_identity)]
+    drawn = process_map(draw_view, *zip(*views), num_proc=num_proc, chunksize=16)
+    progress_bar = {"total": len(views), "desc": "procedural pedestrians", "disable": not progress}
+    for (identity, _, pid, view), (jpeg, pair) in tqdm(zip(views, drawn), **progress_bar):
         labels = attribute_labels(identity)
-        for view in range(views_per_identity):
-            view_rng = np.random.default_rng([seed, pid, view])
-            image, _ = render(identity, view_rng)
-            name = f"imgs/{pid:05d}_{view}.jpg"
-            (data_dir / name).write_bytes(photometric(image, view_rng))
-            pair = captions(identity, view_rng)
-            split = split_of[pid]
-            if split == "train":
-                retrieval["train"] += [{"image": name, "caption": c, "image_id": pid, "label": labels} for c in pair]
-                mals += [{"image": name, "caption": c, "image_id": f"{pid}_{view}", "label": labels} for c in pair]
-            else:
-                retrieval[split].append({"image": name, "caption": list(pair), "image_id": pid})
-            attributes[split].append({"image": name, "label": labels})
-            bar.update()
-    bar.close()
+        name = f"imgs/{pid:05d}_{view}.jpg"
+        (data_dir / name).write_bytes(jpeg)
+        split = split_of[pid]
+        if split == "train":
+            retrieval["train"] += [{"image": name, "caption": c, "image_id": pid, "label": labels} for c in pair]
+            mals += [{"image": name, "caption": c, "image_id": f"{pid}_{view}", "label": labels} for c in pair]
+        else:
+            retrieval[split].append({"image": name, "caption": list(pair), "image_id": pid})
+        attributes[split].append({"image": name, "label": labels})
     for split in ("train", "val", "test"):
         _write_json(data_dir / f"procedural_{split}.json", retrieval[split])
         _write_json(data_dir / f"procedural_attributes_{split}.json", attributes[split])

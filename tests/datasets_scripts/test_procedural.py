@@ -116,3 +116,9 @@ def test_folder_from_an_older_renderer_is_regenerated(tmp_path):
     assert json.loads(manifest.read_text())["render_version"] == procedural.RENDER_VERSION
     assert digest(tmp_path / "old") == digest(tmp_path / "fresh")
     assert data["train"].num_rows > 0
+
+
+def test_processes_draw_the_same_bytes(tmp_path):
+    procedural.generate(tmp_path / "one", num_identities=4, views_per_identity=3, seed=5, progress=False)
+    procedural.generate(tmp_path / "two", num_identities=4, views_per_identity=3, seed=5, progress=False, num_proc=2)
+    assert digest(tmp_path / "one") == digest(tmp_path / "two")
