@@ -25,3 +25,14 @@ def test_memory_table_smoke():
     row = next(line for line in result.stdout.splitlines() if "96 x 48" in line)
     cells = [cell.strip() for cell in row.strip("|").split("|")]
     assert cells[1] == "0 MB" and all(cell.endswith(" MB") and float(cell[:-3]) >= 0 for cell in cells[2:])
+
+
+def test_memory_mapped_index_smoke():
+    """`--index` writes, maps and searches a synthetic index; only the re-ranked candidates' tokens are read (16 for
+    each of the 9 re-ranking searches, of 300 images)."""
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "benchmark.py"), "--index", "300"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for measure in ("index written (synthetic shards, float16)", "load, memory-mapped", "query latency, dual encoder",
+                    "query latency, re-rank k=16", "144 token rows read"):
+        assert measure in result.stdout, measure
