@@ -7,6 +7,7 @@ the engine's time, and the FLOPs floor of the re-ranking.
     python scripts/benchmark.py --configs tiny --gallery 400 --queries 200
     python scripts/benchmark.py --memory 2000x1000,8000x4000,32000x16000   # evaluation memory table only
     python scripts/benchmark.py --index 100000        # a memory-mapped synthetic index only
+    python scripts/benchmark.py --prep 20000          # dataset preparation, num_proc 1 and 2, only
 
 `--memory QUERIESxGALLERY,...` measures instead, side by side, the peak memory of evaluation (tiny configuration, a
 synthetic gallery index, k = 16) through the whole score matrix (`retrieval_metrics` of `score_matrix`) and streamed
@@ -35,7 +36,7 @@ from aptm.metrics import retrieval_metrics
 from aptm.retrieval import SENTINEL, GalleryIndex, RetrievalEngine, fuse_scores, min_max
 from aptm.retrieval.index import ShardedFolder
 from configuration_aptm import APTMConfig
-from datasets_scripts import procedural
+from datasets_scripts import load_aptm_dataset, procedural
 
 
 @torch.no_grad()
@@ -249,6 +250,30 @@ def memory_mapped_index_table(num_images, shard_size=4096, num_queries=8, k=16):
         print(f"| {measure:<46} | {value:<58} |")
 
 
+def preparation_throughput(num_images, processes=(1, 2), views_per_identity=4):
+    """Generate a procedural MALS-format set of about `num_images` training images (`gene_attrs/`, two caption records
+    per image; untimed), then time its preparation, `load_aptm_dataset("mals")` (read and check the records, decode
+    each image once, write the prepared files), with each `num_proc` of `processes` into a fresh cache, and print the
+    images per second side by side."""
+    identities = -(-num_images // views_per_identity) + 2  # one test and one validation identity, the rest train
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        data_dir = Path(folder) / "mals"
+        procedural.generate(data_dir, num_identities=identities, views_per_identity=views_per_identity, seed=0,
+                            test_fraction=0, validation_fraction=0, progress=False, num_proc=max(processes))
+        for num_proc in processes:
+            cache = Path(folder) / f"cache-{num_proc}"
+            data, seconds = timed(lambda: load_aptm_dataset("mals", data_dir=data_dir, cache_dir=cache,
+                                                            num_proc=num_proc))
+            rows.append((num_proc, len(set(data["train"]["image_path"])), data["train"].num_rows, seconds))
+    print(f"\n## preparation of a procedural MALS-format set, {get_context().cpu_count()} CPU cores")
+    print(f"| {'num_proc':>8} | {'images':>7} | {'records':>7} | {'seconds':>7} | {'images/s':>8} | {'speed-up':>8} |")
+    print(f"|{'-' * 10}|{'-' * 9}|{'-' * 9}|{'-' * 9}|{'-' * 10}|{'-' * 10}|")
+    for num_proc, images, records, seconds in rows:
+        print(f"| {num_proc:>8} | {images:>7} | {records:>7} | {seconds:>7.1f} | {images / seconds:>8.0f} | "
+              f"{rows[0][3] / seconds:>7.2f}x |")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", default="tiny,base")
@@ -260,7 +285,12 @@ def main(argv=None):
                                          "comma-separated (e.g. 2000x1000,8000x4000,32000x16000)")
     parser.add_argument("--index", type=int, metavar="IMAGES",
                         help="measure only a memory-mapped synthetic index of this many images (e.g. 100000)")
+    parser.add_argument("--prep", type=int, metavar="IMAGES", help="measure only the preparation of a procedural "
+                                                                   "MALS-format set of this many images (e.g. 20000)")
     args = parser.parse_args(argv)
+    if args.prep:
+        preparation_throughput(args.prep)
+        return
     if args.index:
         memory_mapped_index_table(args.index)
         return
