@@ -2,6 +2,7 @@
 `sharded_evaluation_worker.py`, on two: a tiny model on generated splits whose sizes two processes do not divide
 (11 gallery images, 9 queries, 7 labelled images)."""
 
+from contextlib import contextmanager
 from unittest import mock
 
 import datasets
@@ -9,11 +10,12 @@ import numpy as np
 import torch
 
 import aptm
-from aptm.evaluation import evaluate_attributes, evaluate_retrieval
+from aptm.evaluation import AttributeEvaluator, RetrievalEvaluator, evaluate_attributes, evaluate_retrieval
 from aptm.retrieval import Encoder, RetrievalEngine
+from aptm.training import APTMTrainer, APTMTrainingArguments
 
 from helpers.images import person_image
-from helpers.models import tiny_config
+from helpers.models import tiny_config, tiny_model
 
 GALLERY, QUERIES, LABELLED = 11, 9, 7
 CAPTIONS = ["a man in a red jacket", "a woman with a black bag and blue jeans walking down the street", "a child",
@@ -37,23 +39,38 @@ def splits():
     return gallery, queries, labelled
 
 
-def evaluate_all(sharded):
+@contextmanager
+def counting_encoded():
+    """Within the block, count the images and texts this process encodes into the dict it yields."""
+    counts = {"images": 0, "texts": 0}
+    methods = {"images": Encoder.encode_images, "texts": Encoder.encode_text_batch}
+
+    def counted(kind):
+        def encode(encoder, inputs):
+            counts[kind] += len(inputs)
+            return methods[kind](encoder, inputs)
+        return encode
+
+    with mock.patch.object(Encoder, "encode_images", counted("images")), \
+            mock.patch.object(Encoder, "encode_text_batch", counted("texts")):
+        yield counts
+
+
+def evaluate_all(sharded, folder):
     """Every evaluation: the gallery index and the retrieval of `evaluate_retrieval` (both directions) with how many
     images and texts this process encoded, `RetrievalEngine.evaluate` of each of `EVALUATIONS` (metrics and final
-    score matrix), and the attribute metrics."""
+    score matrix), the attribute metrics, and the validation metrics of `APTMTrainer.evaluate` (sharded whenever
+    `torch.distributed` is initialised with several processes; its output folder is `folder`) with how many images
+    and texts it encoded."""
     torch.manual_seed(0)
     model, processor = aptm.APTMModel(tiny_config()).eval(), aptm.build_processor()
     gallery, queries, labelled = splits()
-    encode_images, encode_texts = Encoder.encode_images, Encoder.encode_text_batch
-    with mock.patch.object(Encoder, "encode_images", autospec=True, side_effect=encode_images) as images, \
-            mock.patch.object(Encoder, "encode_text_batch", autospec=True, side_effect=encode_texts) as texts:
+    with counting_encoded() as encoded:
         metrics, scores, _, index = evaluate_retrieval(model, processor, gallery, queries, image_to_text=True,
                                                        sharded=sharded, **ENGINE)
     results = {"index": {"image_features": index.image_features, "image_embeds": index.image_embeds,
                          "person_ids": index.person_ids},
-               "paths": index.paths,
-               "encoded": {"images": sum(len(call.args[1]) for call in images.call_args_list),
-                           "texts": sum(len(call.args[1]) for call in texts.call_args_list)},
+               "paths": index.paths, "encoded": encoded,
                "evaluate_retrieval": {"metrics": metrics, "scores": scores.matrix()}}
     for name, (options, ties) in EVALUATIONS.items():
         engine = RetrievalEngine(model, processor, sharded=sharded, **ENGINE, **options)
@@ -61,4 +78,10 @@ def evaluate_all(sharded):
         results[name] = {"metrics": metrics, "scores": scores.matrix()}
     results["attributes"] = evaluate_attributes(model, processor, labelled, batch_size=3, progress=False,
                                                 sharded=sharded)
+    trainer = APTMTrainer(model=tiny_model(), args=APTMTrainingArguments(output_dir=str(folder), report_to=[]),
+                          evaluators=[RetrievalEvaluator(processor, gallery, queries, **ENGINE),
+                                      AttributeEvaluator(processor, labelled, batch_size=3)])
+    with counting_encoded() as encoded:
+        results["trainer"] = trainer.evaluate()
+    results["trainer encoded"] = encoded
     return results

@@ -1,6 +1,7 @@
 """Evaluation split across 2 gloo processes on CPU (`torchrun`) gives every process the metrics, scores and gallery
 index of one process, for every fusion, the original's 4-GPU fusion emulated, and splits two processes do not divide;
-each process encodes only its share. The evaluate CLI runs under `torchrun`."""
+each process encodes only its share, in the trainer's validation too. The evaluate CLI under `torchrun` reports the
+one-process metrics."""
 
 import json
 import os
@@ -10,7 +11,10 @@ import sys
 import pytest
 import torch
 
-from helpers.paths import REPO
+import aptm
+from helpers.dataset_files import processed_tree
+from helpers.models import tiny_config
+from helpers.paths import REPO, load_script
 from helpers.sharded_evaluation import EVALUATIONS, GALLERY, QUERIES, evaluate_all
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
@@ -31,8 +35,8 @@ def sharded(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def alone():
-    return evaluate_all(sharded=False)
+def alone(tmp_path_factory):
+    return evaluate_all(sharded=False, folder=tmp_path_factory.mktemp("trainer"))
 
 
 @pytest.mark.parametrize("evaluation", ["evaluate_retrieval", *EVALUATIONS])
@@ -67,3 +71,28 @@ def test_attribute_metrics_of_two_processes_equal_one(sharded, alone):
         assert rank["attributes"]["per_attribute_mA"] == pytest.approx(expected["per_attribute_mA"], abs=1e-9)
         assert {**rank["attributes"], "per_attribute_mA": None} == pytest.approx({**expected, "per_attribute_mA": None},
                                                                                  abs=1e-9)
+
+
+def test_the_trainer_validates_a_share_per_process_with_the_metrics_of_one(sharded, alone):
+    expected = alone["trainer"]
+    assert {"eval_R@1", "eval_mAP", "eval_mA"} <= expected.keys()
+    for rank in sharded:
+        assert rank["trainer"] == pytest.approx(expected, abs=1e-9)
+    one, two = alone["trainer encoded"], [rank["trainer encoded"] for rank in sharded]
+    assert [sum(counts[kind] for counts in two) for kind in ("images", "texts")] == [one["images"], one["texts"]]
+    assert all(counts["images"] < one["images"] and counts["texts"] < one["texts"] for counts in two)
+
+
+def test_the_evaluate_cli_under_torchrun_reports_the_metrics_of_one_process(tmp_path):
+    torch.manual_seed(0)
+    aptm.APTMModel(tiny_config()).save_pretrained(tmp_path / "model")
+    aptm.build_processor().save_pretrained(tmp_path / "model")
+    processed_tree(tmp_path / "data", "cuhk")  # 3 gallery images, 6 captions
+    options = ["--model", str(tmp_path / "model"), "--dataset", "cuhk-pedes", "--data-dir", str(tmp_path / "data"),
+               "--k", "2", "--fusion", "aptm", "--world-size", "4"]
+    printed = launch(str(REPO / "scripts" / "evaluate.py"), *options, "--output-dir", str(tmp_path / "two"))
+    expected = load_script("scripts/evaluate.py").main([*options, "--output-dir", str(tmp_path / "one")])
+    written = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    assert written["retrieval"] == pytest.approx(expected["retrieval"], abs=1e-9)
+    assert printed.count("retrieval (cuhk-pedes test)") == 1  # printed by the first process only
+    assert (tmp_path / "two" / "retrieval_grid.png").is_file()
