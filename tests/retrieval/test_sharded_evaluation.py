@@ -8,10 +8,14 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
 import aptm
+from aptm.metrics import RetrievalMetrics, retrieval_metrics
+from aptm.retrieval.sharding import ProcessShards
+
 from helpers.dataset_files import processed_tree
 from helpers.models import tiny_config
 from helpers.paths import REPO, load_script
@@ -96,3 +100,48 @@ def test_the_evaluate_cli_under_torchrun_reports_the_metrics_of_one_process(tmp_
     assert written["retrieval"] == pytest.approx(expected["retrieval"], abs=1e-9)
     assert printed.count("retrieval (cuhk-pedes test)") == 1  # printed by the first process only
     assert (tmp_path / "two" / "retrieval_grid.png").is_file()
+
+
+def shards_of(rank, world_size):
+    """The shares a process of `world_size` would take (no process group needed for `share` and `over`)."""
+    shards = ProcessShards()
+    shards.rank, shards.world_size = rank, world_size
+    return shards
+
+
+def test_shares_are_contiguous_in_rank_order_the_first_ones_longer():
+    assert [shards_of(rank, 3).share(11) for rank in range(3)] == [range(0, 4), range(4, 8), range(8, 11)]
+    assert [shards_of(rank, 2).share(9) for rank in range(2)] == [range(0, 5), range(5, 9)]
+    assert ProcessShards().share(5) == range(5)
+
+
+def test_fewer_rows_than_processes_are_computed_by_each_alone():
+    assert shards_of(1, 4).over(4).world_size == 4
+    alone = shards_of(1, 4).over(3)
+    assert (alone.rank, alone.world_size, alone.share(3)) == (0, 1, range(3))
+
+
+def test_sharded_needs_torch_distributed():
+    with pytest.raises(ValueError, match="sharded=True needs torch.distributed initialised"):
+        ProcessShards.of_launch(True)
+    assert ProcessShards.of_launch().world_size == ProcessShards.of_launch(False).world_size == 1
+
+
+def test_metrics_of_disjoint_queries_merge_by_their_totals():
+    rng = np.random.default_rng(0)
+    scores, query_ids, gallery_ids = rng.random((9, 7)), rng.integers(0, 3, 9), np.arange(7) % 3
+    parts = []
+    for rows in (slice(0, 5), slice(5, 9)):
+        part = RetrievalMetrics(gallery_ids, ties="pessimistic")
+        part.add(scores[rows], query_ids[rows])
+        parts.append(part.totals())
+    merged = RetrievalMetrics(gallery_ids, ties="pessimistic")
+    merged.merge(parts[0] + parts[1])
+    assert merged.compute() == pytest.approx(retrieval_metrics(scores, query_ids, gallery_ids, ties="pessimistic"))
+    with pytest.raises(ValueError, match="totals must have 6 entries"):
+        merged.merge(parts[0][:3])
+
+
+def test_queries_without_a_relevant_image_are_named_before_any_ranking():
+    with pytest.raises(ValueError, match="first: query 3, person id 9"):
+        RetrievalMetrics([0, 1, 1]).check_queries([0, 1, 9, 9], first=1)
