@@ -5,7 +5,9 @@ checkpoint.
 
 Several processes: run the same script under `torchrun --nproc_per_node N` (or `accelerate launch`); ITC gathers
 the features of every process (see `modeling_aptm.gather_across_processes`; `itc_gradient` says whether the other
-processes' features pass gradient back), the other losses use the local batch, as the original.
+processes' features pass gradient back), the other losses use the local batch, as the original. Validation is split
+across the processes too (`aptm.evaluation`'s evaluators: each process evaluates a share, 1/N of the work), and every
+process gets the one-process metrics, so checkpoint selection agrees everywhere.
 """
 
 from collections import defaultdict
