@@ -20,7 +20,8 @@ from pathlib import Path
 import datasets
 
 from .pa100k_annotation import ANNOTATION_NAMES
-from .common import CheckedBuilder, DenseIds, attribute_features, pairs_features, read_json, require_files
+from .checked_builder import CheckedBuilder
+from .common import DenseIds, attribute_features, find_image, pairs_features, read_json, require_files
 from .retrieval import SPLIT_NAMES, checker_error
 
 
@@ -90,9 +91,8 @@ class AttributeBuilder(CheckedBuilder):
         yield from generate(files)
         self.checker.log_summary(f"{self.config.name} {split}")
 
-    def _image_path(self, relative, roots=("", "release_data")):
-        candidates = [Path(self.config.data_dir) / root / relative for root in roots]
-        return next((c for c in candidates if c.is_file()), candidates[0])
+    def _image_path(self, relative):
+        return find_image(self.config.data_dir, relative, ("", "release_data"))
 
     def _image(self, relative, path, index):
         image = self._image_path(relative)

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import datasets
 
+from .checked_builder import CheckedBuilder
 from .common import (
-    GALLERY_FEATURES, QUERY_FEATURES, CheckedBuilder, DatasetFormatError, DenseIds, pairs_features, read_json,
-    require_files,
+    GALLERY_FEATURES, QUERY_FEATURES, DatasetFormatError, DenseIds, find_image, pairs_features, read_json, require_files,
 )
 
 SOURCES = {
@@ -43,6 +43,7 @@ SOURCES = {
 }
 SPLIT_NAMES = {"train": "train", "val": "validation", "validation": "validation", "test": "test"}
 VIEWS = ("pairs", "gallery", "queries")
+IMAGE_ROOTS = ("", "imgs")  # image paths are relative to data_dir or data_dir/imgs
 
 
 class TextReIDConfig(datasets.BuilderConfig):
@@ -64,11 +65,6 @@ class TextReIDConfig(datasets.BuilderConfig):
         self.dataset, self.view, self.source_format = dataset, view, source_format
         self.on_error, self.verify_images, self.all_test_captions = on_error, verify_images, all_test_captions
         self.num_attributes = num_attributes
-
-
-def _resolve(data_dir, relative):
-    candidates = [data_dir / relative, data_dir / "imgs" / relative]
-    return next((path for path in candidates if path.is_file()), candidates[0])
 
 
 def read_entries(data_dir, dataset, source_format, checker, num_attributes=None):
@@ -112,7 +108,7 @@ def _processed_entries(path, split, data_dir, checker, num_attributes=None):
                 continue
             by_path[record["image"]]["captions"].extend(captions)
             continue
-        entry = {"path": record["image"], "image": _resolve(data_dir, record["image"]), "pid": record["image_id"],
+        entry = {"path": record["image"], "image": find_image(data_dir, record["image"], IMAGE_ROOTS), "pid": record["image_id"],
                  "captions": list(captions), "source": path, "index": index, "label": record.get("label")}
         by_path[record["image"]] = entry
         entries.append(entry)
@@ -139,7 +135,7 @@ def _original_entries(path, data_dir, path_key, checker):
             continue
         seen[record[path_key]] = index
         splits.setdefault(split, []).append({
-            "path": record[path_key], "image": _resolve(data_dir, record[path_key]), "pid": record["id"],
+            "path": record[path_key], "image": find_image(data_dir, record[path_key], IMAGE_ROOTS), "pid": record["id"],
             "captions": list(record["captions"]), "source": path, "index": index})
     return splits
 
