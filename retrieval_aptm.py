@@ -31,6 +31,7 @@ The scores equal the original one-query-at-a-time procedure's (tested against it
 batch's longest caption. Optional autocast (`autocast=torch.bfloat16`) is faster but approximate.
 """
 
+import weakref
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -322,6 +323,7 @@ class TextPersonSearch(Encoder):
         self.world_size = world_size
         self.query_batch_size = query_batch_size
         self.kv_memory_limit = kv_memory_limit
+        self._kv_cache = None
 
     @torch.no_grad()
     def _cross_key_values(self, gallery, images):
@@ -333,12 +335,21 @@ class TextPersonSearch(Encoder):
             return self.model.fusion_model.cross_key_values(embeds)
 
     def _gallery_key_values(self, gallery):
-        """Keys/values of the whole gallery when they fit in `kv_memory_limit` bytes, else None."""
+        """Keys/values of the whole gallery when they fit in `kv_memory_limit` bytes, else None. They are kept for
+        the next calls on the same gallery (the same object of the same size, the same cross-attention weights and
+        autocast), so repeated searches of a gallery pay for them once."""
         config = self.model.config.cross_config
         per_image = 2 * config.num_hidden_layers * gallery.image_embeds.shape[1] * config.hidden_size * 4
         if per_image * len(gallery) > self.kv_memory_limit:
             return None
-        return self._cross_key_values(gallery, torch.arange(len(gallery)))
+        weights = [tensor for layer in self.model.fusion_model.layer
+                   for tensor in (layer.crossattention.self.key.weight, layer.crossattention.self.value.weight)]
+        state = (len(gallery), self.autocast, tuple((id(tensor), tensor._version) for tensor in weights))
+        if self._kv_cache is not None and self._kv_cache[0]() is gallery and self._kv_cache[1] == state:
+            return self._kv_cache[2]
+        kv = self._cross_key_values(gallery, torch.arange(len(gallery)))
+        self._kv_cache = (weakref.ref(gallery), state, kv)
+        return kv
 
     @torch.no_grad()
     def _rerank(self, text_embeds, mask, candidates, gallery, gallery_kv):

@@ -170,3 +170,32 @@ def test_golden_evaluation():
     scores = engine.score_matrix(meta["captions_pre_caption"], index)
     np.testing.assert_allclose(scores.numpy(), expected["score_t2i"], atol=1e-4, rtol=0)
     assert np.array_equal(scores.argsort(dim=1, descending=True, stable=True).numpy(), expected["ranking_t2i"])
+
+
+def test_gallery_key_values_are_kept_for_the_same_gallery_and_weights(setup, monkeypatch):
+    """A second search of the same gallery reuses its cross-attention keys/values; another gallery, a grown one or
+    changed cross-attention weights compute them again, with the same scores as a fresh engine."""
+    model, processor, images, _, index = setup
+    engine = RetrievalEngine(model, processor, k=4, progress=False)
+    computed = []
+    cross_key_values = model.fusion_model.cross_key_values
+    monkeypatch.setattr(model.fusion_model, "cross_key_values", lambda embeds: computed.append(len(embeds)) or
+                        cross_key_values(embeds))
+    first = engine.score_matrix(TEXTS, index)
+    torch.testing.assert_close(engine.score_matrix(TEXTS, index), first, rtol=0, atol=0)
+    assert computed == [len(index)]
+    other = GalleryIndex(index.image_features[:7].clone(), index.image_embeds[:7].clone())
+    engine.score_matrix(TEXTS, other)
+    assert computed == [len(index), 7]
+    weight = model.fusion_model.layer[0].crossattention.self.key.weight
+    saved = weight.detach().clone()
+    with torch.no_grad():
+        weight.mul_(1.5)
+    try:
+        changed = engine.score_matrix(TEXTS, other)
+        assert computed == [len(index), 7, 7]
+        fresh = RetrievalEngine(model, processor, k=4, progress=False).score_matrix(TEXTS, other)
+        torch.testing.assert_close(changed, fresh, rtol=0, atol=0)
+    finally:
+        with torch.no_grad():
+            weight.copy_(saved)
