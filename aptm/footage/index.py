@@ -11,8 +11,6 @@ write to an index at a time.
 """
 
 import json
-import os
-import shutil
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -25,6 +23,7 @@ from tqdm.auto import tqdm
 
 from ..factory import load_checkpoint
 from ..retrieval import GalleryIndex, RetrievalEngine
+from ..retrieval.index import ShardedFolder
 from .crops import Provenance, is_person_crop, people_in
 from .detection import HOGPersonDetector
 from .ranking import rank_crops
@@ -137,21 +136,18 @@ class FootageIndex:
             raise ValueError(f"{self.folder} was encoded with the model {manifest['model']}, not {name}: features of "
                              "two models do not compare; search it with its own model or index into a new folder")
         (self.folder / "shards").mkdir(exist_ok=True)
-        for partial in (self.folder / "shards").glob(".partial-*"):  # a batch in flight when a run crashed
-            shutil.rmtree(partial)
+        self._store = ShardedFolder(self.folder / "shards")
+        self._store.remove_partial()  # a batch in flight when a run crashed
         self._loaded = None
 
     # ---------------------------------------------------------------------------------------------------------------
     # Reading
     # ---------------------------------------------------------------------------------------------------------------
 
-    def _shards(self):
-        return sorted(path for path in (self.folder / "shards").iterdir() if not path.name.startswith("."))
-
     def indexed_keys(self):
         """Keys of the pictures (file, member, frame) and files already indexed."""
         keys = set()
-        for shard in self._shards():
+        for shard in self._store.shards():
             contents = json.loads((shard / "crops.json").read_text())
             keys.update(contents["pictures"], contents["completed"])
         return keys
@@ -160,21 +156,18 @@ class FootageIndex:
         """`(GalleryIndex, records)` of every crop, loaded once per change."""
         if self._loaded is None:
             parts, records = [], []
-            for shard in self._shards():
+            for shard in self._store.shards():
                 crops = json.loads((shard / "crops.json").read_text())["crops"]
-                if not crops:
-                    continue
-                part = GalleryIndex.load(shard)
-                if len(part) != len(crops):
-                    raise ValueError(f"{shard}: crops.json lists {len(crops)} crops, the gallery index {len(part)}")
-                parts.append(part)
-                records += [{**record, "thumbnail": shard / record["thumbnail"]} for record in crops]
+                if crops:
+                    parts.append(shard)
+                    records += [{**record, "thumbnail": shard / record["thumbnail"]} for record in crops]
+            gallery = None
             if parts:
-                gallery = GalleryIndex(torch.cat([p.image_features for p in parts]),
-                                       torch.cat([p.image_embeds for p in parts]),
-                                       paths=[str(r["thumbnail"]) for r in records])
-            else:
-                gallery = None
+                gallery = GalleryIndex.load_shards(parts)
+                if len(gallery) != len(records):
+                    raise ValueError(f"{self.folder}: crops.json files list {len(records)} crops, the shards' "
+                                     f"gallery indices {len(gallery)}")
+                gallery.paths = [str(record["thumbnail"]) for record in records]
             self._loaded = gallery, records
         return self._loaded
 
@@ -261,20 +254,17 @@ class FootageIndex:
         return len(crops)
 
     def _write(self, batch):
-        """Write `batch` as the next shard: under a temporary name, then renamed."""
-        shards = self._shards()
-        number = int(shards[-1].name) + 1 if shards else 0
-        partial = self.folder / "shards" / f".partial-{os.getpid()}-{number:06d}"
-        (partial / "thumbnails").mkdir(parents=True)
+        """Write `batch` as the next shard: under a temporary name, then renamed (`ShardedFolder`)."""
         names = [f"thumbnails/{i:05d}.jpg" for i in range(len(batch.crops))]
-        for (_, thumbnail), name in zip(batch.crops, names):
-            thumbnail.save(partial / name, quality=90)
-        if batch.crops:
-            self.engine.encode_gallery([crop for crop, _ in batch.crops], paths=names).save(partial)
         records = [{**record, "thumbnail": name} for record, name in zip(batch.records, names)]
-        (partial / "crops.json").write_text(json.dumps({"crops": records, "pictures": batch.keys,
-                                                        "completed": batch.completed}))
-        partial.rename(self.folder / "shards" / f"{number:06d}")
+        with self._store.new_shard() as partial:
+            (partial / "thumbnails").mkdir()
+            for (_, thumbnail), name in zip(batch.crops, names):
+                thumbnail.save(partial / name, quality=90)
+            if batch.crops:
+                self.engine.encode_gallery([crop for crop, _ in batch.crops], paths=names).save(partial)
+            (partial / "crops.json").write_text(json.dumps({"crops": records, "pictures": batch.keys,
+                                                            "completed": batch.completed}))
         self._loaded = None
 
     # ---------------------------------------------------------------------------------------------------------------
