@@ -122,10 +122,22 @@ class MappedImageTokens:
     def __len__(self):
         return self.shape[0]
 
+    def _row_indices(self, rows):
+        """The gallery rows an int, slice, list, array, tensor of indices or boolean mask selects, as int64 indices in
+        the shape of the result's leading dimensions."""
+        if isinstance(rows, slice):
+            return torch.arange(*rows.indices(len(self)))
+        rows = torch.as_tensor(rows, dtype=torch.long if isinstance(rows, list) and not rows else None)
+        if rows.dtype == torch.bool:
+            if rows.shape != (len(self),):
+                raise IndexError(f"a boolean mask of shape {tuple(rows.shape)} for {len(self)} images")
+            return rows.nonzero().squeeze(1)
+        if ((rows < -len(self)) | (rows >= len(self))).any():
+            raise IndexError(f"row index out of range for {len(self)} images")
+        return rows.long() % len(self)
+
     def __getitem__(self, rows):
-        if isinstance(rows, list):
-            rows = torch.as_tensor(rows, dtype=None if rows else torch.long)
-        selected = torch.arange(len(self))[rows]
+        selected = self._row_indices(rows)
         wanted, order = selected.flatten().unique(return_inverse=True)  # sorted, so contiguous runs read at once
         parts = []
         for shard, tokens in enumerate(self._tokens):

@@ -117,9 +117,13 @@ def test_mapped_rows_as_tensor_indexing(setup, tmp_path):
     mapped = MappedImageTokens([tmp_path / f"{number:06d}" / "index.safetensors" for number in range(3)])
     tokens = index.image_embeds
     for rows in (torch.tensor([11, 0, 4, 5, 4, 6, 7]), [3], [], 2, -1, slice(3, 9), slice(None, None, 3),
-                 torch.arange(12) % 3 == 0, torch.tensor([[1, 2], [10, 1]])):
+                 torch.arange(12) % 3 == 0, torch.tensor([[1, 2], [10, 1]]), np.array([4, -2])):
         assert torch.equal(mapped[rows], tokens[rows]), rows
-    assert mapped.rows_read == 26 and len(mapped) == 12
+    assert mapped.rows_read == 28 and len(mapped) == 12
+    with pytest.raises(IndexError, match="out of range for 12 images"):
+        mapped[[3, 12]]
+    with pytest.raises(IndexError, match="boolean mask of shape"):
+        mapped[torch.ones(5, dtype=torch.bool)]
     GalleryIndex(index.image_features[:2], index.image_embeds[:2, :5]).save(tmp_path / "other")
     with pytest.raises(ValueError, match="image tokens of shape"):
         MappedImageTokens([tmp_path / "000000" / "index.safetensors", tmp_path / "other" / "index.safetensors"])
