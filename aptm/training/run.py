@@ -28,10 +28,11 @@ def hold_out_validation(train, max_size, fraction=0.05, seed=0):
     validation split (ICFG-PEDES, MALS), so checkpoints are never selected on test. A seeded sample of persons is held
     out: `fraction` of them, capped at `max_size` gallery images (at least one person); their captions are the
     queries, and every other person trains. Only the person and path columns are read, so this is quick at MALS size."""
-    person_ids = np.asarray(train["person_id"])
+    columns = train.select_columns(["person_id", "image_path"]).with_format("arrow")[:]  # one read, no row loop
+    person_ids = columns["person_id"].to_numpy()
     people = np.unique(person_ids)
     sample = np.random.default_rng(seed).choice(people, max(1, int(len(people) * fraction)), replace=False)
-    images_of = Counter(dict(zip(train["image_path"], person_ids.tolist())).values())
+    images_of = Counter(dict(zip(columns["image_path"].to_pylist(), person_ids.tolist())).values())
     sizes = np.cumsum([images_of[person] for person in sample.tolist()])
     held = sample[: max(1, int(np.searchsorted(sizes, max_size, side="right")))]
     is_held = np.isin(person_ids, held)
