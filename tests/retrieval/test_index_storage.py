@@ -4,6 +4,7 @@ a crash, appended to, equal to a one-shot build)."""
 
 import json
 
+import datasets
 import numpy as np
 import pytest
 import torch
@@ -216,3 +217,14 @@ def test_build_errors(setup, tmp_path):
     meta.write_text(json.dumps({**json.loads(meta.read_text()), "size": 3}))
     with pytest.raises(ValueError, match="index.json describes 3 images, the tensors 12"):
         GalleryIndex.load(tmp_path / "single", mmap=True)
+
+
+def test_build_from_a_dataset_and_pixel_values(setup, tmp_path):
+    engine, images, index = setup
+    dataset = datasets.Dataset.from_dict({"image": images[:3]}).cast_column("image", datasets.Image())
+    from_dataset = build(engine, dataset, tmp_path / "dataset", shard_size=2)
+    pixel_values = engine.processor.image_processor(images[:3])["pixel_values"]
+    from_pixels = build(engine, pixel_values, tmp_path / "pixels", shard_size=2)
+    for built in (from_dataset, from_pixels):
+        assert built.paths == PATHS[:3] and built.person_ids.tolist() == IDS[:3]
+        torch.testing.assert_close(built.image_features, index.image_features[:3], atol=1e-6, rtol=0)
