@@ -24,7 +24,7 @@ import datasets
 
 from . import procedural
 from .attributes import AttributeBuilder, AttributeConfig, annotation_files
-from .common import DatasetFormatError, ImageChecks, RecordChecker, fingerprint
+from .common import DatasetFormatError, ImageChecks, RecordChecker, fingerprint, positive_num_proc
 from .retrieval import SOURCES, TextReIDBuilder, TextReIDConfig, read_entries
 
 RETRIEVAL = ("cuhk-pedes", "icfg-pedes", "rstpreid")
@@ -89,11 +89,9 @@ def load_aptm_dataset(name, data_dir=None, cache_dir=None, on_error="raise", ver
         raise ValueError(f"unknown dataset {name!r}; choose one of {NAMES}")
     if data_dir is None:
         raise FileNotFoundError(f"{name} needs data_dir (the folder with its files)")
-    if not isinstance(num_proc, int) or num_proc < 1:
-        raise ValueError(f"num_proc must be a positive integer, got {num_proc!r}")
     data_dir = Path(data_dir)
     common = {"on_error": on_error, "verify_images": verify_images}
-    shared = (ImageChecks(data_dir, verify_images), num_proc)  # for every builder of this call
+    shared = (ImageChecks(data_dir, verify_images), positive_num_proc(num_proc))  # for every builder of this call
     if name in RETRIEVAL:
         return _retrieval(name, data_dir, _cache_folder(data_dir, cache_dir), *shared, **common, **options)
     if name in ("mals", "pa100k", "synth-pedes"):

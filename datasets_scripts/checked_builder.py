@@ -5,7 +5,7 @@ from pathlib import Path
 
 import datasets
 
-from .common import ImageChecks, RecordChecker
+from .common import ImageChecks, RecordChecker, positive_num_proc
 
 
 class CheckedBuilder(datasets.GeneratorBasedBuilder):
@@ -28,9 +28,7 @@ class CheckedBuilder(datasets.GeneratorBasedBuilder):
 
     def download_and_prepare(self, *args, num_proc=None, **kwargs):
         """`datasets.DatasetBuilder.download_and_prepare`; `num_proc` processes check the images and write the rows."""
-        if num_proc is not None and (not isinstance(num_proc, int) or num_proc < 1):
-            raise ValueError(f"num_proc must be a positive integer, got {num_proc!r}")
-        self.num_proc = num_proc or 1
+        self.num_proc = 1 if num_proc is None else positive_num_proc(num_proc)
         return super().download_and_prepare(*args, num_proc=num_proc, **kwargs)
 
     def _split_generators(self, dl_manager):

@@ -3,7 +3,7 @@ errors that name the file, image checks (confined to the dataset folder, each im
 and the feature schemas.
 
 Nothing here is a `datasets` builder: `datasets` patches the modules of builders (their `Path`, `open`, `os.path`)
-for streaming, which makes each path operation there about 50 times slower, so the per-image work lives here."""
+for streaming, which makes each path operation there several times slower, so the per-image work lives here."""
 
 import hashlib
 import json
@@ -105,6 +105,13 @@ def image_problem(path, root, decode=True):
     return None
 
 
+def positive_num_proc(num_proc):
+    """`num_proc`, when it is a positive integer; else a ValueError naming the argument."""
+    if not isinstance(num_proc, int) or num_proc < 1:
+        raise ValueError(f"num_proc must be a positive integer, got {num_proc!r}")
+    return num_proc
+
+
 def process_map(function, *iterables, num_proc=1, chunksize=1):
     """`map(function, *iterables)` run in a pool of `num_proc` processes (in this process when 1): lazy, in order."""
     if num_proc <= 1:
@@ -124,7 +131,7 @@ class ImageChecks:
         self.problems = {}
 
     def verify(self, paths, num_proc=1):
-        """Check every path of `paths` not checked yet, in `num_proc` processes; results are kept in path order."""
+        """Check each path of `paths` not checked yet (once, however often it is listed), in `num_proc` processes."""
         new = list(dict.fromkeys(key for key in map(str, paths) if key not in self.problems))
         check = partial(image_problem, root=self.root, decode=self.decode)
         progress = {"total": len(new), "desc": "Checking images", "unit": " images", "disable": len(new) < 2}
