@@ -1,8 +1,10 @@
 """Gradio Space: text-based person retrieval with APTM. Text search over a gallery (ITM re-ranking or dual-encoder
-only), attribute recognition of an image, and search over images the user uploads.
+only), attribute recognition of an image, search over images the user uploads, and search over the people of a video
+the user uploads (by a description, an example image of the person, or both).
 
-This folder is the whole Space: it needs only public packages (`requirements.txt`), and the model brings its own code
-(the `text-person-retrieval` and `pedestrian-attribute-recognition` pipelines travel with every APTM checkpoint).
+This folder is the whole Space: it needs only public packages (`requirements.txt`), the model brings its own code
+(the `text-person-retrieval` and `pedestrian-attribute-recognition` pipelines travel with every APTM checkpoint), and
+`aptm_footage/` holds the package's footage modules (links to `aptm/footage/`, uploaded as files).
 
     APTM_MODEL=my-name/aptm-tiny APTM_GALLERY=my-name/aptm-gallery python app.py      # 127.0.0.1:7860
 
@@ -16,6 +18,13 @@ shared objects, so concurrent users do not see each other's settings. Uploads: a
 level of zip archives (no nested archives, members larger than `MAX_MEMBER_BYTES` refused), images of at most
 `MAX_IMAGE_PIXELS` pixels (larger ones, decompression bombs included, refused before decoding); uploads are read in
 memory, nothing is written; each problem is reported and the app keeps serving.
+
+Footage: an uploaded video (at most 20 MB, frames of at most `MAX_IMAGE_PIXELS` pixels) is read every Nth frame, at
+most `MAX_VIDEO_FRAMES` sampled frames (the rest of a longer video is left out, and the message says so); people are
+found with OpenCV's HOG detector, cropped (at most `MAX_VIDEO_CROPS`) and encoded. The videos indexed stay in the
+session that indexed them (gradio's per-user state, at most `MAX_SESSION_VIDEOS`, the oldest dropped) and can be
+chosen again there; no index is read from disk (an index built by `scripts/index_gallery.py` is searched with
+`scripts/search.py` or `aptm.footage.FootageIndex`).
 """
 
 import os
@@ -29,6 +38,12 @@ from datasets import load_dataset
 from PIL import Image, UnidentifiedImageError
 from transformers import pipeline
 
+from aptm_footage.crops import people_in
+from aptm_footage.detection import HOGPersonDetector
+from aptm_footage.labels import caption
+from aptm_footage.ranking import rank_crops
+from aptm_footage.sources import VIDEO_SUFFIXES, SkipLog, SourceError, SourceReader, kind_of
+
 MAX_QUERY_CHARS = 300
 MAX_UPLOAD_FILES = 200
 MAX_MEMBER_BYTES = 20 * 2**20
@@ -38,6 +53,23 @@ ARCHIVE_SUFFIXES = (".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar")
 EXAMPLES = ["A man in a red t-shirt and black trousers.", "A woman with long hair wearing a yellow dress.",
             "A person in a blue jacket carrying a black backpack."]
 RERANK_K = 16
+MAX_VIDEO_FRAMES = 60
+MAX_VIDEO_CROPS = 300
+MAX_SESSION_VIDEOS = 4
+THUMBNAIL_SIZE = 256
+VIDEO_NOTES = {"truncated video": "the video stops before its announced end: only its start was indexed",
+               "video longer than the limit": "the video is longer than the limit: only its first {frames} sampled "
+                                              "frames were read"}
+
+
+def checked_query(query, required=True):
+    """The stripped description, or a `gr.Error` when it is missing (and `required`) or too long."""
+    query = (query or "").strip()
+    if required and not query:
+        raise gr.Error("Type a description of the person to search for.")
+    if len(query) > MAX_QUERY_CHARS:
+        raise gr.Error(f"The query is longer than {MAX_QUERY_CHARS} characters.")
+    return query
 
 
 class Demo:
@@ -45,9 +77,9 @@ class Demo:
 
     def __init__(self, model, gallery):
         self.search_pipeline = pipeline("text-person-retrieval", model=model, trust_remote_code=True)
-        # the attribute pipeline of the same remote code, sharing the loaded model and processor
-        pipelines = sys.modules[type(self.search_pipeline).__module__].PIPELINES
-        self.attribute_pipeline = pipelines["pedestrian-attribute-recognition"](
+        # the model's remote code: the attribute pipeline (sharing the loaded model and processor) and the search
+        self.remote = sys.modules[type(self.search_pipeline).__module__]
+        self.attribute_pipeline = self.remote.PIPELINES["pedestrian-attribute-recognition"](
             model=self.search_pipeline.model, processor=self.search_pipeline.processor,
             task="pedestrian-attribute-recognition")
         self.images = [image.convert("RGB") for image in gallery["image"]]
@@ -57,11 +89,7 @@ class Demo:
 
     def search(self, query, top, dual_encoder_only, gallery=None, images=None, labels=None):
         """Ranked gallery items `(image, caption)` for a query."""
-        query = (query or "").strip()
-        if not query:
-            raise gr.Error("Type a description of the person to search for.")
-        if len(query) > MAX_QUERY_CHARS:
-            raise gr.Error(f"The query is longer than {MAX_QUERY_CHARS} characters.")
+        query = checked_query(query)
         gallery, images, labels = gallery or self.gallery, images or self.images, labels or self.labels
         results = self.search_pipeline(query, gallery=gallery, top_k=int(top), k=RERANK_K,
                                        fusion="cosine" if dual_encoder_only else "aptm")
@@ -101,6 +129,57 @@ class Demo:
         if not state:
             raise gr.Error("Index some images first.")
         return self.search(query, top, False, state["gallery"], state["images"], state["names"])
+
+    def index_video(self, video, frame_step, videos):
+        """Find, crop and encode the people of an uploaded video, one frame in `frame_step`. Returns the session's
+        videos (`videos`, a new dict: name -> encoded crops, thumbnails and captions, with this one added last), a
+        message, and the choice of videos with this one chosen."""
+        if not video:
+            raise gr.Error("Upload a video.")
+        path = Path(video if isinstance(video, str) else video.name)
+        if kind_of(path.name) != "video":
+            raise gr.Error(f"{path.name} is not a video (allowed: {', '.join(VIDEO_SUFFIXES)}).")
+        reader = SourceReader(frame_step=int(frame_step), max_pixels=MAX_IMAGE_PIXELS, max_frames=MAX_VIDEO_FRAMES,
+                              progress=False)
+        skips, crops, frames = SkipLog(), [], 0
+        try:
+            detector = HOGPersonDetector()
+            for picture in reader.read(path, set(), skips):
+                frames += 1
+                crops += people_in(picture, detector)
+        except SourceError as error:
+            raise gr.Error(f"{path.name}: {error.reason}" + (f" ({error.detail})." if error.detail else "."))
+        except ImportError as error:  # OpenCV missing or 5.x
+            raise gr.Error(f"Videos cannot be read here: {error}")
+        if not crops:
+            raise gr.Error(f"No person was found in the {frames} frames read from {path.name} (one in "
+                           f"{int(frame_step)}). Try a smaller frame step, or a video where people look larger.")
+        notes = [VIDEO_NOTES.get(reason, reason).format(frames=MAX_VIDEO_FRAMES) for reason in skips.counts]
+        if len(crops) > MAX_VIDEO_CROPS:
+            notes.append(f"only the first {MAX_VIDEO_CROPS} of {len(crops)} people found are indexed")
+            crops = crops[:MAX_VIDEO_CROPS]
+        encoded = {"gallery": self.search_pipeline.encode_gallery([crop.image for crop in crops]),
+                   "thumbnails": [crop.thumbnail(THUMBNAIL_SIZE) for crop in crops],
+                   "captions": [caption(crop) for crop in crops]}
+        videos = {name: value for name, value in (videos or {}).items() if name != path.name}
+        videos = dict(list(videos.items())[-(MAX_SESSION_VIDEOS - 1):] + [(path.name, encoded)])
+        message = f"Indexed {len(crops)} people in {frames} frames of {path.name} (one frame in {int(frame_step)})."
+        message += "".join(f" Note: {note}." for note in notes)
+        return videos, message, gr.Dropdown(choices=list(videos), value=path.name)
+
+    def search_footage(self, query, example, image_weight, top, choice, videos):
+        """Ranked crops `(thumbnail, caption)` of the video `choice` of this session for a description, an example
+        image of the person, or both (`(1 - image_weight) x text + image_weight x image`, as `aptm.footage`)."""
+        if not videos or choice not in videos:
+            raise gr.Error("Index a video first, or choose one indexed in this session.")
+        query = checked_query(query, required=example is None)
+        video = videos[choice]
+        search = self.remote.TextPersonSearch(self.search_pipeline.model, self.search_pipeline.processor,
+                                              progress=False)
+        indices, scores = rank_crops(search, video["gallery"], query or None,
+                                     None if example is None else example.convert("RGB"), int(top), float(image_weight))
+        return [(video["thumbnails"][i], f"#{rank + 1} {video['captions'][i]} score {score:.3f}")
+                for rank, (i, score) in enumerate(zip(indices, scores))]
 
 
 def read_image(name, opener, problems):
@@ -146,7 +225,8 @@ def upload_members(path, problems):
 
 
 def build_demo(demo):
-    """The Blocks app with the `/search`, `/attributes`, `/index_uploads` and `/search_uploads` endpoints."""
+    """The Blocks app with the `/search`, `/attributes`, `/index_uploads`, `/search_uploads`, `/index_video` and
+    `/search_footage` endpoints."""
     with gr.Blocks(title="APTM text-based person retrieval") as app:
         gr.Markdown("# APTM: find a person from a description\nText-to-person search with ITM re-ranking, "
                     "attribute recognition, and search over your own images.")
@@ -178,6 +258,36 @@ def build_demo(demo):
             own_results = gr.Gallery(label="ranked uploads", columns=10, height=420)
             index_button.click(demo.index_uploads, uploads, [state, status], api_name="index_uploads")
             own_button.click(demo.search_uploads, [own_query, own_top, state], own_results, api_name="search_uploads")
+        with gr.Tab("Footage"):
+            gr.Markdown(f"Upload a short video (at most 20 MB; {MAX_VIDEO_FRAMES} frames are read at most): people are "
+                        "found every Nth frame and indexed with their time stamps. Search them by a description, an "
+                        "example image of the person, or both. Videos indexed stay in this session only.")
+            with gr.Row():
+                video = gr.File(label="video", file_types=list(VIDEO_SUFFIXES), height=160, elem_id="video", scale=2)
+                with gr.Column():
+                    frame_step = gr.Slider(1, 50, value=10, step=1, label="look for people every Nth frame")
+                    video_button = gr.Button("Index video", elem_id="index-video")
+            video_status = gr.Markdown(elem_id="video-status")
+            videos = gr.State()
+            with gr.Row():
+                with gr.Column(scale=2):
+                    choice = gr.Dropdown([], label="video to search (indexed in this session)", elem_id="video-choice")
+                    footage_query = gr.Textbox(label="Description (optional with an example image)",
+                                               max_length=MAX_QUERY_CHARS, placeholder=EXAMPLES[2],
+                                               elem_id="footage-query")
+                    with gr.Row():
+                        image_weight = gr.Slider(0, 1, value=0.5, step=0.05,
+                                                 label="weight of the example image (with both)")
+                        footage_top = gr.Slider(1, 20, value=8, step=1, label="results")
+                example = gr.Image(type="pil", label="example image of the person (optional)", height=220)
+            footage_button = gr.Button("Search the video", variant="primary", elem_id="search-footage")
+            footage_results = gr.Gallery(label="ranked people: time stamp, frame, score", columns=6, height=480,
+                                         object_fit="contain", elem_id="footage-results")
+            video_button.click(demo.index_video, [video, frame_step, videos], [videos, video_status, choice],
+                               api_name="index_video")
+            footage_button.click(demo.search_footage,
+                                 [footage_query, example, image_weight, footage_top, choice, videos], footage_results,
+                                 api_name="search_footage")
     return app
 
 

@@ -2,10 +2,13 @@
 Hub; a fresh process in a folder holding only the files downloaded from the Space repository, in a Python without the
 project, boots `app.py` from `APTM_MODEL`/`APTM_GALLERY`; every endpoint answers through gradio_client with the
 package engine's results; concurrent requests keep their own settings; hostile uploads get messages and nothing is
-written outside the temporary folder; a real browser types a query, presses Search and sees ranked images."""
+written outside the temporary folder; a video is indexed and searched as the package's `FootageIndex` does; a real
+browser types a query, presses Search and sees ranked images, and in the footage tab uploads a video, indexes it and
+sees its ranked people with their time stamps."""
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -21,6 +24,7 @@ import torch
 from PIL import Image
 
 from aptm.factory import load_checkpoint
+from aptm.footage import FootageIndex, caption
 from aptm.hub import add_pipelines
 from aptm.retrieval import AttributeRecognizer, RetrievalEngine
 from datasets_scripts import load_aptm_dataset
@@ -29,6 +33,7 @@ from modeling_aptm import APTMForPreTraining
 from helpers.bare_environment import bare_python
 from helpers.browser import Browser
 from helpers.fake_hub import serve
+from helpers.footage import pedestrian_video
 from helpers.models import tiny_config
 from helpers.paths import REPO, load_script
 
@@ -83,8 +88,13 @@ def space(tmp_path_factory, processor):
                                "'tester/aptm-demo', repo_type='space', local_dir='.')"],
                               cwd=run, env=hub_env, capture_output=True, text=True, timeout=300)
     assert download.returncode == 0, download.stderr[-3000:]
-    files = sorted(p.name for p in run.iterdir() if not p.name.startswith("."))
-    assert files == ["README.md", "app.py", "requirements.txt"]
+    files = sorted(str(p.relative_to(run)) for p in run.rglob("*") if p.is_file() and not p.name.startswith(".")
+                   and not p.relative_to(run).parts[0].startswith("."))
+    linked = [f"aptm_footage/{name}.py" for name in ("crops", "detection", "labels", "ranking", "sources")]
+    assert files == sorted(["README.md", "app.py", "requirements.txt", "aptm_footage/__init__.py", *linked])
+    for name in linked:  # the links were uploaded as the package's files
+        assert not (run / name).is_symlink()
+        assert (run / name).read_bytes() == (REPO / "aptm" / "footage" / Path(name).name).read_bytes()
     port = free_port()
     app_env = {**hub_env, **{k: v["value"] for k, v in variables.items()}, "GRADIO_SERVER_PORT": str(port),
                "GRADIO_TEMP_DIR": str(root / "gradio-tmp"), "OMP_NUM_THREADS": "1"}
@@ -200,7 +210,30 @@ def test_own_gallery_search(space, tmp_path):
     assert "Indexed 3 images" in client.predict(files, api_name="/index_uploads")
 
 
-def test_missing_or_unreachable_configuration_is_explained(tmp_path):
+def test_footage_is_indexed_and_searched_as_the_package_does(space, tmp_path):
+    url, root, _, _, _ = space
+    pedestrian_video(tmp_path / "walk.avi")
+    index = FootageIndex(tmp_path / "index", root / "checkpoint")
+    index.add_sources([tmp_path / "walk.avi"], frame_step=10, progress=False)
+    client = gradio_client.Client(url, verbose=False)
+    message, choice = client.predict(gradio_client.handle_file(str(tmp_path / "walk.avi")), 10, api_name="/index_video")
+    assert message == f"Indexed {len(index)} people in 3 frames of walk.avi (one frame in 10)."
+    assert choice["value"] == "walk.avi"  # the choice of videos now holds it
+    results = client.predict("a woman in a white coat", None, 0.5, 4, "walk.avi", api_name="/search_footage")
+    matches = index.search(text="a woman in a white coat", top=4)
+    assert [r["caption"] for r in results] == [f"#{m.rank} {caption(m)} score {m.score:.3f}" for m in matches]
+    (tmp_path / "junk.mp4").write_text("not a video")
+    with pytest.raises(Exception, match="junk.mp4: unreadable video"):
+        client.predict(gradio_client.handle_file(str(tmp_path / "junk.mp4")), 10, api_name="/index_video")
+    other = gradio_client.Client(url, verbose=False)  # another session: no video to choose, none to search
+    with pytest.raises(Exception, match="walk.avi is not in the list of choices"):
+        other.predict("a man", None, 0.5, 4, "walk.avi", api_name="/search_footage")
+    with pytest.raises(Exception, match="Index a video first"):
+        other.predict("a man", None, 0.5, 4, None, api_name="/search_footage")
+
+
+def test_missing_or_unreachable_configuration_is_explained(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "space"))  # as `python app.py` in the Space's folder
     app = load_script("space/app.py")
     page = app.app_from_environment({})
     text = " ".join(str(block.value) for block in page.blocks.values() if hasattr(block, "value"))
@@ -231,6 +264,48 @@ def test_a_browser_searches(space, tmp_path):
         shutil.copy(shot, Path(os.environ["APTM_SCREENSHOT_DIR"]) / "space.png")
 
 
+def upload(browser, selector, path):
+    """Give the page's file input `selector` the file `path`, as a person choosing it would."""
+    document = browser.command("DOM.getDocument", depth=-1, pierce=True)["root"]["nodeId"]
+    node = browser.command("DOM.querySelector", nodeId=document, selector=selector)["nodeId"]
+    browser.command("DOM.setFileInputFiles", nodeId=node, files=[str(path)])
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="headless Chromium not installed (Debian package chromium)")
+def test_a_browser_searches_a_video(space, tmp_path):
+    url = space[0]
+    pedestrian_video(tmp_path / "walk.avi")
+    tab = "[...document.querySelectorAll('button[role=tab]')].find(b => b.textContent.trim() === 'Footage')"
+    browser = Browser(tmp_path / "chrome")
+    try:
+        browser.open(url)
+        browser.wait_for(f"{tab} !== undefined")
+        browser.evaluate(f"{tab}.click()")
+        browser.wait_for("document.querySelector('#video input[type=file]') !== null")
+        upload(browser, "#video input[type=file]", tmp_path / "walk.avi")
+        browser.wait_for("document.querySelector('#video').textContent.includes('walk.avi')")
+        browser.evaluate("document.querySelector('#index-video').click()")
+        message = browser.wait_for("document.querySelector('#video-status').textContent.includes('Indexed') && "
+                                   "document.querySelector('#video-status').textContent.trim()", timeout=180)
+        assert message == "Indexed 9 people in 3 frames of walk.avi (one frame in 10)."
+        browser.evaluate("""(() => { const box = document.querySelector('#footage-query textarea');
+            box.value = 'a man in a red shirt and blue trousers';
+            box.dispatchEvent(new Event('input', {bubbles: true})); })()""")
+        browser.evaluate("document.querySelector('#search-footage').click()")
+        count = browser.wait_for("document.querySelectorAll('#footage-results img').length", timeout=120)
+        assert count == 8  # the slider's default number of results
+        captions = browser.evaluate("document.querySelector('#footage-results').textContent")
+        assert re.search(r"#1 0:0[012]\.0 f[12]?0 score \d\.\d{3}", captions)  # time stamp, frame and score shown
+        browser.evaluate("document.querySelector('#search-footage').scrollIntoView()")  # the results in the picture
+        shot = browser.screenshot(tmp_path / "footage.png")
+    finally:
+        browser.close()
+    pixels = np.asarray(Image.open(shot).convert("L"))
+    assert pixels.shape == (900, 1280) and pixels.std() > 10
+    if os.environ.get("APTM_SCREENSHOT_DIR"):  # keep the picture for a person to look at
+        shutil.copy(shot, Path(os.environ["APTM_SCREENSHOT_DIR"]) / "footage.png")
+
+
 def test_space_requirements_are_public_and_pinned_as_ci():
     """Every Space requirement is a public package with an exact version, the one CI's constraints file installs."""
     pins = dict(line.split("==") for line in (REPO / "constraints" / "ci.txt").read_text().splitlines()
@@ -246,4 +321,5 @@ def test_space_requirements_are_public_and_pinned_as_ci():
         names.append(name.lower())
     assert not {"aptm-hf", "aptm"} & set(names)
     source = (REPO / "space" / "app.py").read_text()
-    assert "import aptm" not in source and "from aptm" not in source and "sys.path" not in source
+    assert not re.search(r"^\s*(import|from) aptm[\s.]", source, re.MULTILINE) and "sys.path" not in source
+    assert "from aptm_footage" in source  # the package's footage modules, linked into the Space's folder
