@@ -98,8 +98,8 @@ class DataArguments:
     dataset_cache_dir: str | None = field(default=None, metadata={
         "help": "folder of the prepared dataset (default: data_dir/.hf_cache; needed when data_dir is read-only)"})
     validation_max_size: int = field(default=VALIDATION_MAX_SIZE, metadata={
-        "help": "without a validation split (MALS, ICFG-PEDES): 5% of the persons are held out, a sample seeded by "
-                "`seed`, capped at this many gallery images (their captions are the queries)"})
+        "help": "without a validation split (MALS, ICFG-PEDES): 5 percent of the persons are held out, a sample "
+                "seeded by `seed`, capped at this many gallery images (their captions are the queries)"})
     zero_shot_dir: str | None = field(default=None, metadata={
         "help": "a CUHK-PEDES-format folder: validate zero-shot on its `zero_shot_split` instead (nothing held out)"})
     zero_shot_split: Literal["validation", "test"] = field(default="validation", metadata={

@@ -4,7 +4,7 @@ MALS evaluated in full), or zero-shot on a CUHK-PEDES-format folder."""
 import datasets
 import pytest
 
-from aptm.training import DataArguments
+from aptm.training import DataArguments, parse_training_arguments
 from aptm.training.run import hold_out_validation, prepare_data
 from datasets_scripts import procedural
 
@@ -72,3 +72,12 @@ def test_preparation_arguments_are_checked(folders):
         data_arguments(folders, num_proc=0)
     with pytest.raises(ValueError, match="validation_max_size must be at least 1"):
         data_arguments(folders, validation_max_size=0)
+
+
+def test_help_lists_the_preparation_and_validation_options(capsys):
+    with pytest.raises(SystemExit) as exited:
+        parse_training_arguments(["--help"])
+    text = capsys.readouterr().out
+    assert exited.value.code == 0
+    for option in ("--num_proc", "--dataset_cache_dir", "--validation_max_size", "--zero_shot_dir", "--zero_shot_split"):
+        assert option in text
