@@ -1,7 +1,13 @@
-"""Benchmark the retrieval engine against a straightforward re-implementation of the original evaluation (one query
-at a time, text padded to 56, top-k cosine candidates, image keys/values recomputed for every pair), on the same
-weights and inputs, asserting identical rankings. Prints one table per configuration with the ratios, a profile of
-the engine's time, and the FLOPs floor of the re-ranking.
+"""Benchmark the retrieval engine in fp32 and bf16 (`autocast=torch.bfloat16`) against a straightforward
+re-implementation of the original evaluation (one query at a time, text padded to 56, top-k cosine candidates, image
+keys/values recomputed for every pair), side by side in one run on the same weights, gallery and queries. Prints one
+table per configuration: image encoder throughput beside its matmul ceiling (its matrix products alone, each shape
+timed now), gallery encoding, one-query latency with a cached gallery, full evaluation with the ratios; then the
+re-rank FLOP floor at the matmul rate measured in the same run, the fp32 engine's time per stage, and how each
+engine's rankings agree with the original procedure's: identical except swaps of images whose reference scores are
+within `--tolerance` (near-ties: a random-initialised model has near-tied ITM logits), counted, with the largest
+score difference. The run fails if the fp32 engine swaps images farther apart than that. The default (tiny: 100
+queries x 200 images, k=128; paper size: 16 queries x 48 images, k=48) takes a few minutes on 2 cores.
 
     python scripts/benchmark.py                       # tiny and paper-size (reduced gallery) configurations
     python scripts/benchmark.py --configs tiny --gallery 400 --queries 200
@@ -24,7 +30,9 @@ import argparse
 import resource
 import tempfile
 import time
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -32,8 +40,9 @@ import numpy as np
 import torch
 
 import aptm
+import modeling_aptm
 from aptm.metrics import retrieval_metrics
-from aptm.retrieval import SENTINEL, GalleryIndex, RetrievalEngine, fuse_scores, min_max
+from aptm.retrieval import SENTINEL, GalleryIndex, RetrievalEngine, min_max
 from aptm.retrieval.index import ShardedFolder
 from configuration_aptm import APTMConfig
 from datasets_scripts import load_aptm_dataset, procedural
@@ -79,80 +88,189 @@ def make_inputs(num_images, num_queries, seed=0):
     return images, [captions[i % num_images] for i in range(num_queries)]
 
 
-def matmul_gflops(size=1024, repeats=5):
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b
-    _, seconds = timed(lambda: [a @ b for _ in range(repeats)])
-    return 2 * size**3 * repeats / seconds / 1e9
+def linear_gflops(rows, in_features, out_features, dtype=torch.float32, repeats=3):
+    """Measured rate of a linear layer's matrix product at this shape and dtype (best of `repeats`), GFLOP/s."""
+    inputs, weight = torch.randn(rows, in_features, dtype=dtype), torch.randn(out_features, in_features, dtype=dtype)
+    torch.nn.functional.linear(inputs, weight)
+    seconds = min(timed(lambda: torch.nn.functional.linear(inputs, weight))[1] for _ in range(repeats))
+    return 2 * rows * in_features * out_features / seconds / 1e9
 
 
-def rerank_flops(config, text_length, k, queries):
-    """Multiply-adds x 2 of the fusion encoder + ITM head for `queries x k` pairs (image keys/values excluded: the
-    engine computes them once per image)."""
+@torch.no_grad()
+def matmul_shapes(module, inputs):
+    """The matrix products of one forward of `module` on `inputs`, counted by shape: every linear layer's
+    `(rows, in_features, out_features)` and every `attention_forward` call's `(batch x heads, length, head_dim,
+    keys)` (query x key, then weights x value)."""
+    linears, attentions = Counter(), Counter()
+    hooks = [layer.register_forward_hook(lambda layer, args, _: linears.update(
+        [(args[0].numel() // args[0].shape[-1], layer.in_features, layer.out_features)]))
+        for layer in module.modules() if isinstance(layer, torch.nn.Linear)]
+    attention_forward = modeling_aptm.attention_forward
+
+    def recorded(query, key, value, *args, **kwargs):
+        attentions.update([(query.numel() // (query.shape[-2] * query.shape[-1]), *query.shape[-2:], key.shape[-2])])
+        return attention_forward(query, key, value, *args, **kwargs)
+
+    modeling_aptm.attention_forward = recorded
+    try:
+        module(inputs)
+    finally:
+        modeling_aptm.attention_forward = attention_forward
+        for hook in hooks:
+            hook.remove()
+    return linears, attentions
+
+
+def matmul_seconds(shapes, dtype=torch.float32):
+    """Time the matrix products `shapes` (from `matmul_shapes`) take alone in `dtype`, each shape timed on this
+    machine now: the ceiling of a module whose other work (normalisation, activations, copies) cost nothing."""
+    linears, attentions = shapes
+    seconds = sum(count * 2 * rows * inner * outer / linear_gflops(rows, inner, outer, dtype) / 1e9
+                  for (rows, inner, outer), count in linears.items())
+    for (batch, length, head_dim, keys), count in attentions.items():
+        query = torch.randn(batch, length, head_dim, dtype=dtype)
+        key, value = torch.randn(batch, keys, head_dim, dtype=dtype), torch.randn(batch, keys, head_dim, dtype=dtype)
+        products = lambda: torch.bmm(torch.bmm(query, key.transpose(1, 2)), value)  # noqa: E731
+        products()
+        seconds += count * min(timed(products)[1] for _ in range(3))
+    return seconds
+
+
+def rerank_flops(config, text_length, k, queries, shared=False):
+    """FLOPs (2 x multiply-adds) of the fusion encoder and ITM head re-ranking `queries x k` pairs of mean text length
+    `text_length` (image keys/values excluded: computed once per image). `shared=False`: every layer over every
+    token of every pair, as the original procedure; `shared=True`: the engine's work, with the first layer's
+    self-attention once per text and only [CLS] in the last layer (`APTMFusionModel.first_token_states`)."""
     cross = config.cross_config
     hidden, inter, tokens = cross.hidden_size, cross.intermediate_size, config.vision_config.num_patches + 1
-    per_layer = (4 * text_length * hidden**2 + 2 * text_length**2 * hidden  # self-attention
-                 + 2 * text_length * hidden**2 + 2 * text_length * tokens * hidden  # cross-attention q, out, scores
-                 + 2 * text_length * hidden * inter)  # feed-forward
+
+    def self_attention(queried, length):
+        return 2 * length * hidden**2 + 2 * queried * hidden**2 + 2 * queried * length * hidden
+
+    def rest(queried):  # cross-attention (query and output projections, scores, weighted values), feed-forward
+        return 2 * queried * hidden**2 + 2 * queried * tokens * hidden + 2 * queried * hidden * inter
+
+    layers = cross.num_hidden_layers
     head = hidden * 2 * hidden + 2 * hidden * 2
-    return 2 * queries * k * (cross.num_hidden_layers * per_layer + head)
+    if not shared:
+        return 2 * queries * k * (layers * (self_attention(text_length, text_length) + rest(text_length)) + head)
+    first = 1 if layers == 1 else text_length
+    per_text = self_attention(first, text_length)
+    per_pair = rest(first) + head + (layers - 2) * (self_attention(text_length, text_length) + rest(text_length))
+    if layers > 1:
+        per_pair += self_attention(1, text_length) + rest(1)
+    return 2 * queries * (per_text + k * per_pair)
 
 
-def run(name, config, num_images, num_queries, ks, threads):
+@dataclass
+class Agreement:
+    """How the rankings of a score matrix compare with a reference's: queries ranked identically, queries whose
+    rankings differ only by swapping images whose reference scores are within `tolerance` (near-ties), queries with a
+    larger swap, the largest such reference-score gap, and the largest score difference."""
+
+    identical: int
+    near_ties: int
+    beyond: int
+    largest_swap: float
+    largest_difference: float
+    tolerance: float
+
+    @classmethod
+    def of(cls, scores, reference, tolerance):
+        order = scores.argsort(dim=1, descending=True, stable=True)
+        in_order = reference.gather(1, order)  # reference scores in the order `scores` ranks
+        gaps = (in_order[:, 1:] - in_order.cummin(dim=1).values[:, :-1]).clamp(min=0).max(dim=1).values
+        return cls(int((gaps == 0).sum()), int(((gaps > 0) & (gaps <= tolerance)).sum()), int((gaps > tolerance).sum()),
+                   gaps.max().item(), (scores - reference).abs().max().item(), tolerance)
+
+    def __str__(self):
+        return (f"{self.identical} queries ranked identically, {self.near_ties} differ only by near-tie swaps "
+                f"(reference scores within {self.tolerance:g}), {self.beyond} beyond; largest swap gap "
+                f"{self.largest_swap:.2e}, largest |score difference| {self.largest_difference:.2e}")
+
+
+def per_query_ms(function, queries):
+    """Mean latency (ms) of `function` called on one query at a time."""
+    function(queries[:1])  # warm-up: thread pools, the gallery's cached keys/values
+    _, seconds = timed(lambda: [function([query]) for query in queries])
+    return 1000 * seconds / len(queries)
+
+
+def configuration_table(name, config, num_images, num_queries, k, latency_k=16, tolerance=1e-5):
+    """Benchmark one configuration side by side in one run: the original procedure, the fp32 engine and the bf16
+    engine (`autocast=torch.bfloat16`) on the same weights, gallery and queries; print the table, the rankings'
+    agreement with the original procedure (identical except near-tie swaps within `tolerance`, else an error), the
+    re-rank FLOP floor at the matmul rate measured now, and the fp32 engine's time per stage."""
     torch.manual_seed(0)
     model = aptm.APTMModel(config).eval()
     processor = aptm.build_processor()
     images, queries = make_inputs(num_images, num_queries)
-    engine = RetrievalEngine(model, processor, batch_size=16, query_batch_size=8, progress=False)
-    rows = []
-    index, seconds = timed(lambda: engine.encode_gallery(images))
-    rows.append(("gallery encoding", f"{num_images / seconds:.1f} images/s", "", ""))
-    _, seconds = timed(lambda: engine.search(queries[:8], index, top=10, fusion="cosine"))
-    rows.append(("query latency, dual encoder", f"{1000 * seconds / 8:.1f} ms", "", ""))
-    for k in ks:
-        engine.k = min(k, num_images)
-        _, seconds = timed(lambda: engine.search(queries[:8], index, top=10))
-        rows.append((f"query latency, re-rank k={engine.k}", f"{1000 * seconds / 8:.1f} ms", "", ""))
-    k = min(max(ks), num_images)
-    engine.k = k
-    timings = {}
-    cosine, topk, itm = None, None, None
+    k, latency_k = min(k, num_images), min(latency_k, num_images)
+    autocast = {"fp32": None, "bf16": torch.bfloat16}
 
-    def profiled():
-        nonlocal cosine, topk, itm
-        start = time.perf_counter()
-        encoded = engine.encode_texts(queries)
-        timings["text encoding"] = time.perf_counter() - start
-        cosine, topk, itm = engine.rank(queries, index, k=k)
-        timings["cosine + re-rank"] = time.perf_counter() - start - timings["text encoding"]
-        return encoded
+    def engine_for(precision):
+        return RetrievalEngine(model, processor, k=k, batch_size=16, query_batch_size=8, progress=False,
+                               autocast=autocast[precision])
 
-    _, engine_seconds = timed(lambda: (profiled(), fuse_scores(cosine, topk, itm, "aptm", 0.002)))
-    engine_scores = fuse_scores(cosine, topk, itm, "aptm", 0.002)
-    memory_engine = peak_rss_mb()
+    pixel_values = processor.image_processor(images[:16])["pixel_values"]
+    shapes = matmul_shapes(model.vision_model, pixel_values)
+    rows, indices, scores, seconds = {}, {}, {}, {}
+    for precision in autocast:
+        engine = engine_for(precision)
+        engine.encode_images(pixel_values[:2])  # warm-up
+        _, encoding = timed(lambda: engine.encode_images(pixel_values))
+        ceiling = matmul_seconds(shapes, autocast[precision] or torch.float32)
+        rows.setdefault("image encoder (images/s, batches of 16)", {})[precision] = f"{16 / encoding:.1f}"
+        rows.setdefault("its matmul ceiling (images/s; share reached)", {})[precision] = (
+            f"{16 / ceiling:.1f} ({100 * ceiling / encoding:.0f}%)")
+        indices[precision], gallery_seconds = timed(lambda: engine.encode_gallery(images))
+        rows.setdefault("gallery encoding with preprocessing (images/s)", {})[precision] = (
+            f"{num_images / gallery_seconds:.1f}")
+        rows.setdefault("query latency, dual encoder (ms)", {})[precision] = (
+            f"{per_query_ms(lambda q: engine.search(q, indices[precision], top=10, fusion='cosine'), queries[:8]):.0f}")
+        engine.k = latency_k
+        rows.setdefault(f"query latency, re-rank top {latency_k}, cached gallery (ms)", {})[precision] = (
+            f"{per_query_ms(lambda q: engine.search(q, indices[precision], top=10), queries[:8]):.0f}")
+    index = indices["fp32"]
+    for precision in autocast:  # fresh engines: the evaluation pays for the gallery's keys/values
+        scores[precision], seconds[precision] = timed(lambda: engine_for(precision).score_matrix(queries, index))
     encoded = processor(text=queries)
-    with torch.no_grad():
-        original, original_seconds = timed(lambda: original_procedure_scores(
-            model, encoded["input_ids"], encoded["attention_mask"], index.image_embeds, index.image_features, k))
-    memory_original = peak_rss_mb()
-    same = torch.equal(engine_scores.argsort(dim=1, descending=True, stable=True),
-                       original.argsort(dim=1, descending=True, stable=True))
-    assert same, "the engine's rankings differ from the original procedure's"
-    rows.append((f"full evaluation ({num_queries} queries x {num_images} images, k={k})",
-                 f"{engine_seconds:.2f} s", f"{original_seconds:.2f} s", f"{original_seconds / engine_seconds:.2f}x"))
-    rows.append(("peak process memory (RSS, cumulative)", f"{memory_engine:.0f} MB", f"{memory_original:.0f} MB", ""))
-    lengths = encoded["attention_mask"].sum(1).float().mean().item()
-    flops = rerank_flops(config, lengths, k, num_queries)
-    peak = matmul_gflops()
-    print(f"\n## {name}: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, {threads} threads")
-    print(f"| {'measure':<58} | {'engine':>14} | {'original':>10} | {'ratio':>7} |")
-    print(f"|{'-' * 60}|{'-' * 16}|{'-' * 12}|{'-' * 9}|")
-    for measure, ours, theirs, ratio in rows:
-        print(f"| {measure:<58} | {ours:>14} | {theirs:>10} | {ratio:>7} |")
-    print(f"rankings identical: {same}; max |score difference| {(engine_scores - original).abs().max():.2e}")
-    print("engine time: " + ", ".join(f"{key} {value:.2f} s" for key, value in timings.items()))
-    print(f"re-rank floor: {flops / 1e9:.2f} GFLOP at mean text length {lengths:.1f} -> {flops / 1e9 / peak:.2f} s at "
-          f"this machine's {peak:.0f} GFLOP/s matmul peak")
+    original, seconds["original"] = timed(lambda: original_procedure_scores(
+        model, encoded["input_ids"], encoded["attention_mask"], index.image_embeds, index.image_features, k))
+    evaluation = f"full evaluation, {num_queries} queries x {num_images} images, k={k} (s)"
+    rows[evaluation] = {key: f"{value:.2f}" for key, value in seconds.items()}
+    rows[evaluation]["original / fp32"] = f"{seconds['original'] / seconds['fp32']:.2f}x"
+    rows[evaluation]["fp32 / bf16"] = f"{seconds['fp32'] / seconds['bf16']:.2f}x"
+    engine = engine_for("fp32")
+    stages = {"text encoding": timed(lambda: engine.encode_texts(queries))[1],
+              "gallery keys/values": timed(lambda: engine._cross_key_values(index, torch.arange(len(index))))[1]}
+    stages["cosine, top-k, re-ranking and fusion"] = seconds["fp32"] - sum(stages.values())
+    length = encoded["attention_mask"].sum(1).float().mean().item()
+    cross = config.cross_config
+    rate = linear_gflops(8 * k * round(length), cross.hidden_size, cross.intermediate_size)
+    floor = rerank_flops(config, length, k, num_queries) / 1e9 / rate
+    engine_floor = rerank_flops(config, length, k, num_queries, shared=True) / 1e9 / rate
+    columns = ("fp32", "bf16", "original", "original / fp32", "fp32 / bf16")
+    print(f"\n## {name}: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, "
+          f"{torch.get_num_threads()} threads, {num_queries} queries x {num_images} images")
+    print(f"| {'measure':<62} | " + " | ".join(f"{column:>15}" for column in columns) + " |")
+    print(f"|{'-' * 64}|" + "|".join("-" * 17 for _ in columns) + "|")
+    for measure, cells in rows.items():
+        print(f"| {measure:<62} | " + " | ".join(f"{cells.get(column, ''):>15}" for column in columns) + " |")
+    print(f"re-rank FLOP floor: {floor:.2f} s for the original procedure's work at mean text length {length:.1f} "
+          f"and {rate:.0f} GFLOP/s (fp32 matmul at the fusion feed-forward's shape, measured now): the fp32 engine's "
+          f"full evaluation takes {seconds['fp32'] / floor:.2f}x that floor; the engine's own work (first "
+          f"self-attention once per text, last layer [CLS] only) has a floor of {engine_floor:.2f} s "
+          f"({seconds['fp32'] / engine_floor:.2f}x)")
+    print("fp32 engine time per stage: " + ", ".join(
+        f"{stage} {value:.2f} s ({100 * value / seconds['fp32']:.0f}%)" for stage, value in stages.items()))
+    agreements = {precision: Agreement.of(scores[precision], original, tolerance) for precision in autocast}
+    for precision, agreement in agreements.items():
+        print(f"{precision} engine vs the original procedure: {agreement}")
+    if agreements["fp32"].beyond:
+        raise SystemExit(f"the fp32 engine's rankings differ from the original procedure's beyond near-ties: "
+                         f"{agreements['fp32']}")
+    return seconds
 
 
 def evaluation_memory_growth(streaming, num_queries, num_images, k=16):
@@ -286,8 +404,12 @@ def main(argv=None):
     parser.add_argument("--configs", default="tiny,base")
     parser.add_argument("--gallery", type=int, default=200, help="gallery size for the tiny configuration")
     parser.add_argument("--queries", type=int, default=100)
+    parser.add_argument("--k", type=int, default=128, help="candidates re-ranked in the tiny configuration")
     parser.add_argument("--base-gallery", type=int, default=48, help="gallery size for the paper-size configuration")
     parser.add_argument("--base-queries", type=int, default=16)
+    parser.add_argument("--base-k", type=int, default=48)
+    parser.add_argument("--tolerance", type=float, default=1e-5,
+                        help="reference-score gap within which two images may swap ranks (near-ties)")
     parser.add_argument("--memory", help="measure only the evaluation memory table at these QUERIESxGALLERY sizes, "
                                          "comma-separated (e.g. 2000x1000,8000x4000,32000x16000)")
     parser.add_argument("--index", type=int, metavar="IMAGES",
@@ -304,13 +426,13 @@ def main(argv=None):
     if args.memory:
         memory_table([tuple(int(n) for n in size.split("x")) for size in args.memory.split(",")])
         return
-    threads = torch.get_num_threads()
     for name in args.configs.split(","):
         if name == "tiny":
-            run("aptm-tiny", APTMConfig.from_preset("aptm-tiny"), args.gallery, args.queries, (16, 128), threads)
+            configuration_table("aptm-tiny", APTMConfig.from_preset("aptm-tiny"), args.gallery, args.queries, args.k,
+                                tolerance=args.tolerance)
         elif name == "base":
-            run("aptm-base (paper size, reduced gallery)", APTMConfig.from_preset("aptm-base"), args.base_gallery,
-                args.base_queries, (16, 128), threads)
+            configuration_table("aptm-base (paper size, reduced gallery)", APTMConfig.from_preset("aptm-base"),
+                                args.base_gallery, args.base_queries, args.base_k, tolerance=args.tolerance)
         else:
             parser.error(f"unknown configuration {name!r}")
 
