@@ -20,10 +20,12 @@ def main(argv=None):
     parser.add_argument("--validation-fraction", type=float, default=0.1)
     parser.add_argument("--contact-sheet", help="also save a PNG of test samples with their captions here")
     parser.add_argument("--sheet-count", type=int, default=24, help="images on the contact sheet")
+    parser.add_argument("--num-proc", type=int, default=1, help="processes drawing the images (same bytes for any)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     procedural.generate(args.data_dir, num_identities=args.num_identities, views_per_identity=args.views_per_identity,
-                        seed=args.seed, test_fraction=args.test_fraction, validation_fraction=args.validation_fraction)
+                        seed=args.seed, test_fraction=args.test_fraction, validation_fraction=args.validation_fraction,
+                        num_proc=args.num_proc)
     images = args.num_identities * args.views_per_identity
     print(f"wrote {images} images to {args.data_dir} in {time.perf_counter() - start:.1f} s")
     if args.contact_sheet:

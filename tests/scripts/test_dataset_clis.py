@@ -17,7 +17,8 @@ def script(name):
 
 def test_generate_procedural(tmp_path, capsys):
     script("generate_procedural")(["--data-dir", str(tmp_path), "--num-identities", "5", "--views-per-identity", "2",
-                                   "--seed", "7", "--contact-sheet", str(tmp_path / "sheet.png"), "--sheet-count", "3"])
+                                   "--seed", "7", "--contact-sheet", str(tmp_path / "sheet.png"), "--sheet-count", "3",
+                                   "--num-proc", "2"])
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert (manifest["num_identities"], manifest["views_per_identity"], manifest["seed"]) == (5, 2, 7)
     assert len(list((tmp_path / "imgs").glob("*.jpg"))) == 10
