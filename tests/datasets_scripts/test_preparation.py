@@ -10,7 +10,7 @@ import datasets
 import pytest
 
 import datasets_scripts
-from datasets_scripts import common, load_aptm_dataset, procedural
+from datasets_scripts import TextReIDBuilder, common, load_aptm_dataset, procedural
 
 from helpers.dataset_files import processed_tree, write_json
 
@@ -116,3 +116,16 @@ def test_cache_outside_a_read_only_data_folder(tmp_path, monkeypatch):
     monkeypatch.undo()
     load_aptm_dataset("cuhk-pedes", data_dir=data)
     assert (data / ".hf_cache").is_dir()  # the default, for a writable folder
+
+
+def test_shared_image_checks_must_match_the_builder(tmp_path):
+    processed_tree(tmp_path / "data", "cuhk")
+    other = common.ImageChecks(tmp_path / "elsewhere")
+    with pytest.raises(ValueError, match=r"image_checks were made for .*elsewhere \(decode=True\), not for data_dir"):
+        TextReIDBuilder(dataset="cuhk-pedes", view="gallery", data_dir=str(tmp_path / "data"),
+                        cache_dir=str(tmp_path / "cache"), image_checks=other)
+    shared = common.ImageChecks(tmp_path / "data", decode=False)
+    builder = TextReIDBuilder(dataset="cuhk-pedes", view="gallery", data_dir=str(tmp_path / "data"), verify_images=False,
+                              cache_dir=str(tmp_path / "cache"), image_checks=shared)
+    builder.download_and_prepare(num_proc=2)
+    assert builder.as_dataset()["test"].num_rows == 3 and len(shared.problems) == 7  # every image, checked once
