@@ -1,6 +1,7 @@
 """Initialise APTM from public backbones, as pre-training from scratch does: a Swin checkpoint (ImageNet, window 7,
 224 px; the Microsoft layout or timm's) for the image encoder and a BERT checkpoint for the text and fusion encoders
-(layers `0..T-1` -> text, `T..T+F-1` -> fusion; the cross-attention stays newly initialised).
+(layers `0..T-1` -> text, `T..T+F-1`, or `F` layers from a chosen one, -> fusion; the cross-attention stays
+newly initialised).
 
 Each backbone is a local file or folder, or else a Hub id: the Swin through timm's own Hub support
 (`timm/swin_base_patch4_window7_224.ms_in22k`; timm is the `timm` extra), BERT through transformers
@@ -75,9 +76,10 @@ def swin_state_dict(source, vision_model):
     return mapped, notes
 
 
-def bert_state_dict(source, model):
+def bert_state_dict(source, model, fusion_start=None):
     """Map a BERT checkpoint (a folder with `model.safetensors`, a Hub id, or a state dict with or without the `bert.`
-    prefix) onto `model.text_model` and the self-attention/feed-forward weights of `model.fusion_model`."""
+    prefix) onto `model.text_model` and the self-attention/feed-forward weights of `model.fusion_model`: layers
+    `fusion_start..` (default: those after the text encoder's) initialise the fusion layers."""
     if isinstance(source, dict):
         state = source
     elif _is_hub_id(source):
@@ -92,6 +94,7 @@ def bert_state_dict(source, model):
             raise FileNotFoundError(f"{folder} holds neither model.safetensors nor pytorch_model.bin")
         state = _read_state_dict(path)
     text_layers = model.config.text_config.num_hidden_layers
+    fusion_start = text_layers if fusion_start is None else fusion_start
     fusion_layers = model.config.cross_config.num_hidden_layers
     mapped = {}
     for key, value in state.items():
@@ -102,8 +105,8 @@ def bert_state_dict(source, model):
             index, rest = int(match.group(1)), match.group(2)
             if index < text_layers:
                 mapped[f"text_model.encoder.layer.{index}.{rest}"] = value
-            elif index < text_layers + fusion_layers:
-                mapped[f"fusion_model.layer.{index - text_layers}.{rest}"] = value
+            if fusion_start <= index < fusion_start + fusion_layers:
+                mapped[f"fusion_model.layer.{index - fusion_start}.{rest}"] = value
     targets = model.state_dict()
     for key, value in mapped.items():
         if key not in targets or targets[key].shape != value.shape:
@@ -112,16 +115,17 @@ def bert_state_dict(source, model):
     return mapped
 
 
-def init_from_pretrained_backbones(model, swin=None, bert=None):
-    """Load a Swin checkpoint and/or a BERT checkpoint into an APTM model in place. Returns notes on what was resized
-    or dropped, and the names left newly initialised."""
+def init_from_pretrained_backbones(model, swin=None, bert=None, fusion_start=None):
+    """Load a Swin checkpoint and/or a BERT checkpoint (fusion layers from its layers `fusion_start..`, see
+    `bert_state_dict`) into an APTM model in place. Returns notes on what was resized or dropped, and the names left
+    newly initialised."""
     notes = []
     if swin is not None:
         vision, swin_notes = swin_state_dict(swin, model.vision_model)
         model.vision_model.load_state_dict(vision, strict=False)
         notes += swin_notes
     if bert is not None:
-        text = bert_state_dict(bert, model)
+        text = bert_state_dict(bert, model, fusion_start)
         model.load_state_dict(text, strict=False)
         fresh = sorted({re.sub(r"\.\d+\.", ".N.", k) for k in model.state_dict()
                         if k.startswith(("text_model.", "fusion_model.")) and k not in text})
@@ -129,8 +133,8 @@ def init_from_pretrained_backbones(model, swin=None, bert=None):
     return notes
 
 
-def from_vision_text_pretrained(config, swin=None, bert=None, model_class=None):
+def from_vision_text_pretrained(config, swin=None, bert=None, model_class=None, fusion_start=None):
     """Build an APTM model (default `APTMForPreTraining`) from `config` and initialise it from public backbones."""
     model = (model_class or APTMForPreTraining)(config)
-    notes = init_from_pretrained_backbones(model, swin=swin, bert=bert)
+    notes = init_from_pretrained_backbones(model, swin=swin, bert=bert, fusion_start=fusion_start)
     return model, notes

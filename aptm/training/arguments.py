@@ -73,6 +73,9 @@ class ModelArguments:
     text_layers: int | None = field(default=None, metadata={"help": (
         "text encoder depth of a new model: the first this many layers of `bert`/`text_init`; the next ones start "
         "the fusion layers (the paper's split of BERT-base: 6 + 6; default: the preset's depth)")})
+    fusion_init_layer: int | None = field(default=None, metadata={"help": (
+        "first layer of `bert`/`text_init` that initialises the fusion layers (default: the one after the text "
+        "encoder's; lower, the fusion layers start as copies of the text encoder's last layers)")})
     config_overrides: dict | str | None = field(
         default=None, metadata={"help": "JSON object of APTMConfig fields applied to the preset (a new model only)"})
     normalization: str = field(default="mals", metadata=_choices(DATASET_NORMALIZATION, "image mean/std of a dataset"))
@@ -82,6 +85,8 @@ class ModelArguments:
         self.config_overrides = _json_object(self.config_overrides, "config_overrides")
         if self.text_layers is not None and self.text_layers < 1:
             raise ValueError(f"text_layers must be at least 1, got {self.text_layers}")
+        if self.fusion_init_layer is not None and self.fusion_init_layer < 0:
+            raise ValueError(f"fusion_init_layer must be a layer index (>= 0), got {self.fusion_init_layer}")
 
 
 @dataclass

@@ -97,7 +97,8 @@ def prepare_model(model_args, loss_args, evaluation_args):
         bert = minilm_dir()
     if bert is not None and model_class is APTMForImageClassification:
         raise ValueError("the image classifier has no text encoder: bert and text_init do not apply to it")
-    return from_vision_text_pretrained(config, swin=model_args.swin, bert=bert, model_class=model_class)
+    return from_vision_text_pretrained(config, swin=model_args.swin, bert=bert, model_class=model_class,
+                                       fusion_start=model_args.fusion_init_layer)
 
 
 def prepare_processor(model_args):

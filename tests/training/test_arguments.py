@@ -77,6 +77,7 @@ def test_bad_recipes_name_the_file_and_key(tmp_path, content, message):
     (["--dataset_options", "{oops"], "dataset_options is not valid JSON"),
     (["--erasing_p", "1.5"], "erasing_p must be in"),
     (["--text_layers", "0"], "text_layers must be at least 1"),
+    (["--fusion_init_layer", "-1"], "fusion_init_layer must be a layer index"),
 ])
 def test_bad_values_name_the_argument(argv, message):
     with pytest.raises(ValueError, match=message):
@@ -120,9 +121,10 @@ def test_loss_options_reach_the_model_config_from_a_preset_and_a_checkpoint(tmp_
     assert loaded.config.num_attributes == 26 and notes == [f"initialised from {tmp_path / 'init'}"]
 
 
-def test_text_layers_split_the_pretrained_text_checkpoint_between_text_and_fusion():
+def test_text_layers_and_fusion_init_layer_place_the_pretrained_text_layers():
     """`text_layers=4` on aptm-tiny: MiniLM layers 0..3 are the text encoder, layers 4..5 the fusion layers'
-    self-attention and feed-forward (the paper's split of BERT); the cross-attention stays new."""
+    self-attention and feed-forward (the paper's split of BERT); the cross-attention stays new. `fusion_init_layer=4`
+    keeps the 6 text layers and starts the fusion layers as copies of layers 4..5."""
     from transformers import BertModel
 
     from aptm.factory import minilm_dir
@@ -138,3 +140,9 @@ def test_text_layers_split_the_pretrained_text_checkpoint_between_text_and_fusio
         assert (fusion[index].output.dense.weight == bert[4 + index].output.dense.weight).all()
     assert (text[3].output.dense.weight == bert[3].output.dense.weight).all()
     assert "fusion_model.layer.N.crossattention" in notes[-1] and "fusion_model.layer.N.attention" not in notes[-1]
+    model_args.text_layers, model_args.fusion_init_layer = None, 4  # all 6 text layers, fusion = copies of 4..5
+    model, _ = prepare_model(model_args, loss, evaluation)
+    fusion, text = model.fusion_model.layer, model.text_model.encoder.layer
+    assert len(text) == 6 and (text[5].output.dense.weight == bert[5].output.dense.weight).all()
+    assert (fusion[1].output.dense.weight == bert[5].output.dense.weight).all()
+    assert (fusion[0].attention.self.key.weight == bert[4].attention.self.key.weight).all()
