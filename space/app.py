@@ -224,6 +224,12 @@ def upload_members(path, problems):
     yield path.name, lambda: open(path, "rb")
 
 
+def example_from_results(results, selected: gr.SelectData):
+    """The crop a user clicked among the ranked `results` (`(image, caption)` pairs), as the example image: query by
+    example within the video."""
+    return results[selected.index][0]
+
+
 def build_demo(demo):
     """The Blocks app with the `/search`, `/attributes`, `/index_uploads`, `/search_uploads`, `/index_video` and
     `/search_footage` endpoints."""
@@ -261,7 +267,8 @@ def build_demo(demo):
         with gr.Tab("Footage"):
             gr.Markdown(f"Upload a short video (at most 20 MB; {MAX_VIDEO_FRAMES} frames are read at most): people are "
                         "found every Nth frame and indexed with their time stamps. Search them by a description, an "
-                        "example image of the person, or both. Videos indexed stay in this session only.")
+                        "example image of the person (click a result to use it), or both. Videos indexed stay in "
+                        "this session only.")
             with gr.Row():
                 video = gr.File(label="video", file_types=list(VIDEO_SUFFIXES), height=160, elem_id="video", scale=2)
                 with gr.Column():
@@ -279,15 +286,17 @@ def build_demo(demo):
                         image_weight = gr.Slider(0, 1, value=0.5, step=0.05,
                                                  label="weight of the example image (with both)")
                         footage_top = gr.Slider(1, 20, value=8, step=1, label="results")
-                example = gr.Image(type="pil", label="example image of the person (optional)", height=220)
+                example = gr.Image(type="pil", label="example image of the person (optional; or click a result)",
+                                   height=220, elem_id="footage-example")
             footage_button = gr.Button("Search the video", variant="primary", elem_id="search-footage")
             footage_results = gr.Gallery(label="ranked people: time stamp, frame, score", columns=6, height=480,
-                                         object_fit="contain", elem_id="footage-results")
+                                         object_fit="contain", type="pil", elem_id="footage-results")
             video_button.click(demo.index_video, [video, frame_step, videos], [videos, video_status, choice],
                                api_name="index_video")
             footage_button.click(demo.search_footage,
                                  [footage_query, example, image_weight, footage_top, choice, videos], footage_results,
                                  api_name="search_footage")
+            footage_results.select(example_from_results, footage_results, example, api_name=False)
     return app
 
 

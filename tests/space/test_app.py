@@ -3,8 +3,8 @@ Hub; a fresh process in a folder holding only the files downloaded from the Spac
 project, boots `app.py` from `APTM_MODEL`/`APTM_GALLERY`; every endpoint answers through gradio_client with the
 package engine's results; concurrent requests keep their own settings; hostile uploads get messages and nothing is
 written outside the temporary folder; a video is indexed and searched as the package's `FootageIndex` does; a real
-browser types a query, presses Search and sees ranked images, and in the footage tab uploads a video, indexes it and
-sees its ranked people with their time stamps."""
+browser types a query, presses Search and sees ranked images, and in the footage tab uploads a video, indexes it,
+sees its ranked people with their time stamps, and searches again with a clicked result as the example."""
 
 import json
 import os
@@ -298,6 +298,11 @@ def test_a_browser_searches_a_video(space, tmp_path):
         assert re.search(r"#1 0:0[012]\.0 f[12]?0 score \d\.\d{3}", captions)  # time stamp, frame and score shown
         browser.evaluate("document.querySelector('#search-footage').scrollIntoView()")  # the results in the picture
         shot = browser.screenshot(tmp_path / "footage.png")
+        browser.evaluate("document.querySelectorAll('#footage-results img')[1].click()")  # query by this example
+        browser.wait_for("document.querySelector('#footage-example img') !== null")
+        browser.evaluate("document.querySelector('#search-footage').click()")  # the description and the example
+        browser.wait_for(f"document.querySelector('#footage-results').textContent !== {json.dumps(captions)}",
+                         timeout=120)
     finally:
         browser.close()
     pixels = np.asarray(Image.open(shot).convert("L"))

@@ -7,6 +7,7 @@ import ast
 import re
 import shutil
 import sys
+from types import SimpleNamespace
 
 import pytest
 from datasets import Dataset
@@ -73,6 +74,13 @@ def test_a_video_is_indexed_and_searched_as_the_package_does(demo, indexed, walk
         assert [label for _, label in results] == [f"#{m.rank} {caption(m)} score {m.score:.3f}" for m in matches]
         assert [thumbnail.size for thumbnail, _ in results] == [m.image().size for m in matches]
     assert re.fullmatch(r"#1 0:0[012]\.0 f[12]?0 score \d\.\d{3}", results[0][1])  # time stamp, frame, score
+
+
+def test_a_clicked_result_becomes_the_example(app, demo, indexed):
+    results = demo.search_footage(TEXT, None, 0.5, 3, "walk.avi", indexed[0])
+    example = app.example_from_results(results, SimpleNamespace(index=2))
+    assert example is results[2][0]
+    assert demo.search_footage("", example, 0.5, 1, "walk.avi", indexed[0])[0][0] is example  # itself first
 
 
 def test_bad_videos_get_a_message(app, demo, walk, tmp_path, monkeypatch):
