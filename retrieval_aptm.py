@@ -31,6 +31,7 @@ The scores equal the original one-query-at-a-time procedure's (tested against it
 batch's longest caption. Optional autocast (`autocast=torch.bfloat16`) is faster but approximate.
 """
 
+import inspect
 import weakref
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -324,6 +325,7 @@ class TextPersonSearch(Encoder):
         self.query_batch_size = query_batch_size
         self.kv_memory_limit = kv_memory_limit
         self._kv_cache = None
+        self._texts_shared = "images_per_text" in inspect.signature(model.itm_logits).parameters
 
     @torch.no_grad()
     def _cross_key_values(self, gallery, images):
@@ -363,9 +365,13 @@ class TextPersonSearch(Encoder):
             slots, kv = candidates.flatten(), gallery_kv
         cross = tuple((key[slots], value[slots]) for key, value in kv)
         length = int(mask.sum(1).max())
+        text_embeds, mask = text_embeds[:, :length], mask[:, :length]
         with self._autocast():
-            logits = self.model.itm_logits(text_embeds[:, :length], mask[:, :length], cross_key_values=cross,
-                                           images_per_text=k)
+            if self._texts_shared:
+                logits = self.model.itm_logits(text_embeds, mask, cross_key_values=cross, images_per_text=k)
+            else:  # a checkpoint whose remote code predates `images_per_text`: one text copy per pair
+                logits = self.model.itm_logits(text_embeds.repeat_interleave(k, dim=0),
+                                               mask.repeat_interleave(k, dim=0), cross_key_values=cross)
         return logits[:, 1].float().view(queries, k)
 
     def _ranked_batches(self, texts, gallery, k, fusion):

@@ -41,9 +41,11 @@ import torch
 
 import aptm
 import modeling_aptm
+from aptm.factory import load_checkpoint
 from aptm.metrics import retrieval_metrics
 from aptm.retrieval import SENTINEL, GalleryIndex, RetrievalEngine, min_max
 from aptm.retrieval.index import ShardedFolder
+from aptm.training.arguments import RECIPES_DIR, load_recipe
 from configuration_aptm import APTMConfig
 from datasets_scripts import load_aptm_dataset, procedural
 
@@ -273,6 +275,39 @@ def configuration_table(name, config, num_images, num_queries, k, latency_k=16, 
     return seconds
 
 
+def precision_agreement(checkpoint, data_dir, k=16, recipe=RECIPES_DIR / "tiny_procedural.json"):
+    """fp32 against bf16 (`autocast=torch.bfloat16`, gallery encoding and re-ranking) on a trained checkpoint and the
+    test split of the procedural dataset of `recipe` in `data_dir` (the quickstart's: `outputs/quickstart/checkpoint`,
+    `outputs/quickstart/data`): R@1 and mAP of each, the share of queries whose top 10 are identical in order, and the
+    time of each."""
+    model, processor = load_checkpoint(checkpoint)
+    data = load_aptm_dataset("procedural", data_dir=data_dir, **load_recipe(recipe)["dataset_options"])
+    gallery, queries = data["test_gallery"], data["test_queries"]
+    results = {}
+    for precision, autocast in (("fp32", None), ("bf16", torch.bfloat16)):
+        engine = RetrievalEngine(model, processor, k=k, autocast=autocast, progress=False)
+
+        def evaluated():
+            index = engine.encode_gallery(gallery, person_ids=gallery["person_id"])
+            return engine.evaluate(list(queries["caption"]), queries["person_id"], index)
+
+        (metrics, scores), seconds = timed(evaluated)
+        top10 = torch.cat([rows.topk(10, dim=1).indices for _, rows in scores.chunks()])
+        results[precision] = metrics, top10, seconds
+    identical = (results["fp32"][1] == results["bf16"][1]).all(dim=1).float().mean().item()
+    print(f"\n## fp32 vs bf16 on {checkpoint}: {len(queries)} queries x {len(gallery)} images, k={k}, "
+          f"{torch.get_num_threads()} threads")
+    print(f"| {'measure':<34} | {'fp32':>8} | {'bf16':>8} | {'difference':>10} |")
+    print(f"|{'-' * 36}|{'-' * 10}|{'-' * 10}|{'-' * 12}|")
+    for name in ("R@1", "mAP"):
+        full, half = results["fp32"][0][name], results["bf16"][0][name]
+        print(f"| {name:<34} | {full:>8.2f} | {half:>8.2f} | {half - full:>+10.2f} |")
+    full, half = results["fp32"][2], results["bf16"][2]
+    print(f"| {'encoding + evaluation (s)':<34} | {full:>8.1f} | {half:>8.1f} | {full / half:>9.2f}x |")
+    print(f"top-10 identical (in order) for {100 * identical:.1f}% of the queries")
+    return identical
+
+
 def evaluation_memory_growth(streaming, num_queries, num_images, k=16):
     """Peak RSS growth (MB) of one evaluation of `num_queries` synthetic captions against a synthetic tiny-config index
     of `num_images`, through the whole score matrix or streamed; run it in a fresh process."""
@@ -408,6 +443,9 @@ def main(argv=None):
     parser.add_argument("--base-gallery", type=int, default=48, help="gallery size for the paper-size configuration")
     parser.add_argument("--base-queries", type=int, default=16)
     parser.add_argument("--base-k", type=int, default=48)
+    parser.add_argument("--agreement", nargs=2, metavar=("CHECKPOINT", "DATA_DIR"),
+                        help="measure only fp32 against bf16 on a trained checkpoint and its procedural data's test "
+                             "split (e.g. outputs/quickstart/checkpoint outputs/quickstart/data)")
     parser.add_argument("--tolerance", type=float, default=1e-5,
                         help="reference-score gap within which two images may swap ranks (near-ties)")
     parser.add_argument("--memory", help="measure only the evaluation memory table at these QUERIESxGALLERY sizes, "
@@ -417,6 +455,9 @@ def main(argv=None):
     parser.add_argument("--prep", type=int, metavar="IMAGES", help="measure only the preparation of a procedural "
                                                                    "MALS-format set of this many images (e.g. 20000)")
     args = parser.parse_args(argv)
+    if args.agreement:
+        precision_agreement(*args.agreement)
+        return
     if args.prep:
         preparation_throughput(args.prep)
         return

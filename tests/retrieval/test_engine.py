@@ -199,3 +199,19 @@ def test_gallery_key_values_are_kept_for_the_same_gallery_and_weights(setup, mon
     finally:
         with torch.no_grad():
             weight.copy_(saved)
+
+
+class RemoteCodeWithoutSharedTexts(aptm.APTMModel):
+    """A model as checkpoints saved before `images_per_text` carry it: `itm_logits` takes one text per pair."""
+
+    def itm_logits(self, text_embeds, attention_mask, image_embeds=None, cross_key_values=None):
+        return super().itm_logits(text_embeds, attention_mask, image_embeds, cross_key_values)
+
+
+def test_checkpoints_with_older_remote_code_rank_the_same(setup):
+    model, processor, _, engine, index = setup
+    older = RemoteCodeWithoutSharedTexts(model.config).eval()
+    older.load_state_dict(model.state_dict())
+    scores = RetrievalEngine(older, processor, k=4, progress=False).score_matrix(TEXTS, index)
+    torch.testing.assert_close(scores, RetrievalEngine(model, processor, k=4, progress=False).score_matrix(TEXTS, index),
+                               atol=2e-5, rtol=0)
