@@ -161,8 +161,8 @@ class Demo:
         encoded = {"gallery": self.search_pipeline.encode_gallery([crop.image for crop in crops]),
                    "thumbnails": [crop.thumbnail(THUMBNAIL_SIZE) for crop in crops],
                    "captions": [caption(crop) for crop in crops]}
-        videos = {name: value for name, value in (videos or {}).items() if name != path.name}
-        videos = dict(list(videos.items())[-(MAX_SESSION_VIDEOS - 1):] + [(path.name, encoded)])
+        kept = [(name, value) for name, value in (videos or {}).items() if name != path.name]
+        videos = dict(kept[max(0, len(kept) - MAX_SESSION_VIDEOS + 1):] + [(path.name, encoded)])
         message = f"Indexed {len(crops)} people in {frames} frames of {path.name} (one frame in {int(frame_step)})."
         message += "".join(f" Note: {note}." for note in notes)
         return videos, message, gr.Dropdown(choices=list(videos), value=path.name)

@@ -133,6 +133,8 @@ def test_each_session_keeps_its_own_videos(app, demo, indexed, walk, tmp_path, m
     shutil.copy(walk, tmp_path / "third.avi")
     third, _, _ = demo.index_video(str(tmp_path / "third.avi"), 20, second)
     assert list(third) == ["again.avi", "third.avi"]  # the oldest is dropped
+    monkeypatch.setattr(app, "MAX_SESSION_VIDEOS", 1)
+    assert list(demo.index_video(str(walk), 20, third)[0]) == ["walk.avi"]
 
 
 def test_the_footage_modules_are_the_package_files_and_stand_alone():
