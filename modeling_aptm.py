@@ -230,17 +230,16 @@ class APTMWindowAttention(nn.Module):
     def forward(self, windows, window_mask=None):
         """`windows`: `[B, num_windows, N, C]`; `window_mask`: additive `[num_windows, N, N]` or None."""
         batch, num_windows, length, channels = windows.shape
-        qkv = self.qkv(windows).view(batch, num_windows, length, 3, self.num_heads, channels // self.num_heads)
-        # windows x heads as one axis: 4-D attention, which PyTorch's fused CPU kernel takes
-        query, key, value = qkv.permute(3, 0, 1, 4, 2, 5).flatten(2, 3).unbind(0)
+        qkv = self.qkv(windows).view(batch * num_windows, length, 3, self.num_heads, channels // self.num_heads)
+        # [batch x windows, heads, N, head_dim] views of the projection, no copies: PyTorch's fused CPU kernel
+        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
         bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
         bias = bias.view(length, length, self.num_heads).permute(2, 0, 1)
-        mask = bias.expand(num_windows, -1, -1, -1) if window_mask is None else bias + window_mask[:, None]
+        mask = bias[None] if window_mask is None else (bias + window_mask[:, None]).repeat(batch, 1, 1, 1)
         dropout = self.config.attention_probs_dropout_prob if self.training else 0.0
-        context = attention_forward(query, key, value, mask.reshape(1, -1, length, length).to(query.dtype), dropout,
-                                    self.config._attn_implementation)
-        context = context.view(batch, num_windows, self.num_heads, length, -1).transpose(2, 3)
-        return self.proj_drop(self.proj(context.reshape(batch, num_windows, length, channels)))
+        context = attention_forward(query, key, value, mask.to(query.dtype), dropout, self.config._attn_implementation)
+        context = context.transpose(1, 2).reshape(batch, num_windows, length, channels)
+        return self.proj_drop(self.proj(context))
 
 
 class APTMSwinMLP(nn.Module):
