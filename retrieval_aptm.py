@@ -40,6 +40,7 @@ import torch
 from transformers.utils.logging import tqdm
 
 SENTINEL = 1000.0
+CHUNK_SCORES = 2**21  # scores in one chunk of query rows when they are streamed (8 MB in float32)
 FUSIONS = ("cosine", "itm", "aptm")
 ATTRIBUTE_SCORINGS = ("itm", "contrastive")
 
@@ -165,12 +166,13 @@ class FusedScores:
         fusion (`StreamingFusion`): has observed every query row.
         text_features (`torch.Tensor`): normalised text features `[Q, E]`.
         gallery_features (`torch.Tensor`): normalised gallery features `[G, E]` (on the device that computes).
-        chunk_size (`int`, *optional*, defaults to 1024): query rows per chunk of `chunks`.
+        chunk_size (`int`, *optional*): query rows per chunk of `chunks` (default: as many as make `CHUNK_SCORES`
+            scores, at least one), so that a chunk and what is computed from it stay the same size for any gallery.
     """
 
-    def __init__(self, fusion, text_features, gallery_features, chunk_size=1024):
+    def __init__(self, fusion, text_features, gallery_features, chunk_size=None):
         self.fusion, self.text_features, self.gallery_features = fusion, text_features, gallery_features
-        self.chunk_size = chunk_size
+        self.chunk_size = chunk_size or max(1, CHUNK_SCORES // len(gallery_features))
 
     def __len__(self):
         return len(self.text_features)
@@ -418,10 +420,10 @@ class TextPersonSearch(Encoder):
             return cosine, None, None
         return cosine, torch.cat(topk_rows), torch.cat(itm_rows)
 
-    def fused_scores(self, texts, gallery, fusion=None, chunk_size=1024):
+    def fused_scores(self, texts, gallery, fusion=None, chunk_size=None):
         """`FusedScores` of query texts against an encoded gallery, in bounded memory: one pass ranks and re-ranks the
         queries, keeping their features, top-k and the fusion's extremes; score rows are then computed per chunk of
-        `chunk_size` queries when asked for. `fusion` defaults to the object's."""
+        `chunk_size` queries (see `FusedScores`) when asked for. `fusion` defaults to the object's."""
         fusion = StreamingFusion(fusion or self.fusion, self.cosine_weight, self.world_size)
         features = []
         for batch_features, cosine, top, itm in self._ranked_batches(texts, gallery, None, fusion.fusion):

@@ -97,3 +97,22 @@ def test_streaming_fusion_of_constant_matrices_is_zero():
         StreamingFusion("aptm", 0.002, world_size=0)
     with pytest.raises(ValueError, match="fusion must be"):
         StreamingFusion("mean")
+
+
+def test_streamed_chunks_hold_a_fixed_number_of_scores_whatever_the_gallery(monkeypatch):
+    """By default a chunk has as many query rows as make `CHUNK_SCORES` scores (at least one): its size, and what is
+    computed from it, does not grow with the gallery; the chunks cover every row in order."""
+    import retrieval_aptm
+
+    monkeypatch.setattr(retrieval_aptm, "CHUNK_SCORES", 60)
+    generator = torch.Generator().manual_seed(0)
+    for gallery, rows_per_chunk in ((10, 6), (30, 2), (100, 1)):
+        features = torch.nn.functional.normalize(torch.randn(13, 4, generator=generator), dim=-1)
+        images = torch.nn.functional.normalize(torch.randn(gallery, 4, generator=generator), dim=-1)
+        fusion = StreamingFusion("cosine")
+        fusion.observe(features @ images.t())
+        scores = retrieval_aptm.FusedScores(fusion, features, images)
+        chunks = list(scores.chunks())
+        assert scores.chunk_size == rows_per_chunk
+        assert all(chunk.shape[0] <= rows_per_chunk for _, chunk in chunks)
+        torch.testing.assert_close(torch.cat([chunk for _, chunk in chunks]), features @ images.t())
