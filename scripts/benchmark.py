@@ -90,12 +90,13 @@ def make_inputs(num_images, num_queries, seed=0):
     return images, [captions[i % num_images] for i in range(num_queries)]
 
 
-def linear_gflops(rows, in_features, out_features, dtype=torch.float32, repeats=3):
-    """Measured rate of a linear layer's matrix product at this shape and dtype (best of `repeats`), GFLOP/s."""
+def linear_gflops(rows, in_features, out_features, dtype=torch.float32, repeats=10):
+    """Sustained rate of a linear layer's matrix product at this shape and dtype: the mean over `repeats` products
+    in a row after a warm-up (a single best product runs faster than a long computation can), GFLOP/s."""
     inputs, weight = torch.randn(rows, in_features, dtype=dtype), torch.randn(out_features, in_features, dtype=dtype)
     torch.nn.functional.linear(inputs, weight)
-    seconds = min(timed(lambda: torch.nn.functional.linear(inputs, weight))[1] for _ in range(repeats))
-    return 2 * rows * in_features * out_features / seconds / 1e9
+    _, seconds = timed(lambda: [torch.nn.functional.linear(inputs, weight) for _ in range(repeats)])
+    return 2 * rows * in_features * out_features * repeats / seconds / 1e9
 
 
 @torch.no_grad()
@@ -134,7 +135,7 @@ def matmul_seconds(shapes, dtype=torch.float32):
         key, value = torch.randn(batch, keys, head_dim, dtype=dtype), torch.randn(batch, keys, head_dim, dtype=dtype)
         products = lambda: torch.bmm(torch.bmm(query, key.transpose(1, 2)), value)  # noqa: E731
         products()
-        seconds += count * min(timed(products)[1] for _ in range(3))
+        seconds += count * timed(lambda: [products() for _ in range(3)])[1] / 3
     return seconds
 
 
