@@ -16,7 +16,7 @@ queries x 200 images, k=128; paper size: 16 queries x 48 images, k=48) takes a f
     python scripts/benchmark.py --prep 20000          # dataset preparation, num_proc 1 and 2, only
 
 `--memory QUERIESxGALLERY,...` measures instead, side by side, the peak memory of evaluation (tiny configuration, a
-synthetic gallery index, k = 16) through the whole score matrix (`retrieval_metrics` of `score_matrix`) and streamed
+synthetic gallery index, k = 16, the engine's default query batch) through the whole score matrix (`retrieval_metrics` of `score_matrix`) and streamed
 in query chunks (`RetrievalEngine.evaluate`), each in a fresh process, as growth of peak RSS above that process's
 baseline once model, index and captions are built and 64 queries evaluated (the gallery's share: its cross-attention
 keys/values), with the size of one full fp32 score matrix beside them.
@@ -315,7 +315,7 @@ def evaluation_memory_growth(streaming, num_queries, num_images, k=16):
     torch.manual_seed(0)
     config = APTMConfig.from_preset("aptm-tiny")
     model = aptm.APTMModel(config).eval()
-    engine = RetrievalEngine(model, aptm.build_processor(), k=k, batch_size=256, query_batch_size=64, progress=False)
+    engine = RetrievalEngine(model, aptm.build_processor(), k=k, batch_size=256, progress=False)
     with torch.no_grad():  # the shapes of one image's tokens and feature
         embeds, feature = engine.encode_images(torch.zeros(1, 3, *config.vision_config.image_size))
     index = GalleryIndex(torch.nn.functional.normalize(torch.randn(num_images, feature.shape[1]), dim=-1),
