@@ -14,10 +14,11 @@ queries x 200 images, k=128; paper size: 16 queries x 48 images, k=48) takes a f
     python scripts/benchmark.py --memory 2000x1000,8000x4000,32000x16000   # evaluation memory table only
     python scripts/benchmark.py --index 100000        # a memory-mapped synthetic index only
     python scripts/benchmark.py --prep 20000          # dataset preparation, num_proc 1 and 2, only
+    python scripts/benchmark.py --agreement outputs/quickstart/checkpoint outputs/quickstart/data   # fp32 vs bf16
 
 `--memory QUERIESxGALLERY,...` measures instead, side by side, the peak memory of evaluation (tiny configuration, a
-synthetic gallery index, k = 16, the engine's default query batch) through the whole score matrix (`retrieval_metrics` of `score_matrix`) and streamed
-in query chunks (`RetrievalEngine.evaluate`), each in a fresh process, as growth of peak RSS above that process's
+synthetic gallery index, k = 16, the engine's default query batch) through the whole score matrix (`retrieval_metrics`
+of `score_matrix`) and streamed in query chunks (`RetrievalEngine.evaluate`), each in a fresh process, as growth of peak RSS above that process's
 baseline once model, index and captions are built and 64 queries evaluated (the gallery's share: its cross-attention
 keys/values), with the size of one full fp32 score matrix beside them.
 
