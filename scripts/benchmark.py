@@ -18,9 +18,9 @@ queries x 200 images, k=128; paper size: 16 queries x 48 images, k=48) takes a f
 
 `--memory QUERIESxGALLERY,...` measures instead, side by side, the peak memory of evaluation (tiny configuration, a
 synthetic gallery index, k = 16, the engine's default query batch) through the whole score matrix (`retrieval_metrics`
-of `score_matrix`) and streamed in query chunks (`RetrievalEngine.evaluate`), each in a fresh process, as growth of peak RSS above that process's
-baseline once model, index and captions are built and 64 queries evaluated (the gallery's share: its cross-attention
-keys/values), with the size of one full fp32 score matrix beside them.
+of `score_matrix`) and streamed in query chunks (`RetrievalEngine.evaluate`), each in a fresh process, as growth of
+peak RSS above that process's baseline once model, index and captions are built and 64 queries evaluated (the
+gallery's share: its cross-attention keys/values), with the size of one full fp32 score matrix beside them.
 
 `--index IMAGES` writes a synthetic float16 index of that many images (tiny configuration's shapes) shard by shard,
 loads it memory-mapped and reports its size, the resident memory it adds (loaded, then after a few searches) and the
