@@ -310,6 +310,20 @@ def precision_agreement(checkpoint, data_dir, k=16, recipe=RECIPES_DIR / "tiny_p
     return identical
 
 
+def synthetic_captions(count, seed=0):
+    """`count` captions of 8 words drawn from a few clothing words (for benchmarks whose cost depends on lengths)."""
+    words = np.random.default_rng(seed).choice(["red", "blue", "jacket", "bag", "shoes", "walking", "woman", "man"],
+                                               (count, 8))
+    return [" ".join(row) for row in words]
+
+
+@torch.no_grad()
+def image_shapes(engine):
+    """Shapes of one image's tokens `(1 + N, C)` and feature `(E,)` for the engine's model, for synthetic indices."""
+    embeds, feature = engine.encode_images(torch.zeros(1, 3, *engine.model.config.vision_config.image_size))
+    return embeds.shape[1:], feature.shape[1:]
+
+
 def evaluation_memory_growth(streaming, num_queries, num_images, k=16):
     """Peak RSS growth (MB) of one evaluation of `num_queries` synthetic captions against a synthetic tiny-config index
     of `num_images`, through the whole score matrix or streamed; run it in a fresh process."""
@@ -317,13 +331,10 @@ def evaluation_memory_growth(streaming, num_queries, num_images, k=16):
     config = APTMConfig.from_preset("aptm-tiny")
     model = aptm.APTMModel(config).eval()
     engine = RetrievalEngine(model, aptm.build_processor(), k=k, batch_size=256, progress=False)
-    with torch.no_grad():  # the shapes of one image's tokens and feature
-        embeds, feature = engine.encode_images(torch.zeros(1, 3, *config.vision_config.image_size))
-    index = GalleryIndex(torch.nn.functional.normalize(torch.randn(num_images, feature.shape[1]), dim=-1),
-                         torch.randn(num_images, *embeds.shape[1:]), torch.arange(num_images) // 2)
-    words = np.random.default_rng(0).choice(["red", "blue", "jacket", "bag", "shoes", "walking", "woman", "man"],
-                                            (num_queries, 8))
-    texts, query_ids = [" ".join(row) for row in words], np.arange(num_queries) % (num_images // 2)
+    tokens, feature = image_shapes(engine)
+    index = GalleryIndex(torch.nn.functional.normalize(torch.randn(num_images, *feature), dim=-1),
+                         torch.randn(num_images, *tokens), torch.arange(num_images) // 2)
+    texts, query_ids = synthetic_captions(num_queries), np.arange(num_queries) % (num_images // 2)
     engine.evaluate(texts[:64], query_ids[:64], index)  # warm-up: thread pools, the gallery's keys/values
     baseline = peak_rss_mb()
     if streaming:
@@ -370,11 +381,8 @@ def memory_mapped_index_table(num_images, shard_size=4096, num_queries=8, k=16):
     config = APTMConfig.from_preset("aptm-tiny")
     engine = RetrievalEngine(aptm.APTMModel(config).eval(), aptm.build_processor(), k=k, kv_memory_limit=0,
                              progress=False)
-    with torch.no_grad():  # the shapes of one image's tokens and feature
-        embeds, feature = engine.encode_images(torch.zeros(1, 3, *config.vision_config.image_size))
-    words = np.random.default_rng(0).choice(["red", "blue", "jacket", "bag", "shoes", "walking", "woman", "man"],
-                                            (num_queries, 8))
-    texts = [" ".join(row) for row in words]
+    tokens, feature = image_shapes(engine)
+    texts = synthetic_captions(num_queries)
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         shards = ShardedFolder.of_index(folder, torch.float16, person_ids=False)
@@ -382,16 +390,16 @@ def memory_mapped_index_table(num_images, shard_size=4096, num_queries=8, k=16):
         def write_shards():
             for start in range(0, num_images, shard_size):
                 size = min(shard_size, num_images - start)
-                features = torch.nn.functional.normalize(torch.randn(size, feature.shape[1]), dim=-1)
+                features = torch.nn.functional.normalize(torch.randn(size, *feature), dim=-1)
                 with shards.new_shard() as shard:
-                    GalleryIndex(features, torch.randn(size, *embeds.shape[1:], dtype=torch.float16),
+                    GalleryIndex(features, torch.randn(size, *tokens, dtype=torch.float16),
                                  paths=[f"{start + i}.jpg" for i in range(size)]).save(shard, torch.float16)
 
         _, seconds = timed(write_shards)
         disk_mb = sum(file.stat().st_size for file in Path(folder).rglob("index.safetensors")) / 2**20
         rows.append(("index written (synthetic shards, float16)", f"{disk_mb:.0f} MB in {seconds:.1f} s"))
         rows.append(("its image tokens in RAM as float32 would take",
-                     f"{num_images * embeds[0].numel() * 4 / 2**20:.0f} MB"))
+                     f"{num_images * tokens.numel() * 4 / 2**20:.0f} MB"))
         baseline, _ = resident_mb("index.safetensors")
         index, seconds = timed(lambda: GalleryIndex.load(folder, mmap=True))
         loaded, loaded_mapped = resident_mb("index.safetensors")
