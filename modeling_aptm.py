@@ -169,13 +169,27 @@ def window_partition(hidden_states, window_size):
     return windows.permute(0, 1, 3, 2, 4, 5).reshape(batch, -1, window_size * window_size, channels)
 
 
-def window_reverse(windows, window_size, height, width):
-    """Inverse of `window_partition`: `[B, num_windows, window_size**2, C]` -> `[B, H, W, C]`."""
-    batch, channels = windows.shape[0], windows.shape[-1]
-    hidden_states = windows.view(
-        batch, height // window_size, width // window_size, window_size, window_size, channels
-    )
-    return hidden_states.permute(0, 1, 3, 2, 4, 5).reshape(batch, height, width, channels)
+def window_order(height, width, window_size, shift_size=0, device=None):
+    """Row-major grid index of every token of a `height x width` grid in a Swin block's window order: the grid
+    cyclically shifted by `-shift_size` (as `torch.roll`), then split by `window_partition`."""
+    grid = torch.arange(height * width, device=device).view(1, height, width, 1)
+    if shift_size:
+        grid = torch.roll(grid, shifts=(-shift_size, -shift_size), dims=(1, 2))
+    return window_partition(grid, window_size).flatten()
+
+
+def token_reorders(orders, final=None):
+    """Gather indices taking a token sequence from row-major order through each of `orders` in turn, then into
+    `final` (default: back to row-major): `len(orders) + 1` rows, row i moving tokens from the previous order into the
+    next one."""
+    natural = torch.arange(len(orders[0]), device=orders[0].device)
+    steps = [natural, *orders, natural if final is None else final]
+    reorders = []
+    for current, target in zip(steps, steps[1:]):
+        position = torch.empty_like(current)
+        position[current] = natural  # where each grid index sits in the current order
+        reorders.append(position[target])
+    return torch.stack(reorders)
 
 
 def relative_position_index(window_size, device=None):
@@ -255,7 +269,8 @@ class APTMSwinMLP(nn.Module):
 
 
 class APTMSwinBlock(GradientCheckpointingLayer):
-    """Swin block: (shifted-)window attention and MLP, each pre-norm with a residual and stochastic depth."""
+    """Swin block: (shifted-)window attention and MLP, each pre-norm with a residual and stochastic depth. It reads and
+    returns its tokens in its window order; `APTMSwinStage` moves them between orders."""
 
     def __init__(self, config: APTMVisionConfig, dim, resolution, num_heads, shift, drop_path_rate):
         super().__init__()
@@ -275,22 +290,25 @@ class APTMSwinBlock(GradientCheckpointingLayer):
         return shifted_window_mask(*self.resolution, self.window_size, self.shift_size, device=device)
 
     def forward(self, hidden_states):
-        height, width = self.resolution
-        batch, _, channels = hidden_states.shape
-        shortcut = hidden_states
-        hidden_states = self.norm1(hidden_states).view(batch, height, width, channels)
-        if self.shift_size:
-            hidden_states = torch.roll(hidden_states, shifts=(-self.shift_size, -self.shift_size), dims=(1, 2))
-        windows = self.attn(window_partition(hidden_states, self.window_size), self.attn_mask)
-        hidden_states = window_reverse(windows, self.window_size, height, width)
-        if self.shift_size:
-            hidden_states = torch.roll(hidden_states, shifts=(self.shift_size, self.shift_size), dims=(1, 2))
-        hidden_states = shortcut + drop_path(hidden_states.view(batch, -1, channels), self.drop_path_rate, self.training)
+        """`hidden_states` `[B, H*W, C]` in this block's window order (`window_order`): each window's tokens are
+        consecutive, so the shift and the windows cost no copy (LayerNorm, MLP and residuals act per token)."""
+        batch, length, channels = hidden_states.shape
+        windows = self.norm1(hidden_states).view(batch, -1, self.window_size**2, channels)
+        attended = self.attn(windows, self.attn_mask).view(batch, length, channels)
+        hidden_states = hidden_states + drop_path(attended, self.drop_path_rate, self.training)
         return hidden_states + drop_path(self.mlp(self.norm2(hidden_states)), self.drop_path_rate, self.training)
 
 
+def merge_order(height, width, device=None):
+    """Row-major grid index of every token in patch-merging order: for each 2x2 neighbourhood (row-major over the
+    half-resolution grid) its tokens (0,0), (1,0), (0,1), (1,1), consecutive."""
+    grid = torch.arange(height * width, device=device).view(height // 2, 2, width // 2, 2)
+    return grid.permute(0, 2, 3, 1).flatten()
+
+
 class APTMPatchMerging(nn.Module):
-    """2x2 neighbourhood concatenation ((0,0), (1,0), (0,1), (1,1)), LayerNorm, then a linear 4C -> 2C reduction."""
+    """2x2 neighbourhood concatenation ((0,0), (1,0), (0,1), (1,1)), LayerNorm, then a linear 4C -> 2C reduction. It
+    reads its tokens in `merge_order`, so the concatenation is a view."""
 
     def __init__(self, config: APTMVisionConfig, dim, resolution):
         super().__init__()
@@ -299,16 +317,16 @@ class APTMPatchMerging(nn.Module):
         self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
 
     def forward(self, hidden_states):
-        height, width = self.resolution
-        batch, _, channels = hidden_states.shape
-        grid = hidden_states.view(batch, height, width, channels)
-        merged = torch.cat(
-            [grid[:, 0::2, 0::2], grid[:, 1::2, 0::2], grid[:, 0::2, 1::2], grid[:, 1::2, 1::2]], dim=-1
-        )
-        return self.reduction(self.norm(merged.view(batch, -1, 4 * channels)))
+        batch, length, channels = hidden_states.shape
+        return self.reduction(self.norm(hidden_states.view(batch, length // 4, 4 * channels)))
 
 
 class APTMSwinStage(nn.Module):
+    """Swin blocks, then patch merging (all but the last stage). Between blocks the tokens move from one block's window
+    order to the next one's with one gather (`token_reorders`), instead of a roll and a window partition before each
+    attention and their inverses after it, and after the last block into the patch merging's order; the stage takes and
+    returns row-major tokens."""
+
     def __init__(self, config: APTMVisionConfig, index, drop_path_rates):
         super().__init__()
         dim = config.embed_dim * 2**index
@@ -320,10 +338,20 @@ class APTMSwinStage(nn.Module):
         )
         last = index == len(config.depths) - 1
         self.downsample = None if last else APTMPatchMerging(config, dim, resolution)
+        reorders = self.compute_token_reorders("cpu")  # also under a meta-device init: the flags need real values
+        self.reorder_needed = [not torch.equal(row, torch.arange(len(row), device="cpu")) for row in reorders]
+        self.register_buffer("token_reorders", reorders, persistent=False)
+
+    def compute_token_reorders(self, device=None):
+        orders = [window_order(*block.resolution, block.window_size, block.shift_size, device) for block in self.blocks]
+        return token_reorders(orders, None if self.downsample is None else merge_order(*self.downsample.resolution,
+                                                                                        device))
 
     def forward(self, hidden_states):
-        for block in self.blocks:
-            hidden_states = block(hidden_states)
+        for block, reorder, needed in zip(self.blocks, self.token_reorders, self.reorder_needed):
+            hidden_states = block(hidden_states.index_select(1, reorder) if needed else hidden_states)
+        reorder, needed = self.token_reorders[-1], self.reorder_needed[-1]
+        hidden_states = hidden_states.index_select(1, reorder) if needed else hidden_states
         return hidden_states if self.downsample is None else self.downsample(hidden_states)
 
 
@@ -677,6 +705,8 @@ class APTMPreTrainedModel(PreTrainedModel):
             init.copy_(module.relative_position_index, relative_position_index(module.window_size))
         elif isinstance(module, APTMSwinBlock) and module.attn_mask is not None:
             init.copy_(module.attn_mask, module.compute_attn_mask())
+        elif isinstance(module, APTMSwinStage):
+            init.copy_(module.token_reorders, module.compute_token_reorders())
         elif isinstance(module, APTMModel):
             init.constant_(module.temp, self.config.temp)
 

@@ -32,7 +32,7 @@ def paper_state_dict():
     with torch.device("meta"):
         model, state = original_state_dict(APTMConfig.from_preset("aptm-base"))
     buffers = {"vision_encoder." + name[len("vision_model."):]: buffer for name, buffer in model.named_buffers()
-               if name.startswith("vision_model.")}
+               if name.startswith("vision_model.") and name.endswith(("relative_position_index", "attn_mask"))}
     buffers["text_encoder.bert.embeddings.position_ids"] = torch.zeros(1, 512, dtype=torch.long)
     state = {key: torch.zeros(value.shape, dtype=value.dtype) for key, value in {**state, **buffers}.items()}
     state["temp"] = torch.tensor(0.0625)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from modeling_aptm import APTMForPreTraining, APTMModel, image_text_contrastive_loss
+from modeling_aptm import APTMForPreTraining, APTMModel, image_text_contrastive_loss, window_partition
 
 from helpers.models import tiny_config
 
@@ -128,6 +128,46 @@ def test_mlm_head_is_tied_and_survives_save(tmp_path, batch):
     assert expected.shape == (3, 2, model.config.text_config.vocab_size)
     torch.testing.assert_close(got, expected)
     torch.testing.assert_close(full[1, 3:5], expected[1])
+
+
+def reference_swin_block(block, hidden_states):
+    """The textbook Swin block on row-major tokens: cyclic shift, window partition, attention, reverse, shift back."""
+    (height, width), size, shift = block.resolution, block.window_size, block.shift_size
+    batch, _, channels = hidden_states.shape
+    grid = block.norm1(hidden_states).view(batch, height, width, channels)
+    grid = torch.roll(grid, shifts=(-shift, -shift), dims=(1, 2))
+    windows = block.attn(window_partition(grid, size), block.attn_mask)
+    windows = windows.view(batch, height // size, width // size, size, size, channels)
+    grid = windows.permute(0, 1, 3, 2, 4, 5).reshape(batch, height, width, channels)
+    grid = torch.roll(grid, shifts=(shift, shift), dims=(1, 2))
+    hidden_states = hidden_states + grid.view(batch, -1, channels)
+    return hidden_states + block.mlp(block.norm2(hidden_states))
+
+
+def reference_patch_merging(merging, hidden_states):
+    """The textbook patch merging on row-major tokens: the 2x2 neighbours' channels concatenated."""
+    (height, width), (batch, _, channels) = merging.resolution, hidden_states.shape
+    grid = hidden_states.view(batch, height, width, channels)
+    merged = torch.cat([grid[:, 0::2, 0::2], grid[:, 1::2, 0::2], grid[:, 0::2, 1::2], grid[:, 1::2, 1::2]], dim=-1)
+    return merging.reduction(merging.norm(merged.view(batch, -1, 4 * channels)))
+
+
+def test_swin_stages_in_window_order_equal_roll_and_partition():
+    model = build(vision_config={"embed_dim": 8, "depths": [2, 3, 2, 2], "num_heads": [1, 2, 2, 2]})
+    hidden_states = torch.randn(2, 96 * 32, 8)
+    with torch.no_grad():
+        for stage in model.vision_model.layers:
+            expected = hidden_states
+            for block in stage.blocks:
+                expected = reference_swin_block(block, expected)
+            got = stage(hidden_states)
+            expected = expected if stage.downsample is None else reference_patch_merging(stage.downsample, expected)
+            torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+            hidden_states = got
+    # stages 3 and 4 have one window across (8 and 4 wide, no shift): their window order is the row-major order; the
+    # last step goes into the patch merging's order (stages 1-3) or back to row-major (stage 4: nothing to do)
+    assert [stage.reorder_needed for stage in model.vision_model.layers] == [
+        [True, True, True], [True, True, True, True], [False, False, True], [False, False, False]]
 
 
 def test_buffers_are_rebuilt_after_from_pretrained(tmp_path, batch):
