@@ -313,7 +313,8 @@ class TextPersonSearch(Encoder):
         world_size (`int`, *optional*, defaults to 1): reproduce the original evaluator run on that many GPUs.
         query_batch_size (`int`, *optional*, defaults to 8): queries re-ranked at once.
         kv_memory_limit (`int`, *optional*, defaults to 2 GiB): keep the whole gallery's cross-attention keys/values
-            when they fit in this many bytes; otherwise compute them per query batch.
+            when they fit in this many bytes (4 per value, 2 under bfloat16/float16 autocast); otherwise compute them
+            per query batch.
     """
 
     def __init__(self, model, processor, k=None, fusion="aptm", cosine_weight=None, world_size=1, batch_size=32,
@@ -343,7 +344,8 @@ class TextPersonSearch(Encoder):
         the next calls on the same gallery (the same object of the same size, the same cross-attention weights and
         autocast), so repeated searches of a gallery pay for them once."""
         config = self.model.config.cross_config
-        per_image = 2 * config.num_hidden_layers * gallery.image_embeds.shape[1] * config.hidden_size * 4
+        element = 4 if self.autocast is None else torch.finfo(self.autocast).bits // 8  # autocast projections' dtype
+        per_image = 2 * config.num_hidden_layers * gallery.image_embeds.shape[1] * config.hidden_size * element
         if per_image * len(gallery) > self.kv_memory_limit:
             return None
         weights = [tensor for layer in self.model.fusion_model.layer

@@ -201,6 +201,19 @@ def test_gallery_key_values_are_kept_for_the_same_gallery_and_weights(setup, mon
             weight.copy_(saved)
 
 
+def test_gallery_key_values_are_sized_by_the_dtype_they_are_computed_in(setup):
+    """The gallery's keys/values are kept when their real size fits `kv_memory_limit`: bfloat16 autocast halves it."""
+    model, processor, _, _, index = setup
+    for autocast in (None, torch.bfloat16):
+        engine = RetrievalEngine(model, processor, k=4, progress=False, autocast=autocast)
+        kv = engine._cross_key_values(index, torch.arange(len(index)))
+        size = sum(tensor.numel() * tensor.element_size() for pair in kv for tensor in pair)
+        engine.kv_memory_limit = size
+        assert engine._gallery_key_values(index) is not None, autocast
+        engine._kv_cache, engine.kv_memory_limit = None, size - 1
+        assert engine._gallery_key_values(index) is None, autocast
+
+
 class RemoteCodeWithoutSharedTexts(aptm.APTMModel):
     """A model as checkpoints saved before `images_per_text` carry it: `itm_logits` takes one text per pair."""
 
