@@ -198,6 +198,23 @@ class FusedScores:
         return torch.cat([scores for _, scores in self.chunks()])
 
 
+class GatheredKeyValues:
+    """Per fusion layer `(key, value)` of the images at `slots`, gathered from `key_values` (per layer, one row per
+    image) when the fusion encoder reaches that layer, so at most two layers' gathered copies are alive at a time (the
+    one in use and the next) instead of all of them: with k = 128 at the paper size, ~0.6 GB for a group of 8 queries
+    instead of ~1.8 GB."""
+
+    def __init__(self, key_values, slots):
+        self.key_values, self.slots = key_values, slots
+
+    def __len__(self):
+        return len(self.key_values)
+
+    def __getitem__(self, layer):
+        key, value = self.key_values[layer]
+        return key[self.slots], value[self.slots]
+
+
 @dataclass
 class EncodedGallery:
     """A gallery encoded once: normalised projected features `[G, E]` for the cosine ranking and the image tokens
@@ -367,7 +384,7 @@ class TextPersonSearch(Encoder):
             kv = self._cross_key_values(gallery, images.cpu())
         else:
             slots, kv = candidates.flatten(), gallery_kv
-        cross = tuple((key[slots], value[slots]) for key, value in kv)
+        cross = GatheredKeyValues(kv, slots)
         length = int(mask.sum(1).max())
         text_embeds, mask = text_embeds[:, :length], mask[:, :length]
         with self._autocast():

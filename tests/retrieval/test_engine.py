@@ -1,12 +1,14 @@
 """The retrieval engine gives the original procedure's scores, fuses them as documented, and round-trips its index."""
 
 import json
+import weakref
 
 import numpy as np
 import pytest
 import torch
 
 import aptm
+import retrieval_aptm
 from aptm.convert.original_checkpoint import load_original_checkpoint
 from aptm.figures import ranked_gallery_grid
 from aptm.metrics import image_to_text_metrics, retrieval_metrics
@@ -199,6 +201,27 @@ def test_gallery_key_values_are_kept_for_the_same_gallery_and_weights(setup, mon
     finally:
         with torch.no_grad():
             weight.copy_(saved)
+
+
+def test_candidates_key_values_are_gathered_layer_by_layer(setup, monkeypatch):
+    """Re-ranking gathers the candidates' keys/values when each fusion layer needs them: when a layer asks, the ones
+    of the layers before the previous one have been freed (same scores: the engine tests above)."""
+    _, processor, _, _, index = setup
+    torch.manual_seed(0)
+    cross = {**tiny_config().cross_config.to_dict(), "num_hidden_layers": 4}
+    model = aptm.APTMModel(tiny_config(cross_config=cross)).eval()
+    gathered, alive_at_access = [], []
+    gather = retrieval_aptm.GatheredKeyValues.__getitem__
+
+    def recording(self, layer):
+        alive_at_access.append(sum(reference() is not None for reference in gathered))
+        pair = gather(self, layer)
+        gathered.append(weakref.ref(pair[0]))
+        return pair
+
+    monkeypatch.setattr(retrieval_aptm.GatheredKeyValues, "__getitem__", recording)
+    RetrievalEngine(model, processor, k=4, progress=False, query_batch_size=len(TEXTS)).score_matrix(TEXTS, index)
+    assert alive_at_access == [0, 1, 1, 1]  # all gathered at once would be [0, 1, 2, 3]
 
 
 def test_gallery_key_values_are_sized_by_the_dtype_they_are_computed_in(setup):
