@@ -347,11 +347,14 @@ class APTMSwinStage(nn.Module):
         return token_reorders(orders, None if self.downsample is None else merge_order(*self.downsample.resolution,
                                                                                         device))
 
+    def reorder(self, hidden_states, step):
+        """Tokens `[B, L, C]` moved by row `step` of `token_reorders` (nothing to do where that row is the identity)."""
+        return hidden_states.index_select(1, self.token_reorders[step]) if self.reorder_needed[step] else hidden_states
+
     def forward(self, hidden_states):
-        for block, reorder, needed in zip(self.blocks, self.token_reorders, self.reorder_needed):
-            hidden_states = block(hidden_states.index_select(1, reorder) if needed else hidden_states)
-        reorder, needed = self.token_reorders[-1], self.reorder_needed[-1]
-        hidden_states = hidden_states.index_select(1, reorder) if needed else hidden_states
+        for step, block in enumerate(self.blocks):
+            hidden_states = block(self.reorder(hidden_states, step))
+        hidden_states = self.reorder(hidden_states, len(self.blocks))
         return hidden_states if self.downsample is None else self.downsample(hidden_states)
 
 
