@@ -240,7 +240,8 @@ def configuration_table(name, config, num_images, num_queries, k, latency_k=16, 
     encoded = processor(text=queries)
     length = encoded["attention_mask"].sum(1).float().mean().item()
     cross = config.cross_config
-    rates = [linear_gflops(8 * k * round(length), cross.hidden_size, cross.intermediate_size)]
+    fusion_rate = lambda: linear_gflops(8 * k * round(length), cross.hidden_size, cross.intermediate_size)  # noqa: E731
+    rates = [fusion_rate()]
     for precision in autocast:  # fresh engines: the evaluation pays for the gallery's keys/values
         scores[precision], seconds[precision] = timed(lambda: engine_for(precision).score_matrix(queries, index))
     original, seconds["original"] = timed(lambda: original_procedure_scores(
@@ -253,7 +254,7 @@ def configuration_table(name, config, num_images, num_queries, k, latency_k=16, 
     stages = {"text encoding": timed(lambda: engine.encode_texts(queries))[1],
               "gallery keys/values": timed(lambda: engine._cross_key_values(index, torch.arange(len(index))))[1]}
     stages["cosine, top-k, re-ranking and fusion"] = seconds["fp32"] - sum(stages.values())
-    rates.append(linear_gflops(8 * k * round(length), cross.hidden_size, cross.intermediate_size))
+    rates.append(fusion_rate())
     rate = max(rates)  # the machine's speed drifts: the faster of the rates measured before and after the evaluations
     floor = rerank_flops(config, length, k, num_queries) / 1e9 / rate
     engine_floor = rerank_flops(config, length, k, num_queries, shared=True) / 1e9 / rate
