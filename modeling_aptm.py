@@ -823,9 +823,10 @@ class APTMForPreTraining(APTMModel):
             hidden = torch.gather(hidden, 1, masked_positions[..., None].expand(-1, -1, hidden.shape[-1]))
         return self.mlm_head(hidden)
 
-    def _matching(self, image_embeds, image_features, text_embeds, text_mask, text_features, person_ids,
-                  negatives=None):
-        """ITM loss and logits over B positives, B (negative image, text) and B (image, negative text) pairs."""
+    def matching_loss(self, image_embeds, image_features, text_embeds, text_mask, text_features, person_ids,
+                      negatives=None):
+        """ITM loss and logits over B positives, B (negative image, text) and B (image, negative text) pairs of
+        aligned encoder outputs (negatives: `negatives` or drawn by `sample_hard_negatives`)."""
         negative_images, negative_texts = negatives or sample_hard_negatives(
             image_features, text_features, self.temp, person_ids)
         batch = torch.arange(len(person_ids), device=person_ids.device)
@@ -891,7 +892,7 @@ class APTMForPreTraining(APTMModel):
             text_features = self.text_features_from_embeds(text_embeds)
             terms["loss_itc"] = image_text_contrastive_loss(image_features, text_features, self.temp, person_ids,
                                                             self.config.itc_gradient)
-            terms["loss_itm"], output["itm_logits"] = self._matching(
+            terms["loss_itm"], output["itm_logits"] = self.matching_loss(
                 image_embeds, image_features, text_embeds, attention_mask, text_features, person_ids, itm_negatives)
             output["text_features"] = text_features
         if mlm_labels is not None:
@@ -902,7 +903,7 @@ class APTMForPreTraining(APTMModel):
             eda_features = self.text_features_from_embeds(eda_embeds)
             terms["loss_itc_eda"] = image_text_contrastive_loss(image_features, eda_features, self.temp, person_ids,
                                                                 self.config.itc_gradient)
-            terms["loss_itm_eda"], _ = self._matching(
+            terms["loss_itm_eda"], _ = self.matching_loss(
                 image_embeds, image_features, eda_embeds, eda_attention_mask, eda_features, person_ids)
         if attribute_labels is not None:
             terms.update(self._attribute_losses(
@@ -912,11 +913,13 @@ class APTMForPreTraining(APTMModel):
         if not terms:
             raise ValueError("no loss to compute: pass captions (input_ids), mlm_labels or attribute_labels")
         output.update(terms)
-        output["loss"] = self._total(terms, captions=input_ids is not None)
+        output["loss"] = self.total_loss(terms, captions=input_ids is not None)
         result = APTMForPreTrainingOutput(**output)
         return result if return_dict else result.to_tuple()
 
-    def _total(self, terms, captions):
+    def total_loss(self, terms, captions):
+        """The weighted sum of loss `terms` (`{"loss_itc": ..., ...}`); `captions`: whether the batch had captions
+        (the attribute terms then share `attribute_loss_weight`)."""
         config = self.config
         weights = {"loss_itc": config.itc_loss_weight, "loss_itm": config.itm_loss_weight,
                    "loss_mlm": config.mlm_loss_weight, "loss_itc_eda": config.eda_loss_weight * config.itc_loss_weight,
@@ -924,6 +927,17 @@ class APTMForPreTraining(APTMModel):
         attribute_weight = config.attribute_loss_weight / 3 if captions else 1.0
         weights.update(dict.fromkeys(("loss_iac", "loss_iam", "loss_mam"), attribute_weight))
         return sum(weights[name] * value for name, value in terms.items())
+
+    def attribute_matching_loss(self, image_embeds, prompt_embeds, prompt_mask, targets, matching_prompts):
+        """IAM: the ITM head's two-way loss of each prompt in `matching_prompts` against every image `[B, 1 + N, C]`,
+        averaged over the prompts (`targets` `[B, 2A]` from `prompt_targets`, -1 = unknown)."""
+        smoothing, balanced = self.config.attribute_label_smoothing, self.config.attribute_balanced_loss
+        matching = []
+        for prompt in matching_prompts.tolist():
+            logits = self.itm_logits(prompt_embeds[prompt : prompt + 1], prompt_mask[prompt : prompt + 1], image_embeds,
+                                     images_per_text=len(image_embeds))
+            matching.append(two_way_loss(logits, targets[:, prompt], smoothing, balanced))
+        return torch.stack(matching).mean()
 
     def _attribute_losses(self, image_embeds, image_features, labels, prompt_ids, prompt_mask, mlm_ids, mlm_positions,
                           mlm_labels, matching_prompts=None, mlm_images=None):
@@ -941,13 +955,8 @@ class APTMForPreTraining(APTMModel):
         if matching_prompts is None:
             count = min(self.config.num_attribute_matching_prompts, len(prompt_ids))
             matching_prompts = torch.randperm(len(prompt_ids), device=labels.device)[:count]
-        batch = len(image_embeds)
-        matching = []
-        for prompt in matching_prompts.tolist():
-            logits = self.itm_logits(prompt_embeds[prompt : prompt + 1], prompt_mask[prompt : prompt + 1], image_embeds,
-                                     images_per_text=batch)
-            matching.append(two_way_loss(logits, targets[:, prompt], smoothing, balanced))
-        losses["loss_iam"] = torch.stack(matching).mean()
+        losses["loss_iam"] = self.attribute_matching_loss(image_embeds, prompt_embeds, prompt_mask, targets,
+                                                          matching_prompts)
         if mlm_labels is not None:
             positive = targets == 1
             kept = positive.any(dim=0).nonzero().flatten()

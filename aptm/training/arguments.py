@@ -188,7 +188,8 @@ class APTMTrainingArguments(TrainingArguments):
     """`TrainingArguments` with the original's optimiser and schedule: four AdamW groups (decay or not, base rate or
     `lr_mult` x it; see `aptm.training.optimization`), betas (0.9, 0.98), and a `linear` or `step` schedule after a
     linear warm-up of `warmup_steps` (a fraction of the run when < 1; `lr_scheduler_type` is not used); optionally
-    a schedule of the ITM loss for models trained from little (`itm_warmup_steps`, `itm_hard_negatives_from`).
+    a schedule of the ITM loss for models trained from little (`itm_warmup_steps`, `itm_hard_negatives_from`) and
+    a final phase of the matching head alone (`matching_steps`).
     Evaluation and saving happen every epoch, and checkpoints are selected on the validation `metric_for_best_model`
     (R@1, or mA for attributes), never on test."""
 
@@ -202,6 +203,13 @@ class APTMTrainingArguments(TrainingArguments):
     itm_hard_negatives_from: int = field(default=0, metadata={"help": (
         "step from which ITM negatives are drawn by similarity (the original's hard negatives); before it, uniformly "
         "among the batch's other people (not in the original)")})
+    matching_steps: int = field(default=0, metadata={"help": (
+        "steps of a final phase that trains only the fusion encoder and ITM head (ITM, and IAM with attributes) on "
+        "the frozen encoders' cached outputs, after the joint training (not in the original; see "
+        "aptm.training.matching_phase); the better of the two on validation is kept")})
+    matching_learning_rate: float = field(default=1e-4, metadata={"help": "peak learning rate of the matching phase"})
+    matching_cache_gb: float = field(default=8.0, metadata={"help": (
+        "largest cache of encoder outputs the matching phase may build (GB); above it the run stops before training")})
     weight_decay: float = 0.01
     adam_beta2: float = 0.98
     remove_unused_columns: bool = False
@@ -213,9 +221,12 @@ class APTMTrainingArguments(TrainingArguments):
     def __post_init__(self):
         if self.remove_unused_columns:
             raise ValueError("remove_unused_columns must be false: the collator needs the dataset's raw columns")
-        for name in ("itm_warmup_steps", "itm_hard_negatives_from"):
+        for name in ("itm_warmup_steps", "itm_hard_negatives_from", "matching_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be a non-negative number of steps, got {getattr(self, name)}")
+        for name in ("matching_learning_rate", "matching_cache_gb"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if not torch.cuda.is_available():
             self.dataloader_pin_memory = False
             # several processes without a GPU (torchrun, accelerate launch): only `use_cpu` makes transformers run

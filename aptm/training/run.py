@@ -18,6 +18,7 @@ from ..data.collator import APTMCollator
 from ..evaluation import AttributeEvaluator, RetrievalEvaluator
 from ..factory import build_processor, minilm_dir
 from ..hub import add_pipelines, hub_id, write_model_card
+from .matching_phase import run_matching_phase
 from .trainer import APTMTrainer
 
 logger = logging.getLogger(__name__)
@@ -140,6 +141,9 @@ def run_training(model_args, data_args, loss_args, evaluation_args, training_arg
     if classifier and data_args.task != "attributes":
         raise ValueError(f"the image classifier trains on attribute labels only: task must be 'attributes', "
                          f"got {data_args.task!r}")
+    if training_args.matching_steps and (classifier or not data_args.captions):
+        raise ValueError("matching_steps trains the matching head on captions: it needs a task with captions and "
+                         "the APTM architecture")
     set_seed(training_args.seed)
     train, evaluation = prepare_data(data_args, seed=training_args.seed)
     processor = prepare_processor(model_args)
@@ -154,6 +158,8 @@ def run_training(model_args, data_args, loss_args, evaluation_args, training_arg
     resume = training_args.resume_from_checkpoint
     trainer.train(resume_from_checkpoint=True if resume == "last" else resume)
     metrics = trainer.evaluate()
+    if training_args.matching_steps:
+        metrics = run_matching_phase(trainer, train, data_args.attributes, metrics)
     trainer.save_model(str(output_dir))
     if trainer.is_world_process_zero():
         processor.save_pretrained(output_dir)
