@@ -49,7 +49,9 @@ def run_quickstart(output_dir="outputs/quickstart", dataset="procedural", data_d
     arguments = recipe_arguments(recipe, dataset=dataset, data_dir=str(data_dir), dataset_options=dataset_options,
                                  output_dir=str(output_dir / "checkpoint"), seed=seed, max_steps=max_steps,
                                  per_device_train_batch_size=batch_size)
-    data_args, evaluation_args = arguments[1], arguments[3]
+    data_args, evaluation_args, training_args = arguments[1], arguments[3], arguments[4]
+    if max_steps is not None:  # a quick look: the matching phase is capped as well
+        training_args.matching_steps = min(training_args.matching_steps, max_steps)
     data = load_aptm_dataset(dataset, data_dir=data_dir, **data_args.dataset_options)
     summary = {"dataset": dataset, "data_dir": str(data_dir)}
     if checkpoint is None:
@@ -129,7 +131,7 @@ def main(argv=None):
     parser.add_argument("--data-dir", help="folder of the dataset (default: generated into the output folder)")
     parser.add_argument("--checkpoint", help="evaluate this checkpoint (e.g. a converted original) instead of training")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max-steps", type=int, help="cap the training steps (for a quick look)")
+    parser.add_argument("--max-steps", type=int, help="cap the joint and the matching-phase steps (for a quick look)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     summary = run_quickstart(args.output_dir, args.dataset, args.data_dir, args.checkpoint, seed=args.seed,

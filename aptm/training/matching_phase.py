@@ -5,7 +5,7 @@ attribute prompts when the data has labels). A step then costs the fusion encode
 the re-ranking head much further than the same time spent in joint steps (see the README's training section).
 
 The cache holds every training image's tokens, every caption's text states and the prompt bank's; images are encoded
-without augmentation. `matching_cache_gb` bounds it (the paper model on CUHK-PEDES needs about 20 GB).
+without augmentation. `matching_cache_gb` bounds it (the paper model on CUHK-PEDES needs 17 GB, the tiny one 7).
 """
 
 import logging
@@ -47,14 +47,11 @@ class EncodedTrainingSet:
 
 
 def cache_size(model, num_images, num_captions, text_length):
-    """Bytes of `EncodedTrainingSet` tensors for these counts (float32 states)."""
-    vision, text = model.config.vision_config, model.config.text_config
-    stages = len(vision.depths)
-    height, width = (size // vision.patch_size // 2 ** (stages - 1) for size in (vision.image_size[0],
-                                                                               vision.image_size[1]))
-    image_width = vision.embed_dim * 2 ** (stages - 1)
-    return 4 * (num_images * ((1 + height * width) * image_width + model.config.embed_dim)
-                + num_captions * (text_length * (text.hidden_size + 1) + model.config.embed_dim))
+    """Bytes of the `EncodedTrainingSet` states, features and masks for these counts."""
+    config = model.config
+    image = (1 + config.vision_config.num_patches) * config.vision_config.hidden_size
+    text = text_length * (config.text_config.hidden_size + 2)  # float32 states, int64 mask
+    return 4 * (num_images * (image + config.embed_dim) + num_captions * (text + config.embed_dim))
 
 
 def encode_training_set(model, processor, dataset, attributes=False, batch_size=64, limit_gb=None):
@@ -69,7 +66,12 @@ def encode_training_set(model, processor, dataset, attributes=False, batch_size=
             image_of_path[path] = len(image_rows)
             image_rows.append(row)
         text_image.append(image_of_path[path])
-    captions = [clean_caption(caption) for caption in columns["caption"]]
+    captions = []
+    for row, caption in enumerate(columns["caption"]):
+        try:
+            captions.append(clean_caption(caption))
+        except ValueError as error:
+            raise ValueError(f"training row {row} ({paths[row]}): {error}") from error
     tokens = processor.tokenize(captions, padding="longest")
     estimate = cache_size(model, len(image_rows), len(captions), tokens["input_ids"].shape[1])
     if limit_gb is not None and estimate > limit_gb * 2**30:
@@ -100,14 +102,14 @@ def encode_training_set(model, processor, dataset, attributes=False, batch_size=
 
 
 def train_matching_head(model, encoded, steps, learning_rate, batch_size, weight_decay=0.01, betas=(0.9, 0.98),
-                        warmup=WARMUP, max_grad_norm=1.0, seed=0, log_every=10):
+                        warmup=WARMUP, max_grad_norm=1.0, seed=0, log_every=10, on_log=None):
     """Train the fusion encoder and ITM head of `model` for `steps` AdamW steps on an `EncodedTrainingSet`: batches of
     `batch_size` captions with their images (drawn without replacement, epoch by epoch), ITM with the model's hard
     negatives and, when `encoded` has attribute labels, IAM on `config.num_attribute_matching_prompts` random prompts
     against the batch's images, weighed as in joint training (`total_loss`). Linear warm-up over `warmup` of the
     steps, then linear decay; gradients clipped to `max_grad_norm` (0: not clipped). Every other parameter stays as
     it is. Returns the log, one entry per `log_every` steps: `step`, `learning_rate` and the mean loss terms
-    (`loss_matching_itm`, `loss_matching_iam`)."""
+    (`loss_matching_itm`, `loss_matching_iam`); `on_log` is called with each entry as it is made."""
     if steps < 1 or batch_size < 2:
         raise ValueError(f"the matching phase needs steps >= 1 and batch_size >= 2, got {steps} and {batch_size}")
     trained = [(name, p) for name, p in model.named_parameters() if name.startswith(TRAINED_PREFIXES)]
@@ -146,6 +148,8 @@ def train_matching_head(model, encoded, steps, learning_rate, batch_size, weight
                                 **{name.replace("loss_", "loss_matching_"): round(total / entries, 4)
                                    for name, total in sums.items()}})
                     sums = {}
+                    if on_log is not None:
+                        on_log(log[-1])
     finally:
         for parameter in frozen:
             parameter.requires_grad_(True)
@@ -184,12 +188,16 @@ def run_matching_phase(trainer, train_dataset, attributes, metrics):
                                   args.per_device_eval_batch_size, args.matching_cache_gb)
     before = {name: value.detach().clone() for name, value in model.state_dict().items()
               if name.startswith(TRAINED_PREFIXES)}
-    log = train_matching_head(model, encoded, args.matching_steps, args.matching_learning_rate,
-                              args.per_device_train_batch_size, args.weight_decay, (args.adam_beta1, args.adam_beta2),
-                              max_grad_norm=args.max_grad_norm, seed=args.seed, log_every=args.logging_steps)
     start = trainer.state.global_step
-    trainer.state.log_history += [{**entry, "step": start + entry["step"]} for entry in log]
-    trainer.state.global_step = start + args.matching_steps
+
+    def log_after_the_joint_steps(entry):
+        trainer.state.global_step = start + entry["step"]
+        trainer.log({name: value for name, value in entry.items() if name != "step"})
+
+    train_matching_head(model, encoded, args.matching_steps, args.matching_learning_rate,
+                        args.per_device_train_batch_size, args.weight_decay, (args.adam_beta1, args.adam_beta2),
+                        max_grad_norm=args.max_grad_norm, seed=args.seed, log_every=args.logging_steps,
+                        on_log=log_after_the_joint_steps)
     after = trainer.evaluate()
     if trainer.is_world_process_zero():
         plot_training_curves(trainer.state.log_history, Path(args.output_dir) / "training_curves.png")

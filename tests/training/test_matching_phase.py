@@ -8,7 +8,7 @@ import torch
 
 from aptm.training import APTMTrainer, APTMTrainingArguments, recipe_arguments, run_training
 from aptm.training.arguments import RECIPES_DIR
-from aptm.training.matching_phase import encode_training_set, run_matching_phase, train_matching_head
+from aptm.training.matching_phase import cache_size, encode_training_set, run_matching_phase, train_matching_head
 from datasets_scripts import load_aptm_dataset
 
 from helpers.models import TINY, tiny_model
@@ -54,7 +54,11 @@ def test_the_cache_holds_the_encoders_outputs_once_per_image(data, processor, en
                                                                                          prompts["attention_mask"])
 
 
-def test_the_cache_limit_stops_before_encoding(data, processor):
+def test_the_cache_limit_stops_before_encoding(data, processor, encoded):
+    held = sum(getattr(encoded, name).nbytes for name in ("image_embeds", "image_features", "text_embeds",
+                                                          "text_mask", "text_features"))
+    assert cache_size(tiny_model(), len(encoded.image_embeds), len(encoded.text_embeds),
+                      encoded.text_embeds.shape[1]) == held
     with pytest.raises(ValueError, match=r"images and \d+ captions take .* over matching_cache_gb=1e-06"):
         encode_training_set(tiny_model(), processor, data["train"], attributes=True, limit_gb=1e-6)
 

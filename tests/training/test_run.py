@@ -125,7 +125,7 @@ def test_cli_trains_and_saves_a_loadable_checkpoint(tmp_path):
     result = subprocess.run([sys.executable, str(REPO / "scripts" / "train.py"), "--recipe", str(tmp_path / "recipe.json"),
                              "--dataset_options", json.dumps({"num_identities": 8, "views_per_identity": 2, "seed": 0}),
                              "--config_overrides", json.dumps(TINY), "--data_dir", str(tmp_path / "data"),
-                             "--output_dir", str(tmp_path / "out"), "--max_steps", "2",
+                             "--output_dir", str(tmp_path / "out"), "--max_steps", "2", "--matching_steps", "2",
                              "--per_device_train_batch_size", "4", "--attribute_loss_weight", "0.5"],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
