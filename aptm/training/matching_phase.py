@@ -189,6 +189,8 @@ def run_matching_phase(trainer, train_dataset, attributes, metrics):
     before = {name: value.detach().clone() for name, value in model.state_dict().items()
               if name.startswith(TRAINED_PREFIXES)}
     start = trainer.state.global_step
+    steps = args.logging_steps  # as the Trainer reads it: a fraction of the phase's steps when < 1
+    log_every = max(1, int(steps * args.matching_steps if steps < 1 else steps))
 
     def log_after_the_joint_steps(entry):
         trainer.state.global_step = start + entry["step"]
@@ -196,7 +198,7 @@ def run_matching_phase(trainer, train_dataset, attributes, metrics):
 
     train_matching_head(model, encoded, args.matching_steps, args.matching_learning_rate,
                         args.per_device_train_batch_size, args.weight_decay, (args.adam_beta1, args.adam_beta2),
-                        max_grad_norm=args.max_grad_norm, seed=args.seed, log_every=args.logging_steps,
+                        max_grad_norm=args.max_grad_norm, seed=args.seed, log_every=log_every,
                         on_log=log_after_the_joint_steps)
     after = trainer.evaluate()
     if trainer.is_world_process_zero():

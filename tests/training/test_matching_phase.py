@@ -94,7 +94,7 @@ class ScriptedValidation:
 def test_the_better_head_on_validation_is_kept(data, processor, tmp_path, phase_r1, kept):
     args = APTMTrainingArguments(output_dir=str(tmp_path), max_steps=1, per_device_train_batch_size=4,
                                  save_strategy="no", eval_strategy="no", load_best_model_at_end=False, use_cpu=True,
-                                 logging_steps=2, matching_steps=4, matching_learning_rate=1e-3)
+                                 logging_steps=0.5, matching_steps=4, matching_learning_rate=1e-3)
     trainer = APTMTrainer(model=tiny_model(), args=args, train_dataset=data["train"], processing_class=processor,
                           evaluators=[ScriptedValidation(50.0, phase_r1)])
     metrics = trainer.evaluate()
