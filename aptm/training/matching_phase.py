@@ -128,7 +128,8 @@ def train_matching_head(model, encoded, steps, learning_rate, batch_size, weight
         with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
             torch.manual_seed(seed)
             order = torch.randperm(count)
-            for step in tqdm(range(steps), desc="matching phase"):
+            bar = tqdm(range(steps), desc="matching phase")
+            for step in bar:
                 if len(order) < batch_size:
                     order = torch.randperm(count)
                 captions, order = order[:batch_size], order[batch_size:]
@@ -148,6 +149,7 @@ def train_matching_head(model, encoded, steps, learning_rate, batch_size, weight
                                 **{name.replace("loss_", "loss_matching_"): round(total / entries, 4)
                                    for name, total in sums.items()}})
                     sums = {}
+                    bar.set_postfix({name: value for name, value in log[-1].items() if name.startswith("loss_")})
                     if on_log is not None:
                         on_log(log[-1])
     finally:
