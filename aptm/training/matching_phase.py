@@ -20,7 +20,7 @@ from retrieval_aptm import Encoder
 
 from ..data.captions import clean_caption
 from ..figures import plot_training_curves
-from .optimization import NO_DECAY, schedule_factor
+from .optimization import parameter_groups, schedule_factor
 
 logger = logging.getLogger(__name__)
 
@@ -77,8 +77,8 @@ def encode_training_set(model, processor, dataset, attributes=False, batch_size=
     if limit_gb is not None and estimate > limit_gb * 2**30:
         raise ValueError(f"the matching phase caches the frozen encoders' outputs: {len(image_rows)} images and "
                          f"{len(captions)} captions take {estimate / 2**30:.1f} GB, over matching_cache_gb={limit_gb}")
-    encoder = Encoder(model, processor, batch_size=batch_size)
-    images = encoder.encode_gallery(dataset.select(image_rows))
+    image_dataset = dataset.select(image_rows)
+    images = Encoder(model, processor, batch_size=batch_size).encode_gallery(image_dataset)
     text_embeds, text_features = [], []
     with torch.no_grad():
         for start in tqdm(range(0, len(captions), batch_size), desc="encoding captions", leave=False):
@@ -93,7 +93,7 @@ def encode_training_set(model, processor, dataset, attributes=False, batch_size=
             prompt_mask = prompts["attention_mask"]
             prompt_embeds = model.text_model(prompts["input_ids"].to(model.device),
                                              prompt_mask.to(model.device)).last_hidden_state.cpu()
-            labels = torch.tensor(dataset.select(image_rows)["attribute_labels"], dtype=torch.long)
+            labels = torch.tensor(image_dataset["attribute_labels"], dtype=torch.long)
     return EncodedTrainingSet(
         image_embeds=images.image_embeds, image_features=images.image_features, attribute_labels=labels,
         text_embeds=torch.cat(text_embeds), text_mask=tokens["attention_mask"], text_features=torch.cat(text_features),
@@ -112,12 +112,8 @@ def train_matching_head(model, encoded, steps, learning_rate, batch_size, weight
     (`loss_matching_itm`, `loss_matching_iam`); `on_log` is called with each entry as it is made."""
     if steps < 1 or batch_size < 2:
         raise ValueError(f"the matching phase needs steps >= 1 and batch_size >= 2, got {steps} and {batch_size}")
-    trained = [(name, p) for name, p in model.named_parameters() if name.startswith(TRAINED_PREFIXES)]
+    trained = [p for name, p in model.named_parameters() if name.startswith(TRAINED_PREFIXES)]
     frozen = [p for name, p in model.named_parameters() if not name.startswith(TRAINED_PREFIXES) and p.requires_grad]
-    groups = [{"params": [p for name, p in trained if not any(k in name for k in NO_DECAY)], "weight_decay": weight_decay},
-              {"params": [p for name, p in trained if any(k in name for k in NO_DECAY)], "weight_decay": 0.0}]
-    optimizer = torch.optim.AdamW(groups, lr=learning_rate, betas=betas)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: schedule_factor("linear", step, steps, warmup))
     device, count = model.device, len(encoded.text_image)
     batch_size = min(batch_size, count)
     log, sums = [], {}
@@ -125,6 +121,10 @@ def train_matching_head(model, encoded, steps, learning_rate, batch_size, weight
         parameter.requires_grad_(False)
     model.train()
     try:
+        # the joint training's decay / no-decay split, over the trainable parameters left: the matching head's
+        optimizer = torch.optim.AdamW(parameter_groups(model, learning_rate, weight_decay), betas=betas)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: schedule_factor("linear", step, steps, warmup))
         with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
             torch.manual_seed(seed)
             order = torch.randperm(count)
@@ -138,7 +138,7 @@ def train_matching_head(model, encoded, steps, learning_rate, batch_size, weight
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if max_grad_norm:
-                    torch.nn.utils.clip_grad_norm_([p for _, p in trained], max_grad_norm)
+                    torch.nn.utils.clip_grad_norm_(trained, max_grad_norm)
                 optimizer.step()
                 scheduler.step()
                 for name, value in terms.items():
@@ -191,8 +191,8 @@ def run_matching_phase(trainer, train_dataset, attributes, metrics):
     before = {name: value.detach().clone() for name, value in model.state_dict().items()
               if name.startswith(TRAINED_PREFIXES)}
     start = trainer.state.global_step
-    steps = args.logging_steps  # as the Trainer reads it: a fraction of the phase's steps when < 1
-    log_every = max(1, int(steps * args.matching_steps if steps < 1 else steps))
+    interval = args.logging_steps  # as the Trainer reads it: a fraction of the phase's steps when < 1
+    log_every = max(1, int(interval * args.matching_steps if interval < 1 else interval))
 
     def log_after_the_joint_steps(entry):
         trainer.state.global_step = start + entry["step"]
