@@ -24,6 +24,7 @@ $(STAMP): setup.cfg constraints/ci.txt
 	-@if [ ! -f /usr/share/wordnet/index.noun ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 		(apt-get install -y -qq wordnet-base >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq wordnet-base >/dev/null 2>&1)) \
 		|| echo "note: wordnet-base not installed; EDA falls back to swap/deletion"; fi
+	$(PY) scripts/copy_library_files.py
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -34,6 +34,14 @@ outputs = model(**inputs)
 outputs.itm_logits.softmax(-1)[:, 1]   # matching probability of each (text, image) pair
 ```'''
 LOCAL_REPO = "path/to/this/folder"
+LIBRARY = Path(__file__).resolve().parent
+# The package's modules a Hub artefact runs, as (path in the artefact folder, path in this package): standalone modules
+# (numpy, Pillow, tqdm, OpenCV and each other), copied as files because a folder on the Hub, in a zip or on Windows
+# carries no links. The Space keeps the package's layout under `aptm_parts/`, so the modules' relative imports hold.
+SPACE_LIBRARY_FILES = tuple((f"aptm_parts/{name}", name) for name in (
+    "images.py", "footage/crops.py", "footage/detection.py", "footage/labels.py", "footage/ranking.py",
+    "footage/sources.py"))
+METRIC_LIBRARY_FILES = (("aptm_metrics.py", "metrics.py"),)
 TAGS = ["aptm", "text-based-person-retrieval", "pedestrian-attribute-recognition", "person-search", "custom_code"]
 RETRIEVAL_METRICS = {"R@1": "recall@1", "R@5": "recall@5", "R@10": "recall@10", "mAP": "map", "mINP": "minp"}
 ATTRIBUTE_METRICS = {"mA": "mean_accuracy", "accuracy": "accuracy", "precision": "precision", "recall": "recall",
@@ -191,9 +199,34 @@ def push_checkpoint(folder, repo_id, private=False, token=None, metrics=None, da
                              ignore_patterns=["checkpoint-*", "*.pt", "rng_state*", "optimizer*", "scheduler*"])
 
 
+def copy_library_files(folder, files):
+    """Copy the package's modules `files` (pairs of (path in `folder`, path in the package), such as
+    `SPACE_LIBRARY_FILES`) into the Hub artefact `folder`, so that it runs from its own files; a copy already equal
+    to the package's file is left untouched. Returns the paths written or checked."""
+    folder = Path(folder)
+    paths = []
+    for target, source in files:
+        path, data = folder / target, (LIBRARY / source).read_bytes()
+        if path.is_symlink() or not path.is_file() or path.read_bytes() != data:
+            path.unlink(missing_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        paths.append(path)
+    return paths
+
+
+def upload_artefact(folder, repo_id, files, commit_message, token=None, private=False):
+    """Create the Space `repo_id` and upload `folder` to it with the package's modules `files` copied in first."""
+    copy_library_files(folder, files)
+    api = HfApi(token=token)
+    api.create_repo(repo_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
+    return api, api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="space",
+                                  commit_message=commit_message, ignore_patterns=["__pycache__/*", "*.pyc"])
+
+
 def push_metric(folder, repo_id, private=False, token=None, commit_message="Upload metric"):
     """Publish an `evaluate` metric folder (`metrics/<name>`: module, README with the Space front matter, `app.py`,
-    `requirements.txt`, and `aptm_metrics.py`, whose content is uploaded through the link) as a metric Space, so that
+    `requirements.txt`, and `aptm_metrics.py`, the package's `aptm/metrics.py` copied in) as a metric Space, so that
     `evaluate.load(repo_id)` loads it. Returns the commit info."""
     folder = Path(folder)
     module = folder / f"{folder.name}.py"
@@ -203,24 +236,19 @@ def push_metric(folder, repo_id, private=False, token=None, commit_message="Uplo
     if repo_id.split("/")[-1] != folder.name:
         raise ValueError(f"evaluate loads `{repo_id}` from `{repo_id.split('/')[-1]}.py`: name the Space "
                          f"`<owner>/{folder.name}`")
-    api = HfApi(token=token)
-    api.create_repo(repo_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
-    return api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="space", commit_message=commit_message,
-                             ignore_patterns=["__pycache__/*", "*.pyc"])
+    return upload_artefact(folder, repo_id, METRIC_LIBRARY_FILES, commit_message, token, private)[1]
 
 
 def push_space(folder, repo_id, model_id, gallery_id, private=False, token=None, commit_message="Upload the Space"):
     """Publish the Gradio Space folder (`space/`: `app.py`, `README.md` with the Space front matter,
-    `requirements.txt` of public packages) to the Space `repo_id`, with its variables `APTM_MODEL` (a model repo id)
-    and `APTM_GALLERY` (a dataset repo id). Returns the commit info."""
+    `requirements.txt` of public packages, `aptm_parts/` with the package's standalone modules copied in) to the Space
+    `repo_id`, with its variables `APTM_MODEL` (a model repo id) and `APTM_GALLERY` (a dataset repo id). Returns the
+    commit info."""
     folder = Path(folder)
     for name in ("app.py", "README.md", "requirements.txt"):
         if not (folder / name).is_file():
             raise FileNotFoundError(f"{folder / name} is missing: not a Space folder")
-    api = HfApi(token=token)
-    api.create_repo(repo_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
-    info = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="space", commit_message=commit_message,
-                             ignore_patterns=["__pycache__/*", "*.pyc"])
+    api, info = upload_artefact(folder, repo_id, SPACE_LIBRARY_FILES, commit_message, token, private)
     api.add_space_variable(repo_id, "APTM_MODEL", model_id, description="the APTM checkpoint's model repo id")
     api.add_space_variable(repo_id, "APTM_GALLERY", gallery_id, description="the gallery's dataset repo id")
     return info

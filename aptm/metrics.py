@@ -1,6 +1,6 @@
 """Evaluation metrics as plain numpy functions, importing numpy alone: the `evaluate` modules in `metrics/` compute
-with this very file (each metric folder holds it as `aptm_metrics.py`, a link here, so a folder copied alone or
-published as a metric Space carries it).
+with this very file (each metric folder holds a copy of it as `aptm_metrics.py`, written when the metric is published
+and in a checkout by `make install`, so a folder copied alone or published as a metric Space carries it).
 
 Text-to-person retrieval (the protocol of IRRA and APTM): each query is a caption, the gallery is the test images, and a
 gallery image is relevant when it shows the query's person id.

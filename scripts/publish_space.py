@@ -1,7 +1,7 @@
 """Publish the demo to the Hub in one command: the model (a checkpoint folder, pushed with its pipelines and model
 card), a gallery dataset (Parquet with the images embedded) and the Gradio Space (`space/`) whose variables name the
-two. A model or gallery that is already on the Hub is named by id instead. The Space's links to the package's footage
-modules (`space/aptm_footage/*.py -> aptm/footage/`) are uploaded as the files they point to, so the Space runs from its
+two. A model or gallery that is already on the Hub is named by id instead. The package's modules the Space runs
+(`aptm/images.py`, `aptm/footage/`) are copied into `space/aptm_parts/` before the upload, so the Space runs from its
 own files.
 
     python scripts/publish_space.py --model outputs/quickstart/checkpoint --model-repo my-name/aptm-tiny \\

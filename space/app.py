@@ -4,7 +4,8 @@ the user uploads (by a description, an example image of the person, or both).
 
 This folder is the whole Space: it needs only public packages (`requirements.txt`), the model brings its own code
 (the `text-person-retrieval` and `pedestrian-attribute-recognition` pipelines travel with every APTM checkpoint), and
-`aptm_footage/` holds the package's footage modules (links to `aptm/footage/`, uploaded as files).
+`aptm_parts/` holds the package's image reader and footage modules (copies of `aptm/images.py` and `aptm/footage/`,
+written when the Space is published, and in a checkout by `make install`).
 
     APTM_MODEL=my-name/aptm-tiny APTM_GALLERY=my-name/aptm-gallery python app.py      # 127.0.0.1:7860
 
@@ -14,10 +15,11 @@ This folder is the whole Space: it needs only public packages (`requirements.txt
 When either is missing or cannot be loaded, the page says so and what to set.
 
 Settings a request chooses (dual encoder only, number of results) are arguments of that request, never stored on
-shared objects, so concurrent users do not see each other's settings. Uploads: at most `MAX_UPLOAD_FILES` images, one
-level of zip archives (no nested archives, members larger than `MAX_MEMBER_BYTES` refused), images of at most
-`MAX_IMAGE_PIXELS` pixels (larger ones, decompression bombs included, refused before decoding); uploads are read in
-memory, nothing is written; each problem is reported and the app keeps serving.
+shared objects, so concurrent users do not see each other's settings. Uploads are read by the package's
+`SourceReader`, as in the footage tab and `scripts/index_gallery.py` (EXIF orientation applied, the same image
+suffixes): at most `MAX_UPLOAD_FILES` images, one level of zip or tar archives (members larger than
+`MAX_MEMBER_BYTES` refused), images of at most `MAX_IMAGE_PIXELS` pixels (larger ones, decompression bombs included,
+refused before decoding); nothing is extracted; each problem is reported and the app keeps serving.
 
 Footage: an uploaded video (at most 20 MB, frames of at most `MAX_IMAGE_PIXELS` pixels) is read every Nth frame, at
 most `MAX_VIDEO_FRAMES` sampled frames (the rest of a longer video is left out, and the message says so); people are
@@ -29,27 +31,24 @@ chosen again there; no index is read from disk (an index built by `scripts/index
 
 import os
 import sys
-import warnings
-import zipfile
 from pathlib import Path
 
 import gradio as gr
 from datasets import load_dataset
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from transformers import pipeline
 
-from aptm_footage.crops import people_in
-from aptm_footage.detection import HOGPersonDetector
-from aptm_footage.labels import caption
-from aptm_footage.ranking import rank_crops
-from aptm_footage.sources import VIDEO_SUFFIXES, SkipLog, SourceError, SourceReader, kind_of
+from aptm_parts.footage.crops import people_in
+from aptm_parts.footage.detection import HOGPersonDetector
+from aptm_parts.footage.labels import caption
+from aptm_parts.footage.ranking import rank_crops
+from aptm_parts.footage.sources import SkipLog, SourceReader
+from aptm_parts.images import ARCHIVE_SUFFIXES, IMAGE_SUFFIXES, VIDEO_SUFFIXES, SourceError, kind_of
 
 MAX_QUERY_CHARS = 300
 MAX_UPLOAD_FILES = 200
 MAX_MEMBER_BYTES = 20 * 2**20
 MAX_IMAGE_PIXELS = 25_000_000
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-ARCHIVE_SUFFIXES = (".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar")
 EXAMPLES = ["A man in a red t-shirt and black trousers.", "A woman with long hair wearing a yellow dress.",
             "A person in a blue jacket carrying a black backpack."]
 RERANK_K = 16
@@ -106,19 +105,26 @@ class Demo:
         return {f"{a['attribute']}: {a['statement']}": round(a["score"], 4) for a in described}
 
     def index_uploads(self, files):
-        """Index uploaded images (or zips of images); returns (state, message)."""
+        """Index uploaded images (or zip/tar archives of images); returns (state, message)."""
         if not files:
             raise gr.Error("Upload images or a zip of images.")
-        images, names, problems = [], [], []
+        reader = SourceReader(max_pixels=MAX_IMAGE_PIXELS, max_member_bytes=MAX_MEMBER_BYTES, progress=False,
+                              videos=False)
+        skips, images, names = SkipLog(), [], []
         for path in [Path(f if isinstance(f, str) else f.name) for f in files]:
-            for name, opener in upload_members(path, problems):
-                if len(images) >= MAX_UPLOAD_FILES:
-                    problems.append(f"only the first {MAX_UPLOAD_FILES} images are indexed")
-                    break
-                image = read_image(name, opener, problems)
-                if image is not None:
-                    images.append(image)
-                    names.append(name)
+            try:
+                if kind_of(path.name) not in ("image", "archive"):
+                    raise SourceError(path, "not an image file",
+                                      f"allowed: {', '.join(IMAGE_SUFFIXES + ARCHIVE_SUFFIXES)}")
+                for picture in reader.read(path, set(), skips):
+                    if len(images) == MAX_UPLOAD_FILES:
+                        skips.skip(f"only the first {MAX_UPLOAD_FILES} images are indexed", path.name)
+                        break
+                    images.append(Image.fromarray(picture.image))
+                    names.append(picture.member or path.name)
+            except SourceError as error:
+                skips.skip_error(error)
+        problems = [upload_problem(*entry) for entry in skips.entries]
         if not images:
             raise gr.Error("No readable image in the upload. " + "; ".join(problems[:5]))
         gallery = self.search_pipeline.encode_gallery(images)
@@ -182,46 +188,11 @@ class Demo:
                 for rank, (i, score) in enumerate(zip(indices, scores))]
 
 
-def read_image(name, opener, problems):
-    """The RGB image behind `opener`, or None with the reason appended to `problems` (not an image, truncated,
-    too many pixels)."""
-    try:
-        with opener() as handle, warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)  # PIL warns past the limit, raises at 2x
-            image = Image.open(handle)
-            if image.width * image.height > MAX_IMAGE_PIXELS:  # checked on the header, before decoding
-                raise Image.DecompressionBombError(f"{image.width}x{image.height}")
-            image.load()
-            return image.convert("RGB")
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        problems.append(f"{name}: more than {MAX_IMAGE_PIXELS:,} pixels")
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
-        problems.append(f"{name}: not a readable image ({type(error).__name__})")
-    return None
-
-
-def upload_members(path, problems):
-    """(name, opener) of each image in an uploaded file: the file itself, or the images inside a zip (read in
-    memory, one level deep). Everything refused is appended to `problems` with its reason."""
-    if zipfile.is_zipfile(path):
-        archive = zipfile.ZipFile(path)
-        for info in archive.infolist():
-            name = info.filename
-            if info.is_dir():
-                continue
-            if name.lower().endswith(ARCHIVE_SUFFIXES):
-                problems.append(f"{name}: archives inside archives are not indexed")
-            elif not name.lower().endswith(IMAGE_SUFFIXES):
-                problems.append(f"{name}: not an image file")
-            elif info.file_size > MAX_MEMBER_BYTES:
-                problems.append(f"{name}: larger than {MAX_MEMBER_BYTES // 2**20} MB uncompressed")
-            else:
-                yield name, lambda info=info: archive.open(info)
-        return
-    if path.suffix.lower() not in IMAGE_SUFFIXES:
-        problems.append(f"{path.name}: not an image file (allowed: {', '.join(IMAGE_SUFFIXES)} or .zip)")
-        return
-    yield path.name, lambda: open(path, "rb")
+def upload_problem(name, reason, detail):
+    """What a person reads about one skipped upload: the file's name (or the archive member's), without the server's
+    temporary folder, and why it was skipped."""
+    archive, _, member = name.partition("::")
+    return f"{member or Path(archive).name}: {reason}" + (f" ({detail})" if detail else "")
 
 
 def example_from_results(results, selected: gr.SelectData):

@@ -17,6 +17,13 @@ import aptm
 
 from helpers.images import person_image
 from helpers.models import tiny_config
+from helpers.paths import load_script
+
+
+def pytest_sessionstart(session):
+    """The Space and the metric folders run from their own files: copy the package's current modules into them, as
+    publishing does."""
+    load_script("scripts/copy_library_files.py").main()
 
 
 @pytest.fixture

@@ -4,7 +4,8 @@ example image of the person, or both. Person detection (`PersonDetector`, OpenCV
 and video reading need the `footage` extra (opencv-python-headless 4.x), imported only when used.
 
 `detection`, `sources`, `crops`, `ranking` and `labels` import nothing of this package but each other (only numpy,
-Pillow, tqdm and OpenCV): the Space links them (`space/aptm_footage/`) and runs them with the model's remote code.
+Pillow, tqdm, OpenCV and `aptm.images`): the Space runs copies of them (`space/aptm_parts/`) with the model's
+remote code.
 `index` (the index on disk) and `presentation` (table and grid) build on the rest of the package."""
 
 from .crops import Crop, people_in

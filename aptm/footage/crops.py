@@ -1,5 +1,5 @@
 """Person crops cut from pictures, with their provenance: a picture that already is a crop is taken whole, any other
-goes through a `PersonDetector`. Imports only Pillow, so the Space (`space/aptm_footage/`) links this module."""
+goes through a `PersonDetector`. Imports only Pillow, so the Space runs a copy of this module (`space/aptm_parts/`)."""
 
 from dataclasses import dataclass
 

@@ -22,12 +22,13 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ..factory import load_checkpoint
+from ..images import SourceError, decode_image
 from ..retrieval import GalleryIndex, RetrievalEngine
 from ..retrieval.index import ShardedFolder
 from .crops import Provenance, is_person_crop, people_in
 from .detection import HOGPersonDetector
 from .ranking import rank_crops
-from .sources import SkipLog, SourceError, SourceReader, decode_image, list_files
+from .sources import SkipLog, SourceReader, list_files
 
 FORMAT = 1
 MANIFEST = "footage.json"
@@ -298,7 +299,7 @@ class FootageIndex:
             gallery = GalleryIndex(gallery.image_features[rows], gallery.image_embeds[rows])
             records = [records[i] for i in rows]
         if isinstance(image, (str, Path)):
-            image = decode_image(Path(image), image, Image.MAX_IMAGE_PIXELS)
+            image = decode_image(Path(image), image)
         indices, scores = rank_crops(self.engine, gallery, text, image, top, image_weight, fusion)
         return [FootageMatch(**{**records[index], "box": tuple(records[index]["box"])}, rank=rank + 1, score=score)
                 for rank, (index, score) in enumerate(zip(indices, scores))]

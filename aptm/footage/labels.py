@@ -1,5 +1,5 @@
 """Short texts that say where a person crop came from: time stamps and the caption under a crop. Imports only the
-standard library, so the Space (`space/aptm_footage/`) links this module."""
+standard library, so the Space runs a copy of this module (`space/aptm_parts/`)."""
 
 import os
 

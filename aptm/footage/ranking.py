@@ -2,7 +2,7 @@
 that combines the two: `(1 - image_weight) x text + image_weight x image`, each score min-max normalised over
 the crops (a fused text score and a cosine similarity have different scales). Imports only numpy and works with any
 `retrieval_aptm.TextPersonSearch` (the package's `RetrievalEngine` or the checkpoint's remote code), so the Space
-(`space/aptm_footage/`) links this module."""
+(`space/aptm_parts/`) runs a copy of this module."""
 
 import numpy as np
 

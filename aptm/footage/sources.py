@@ -6,40 +6,30 @@ naming the file; a problem with part of a file (an archive member that is not an
 archive; a video that stops before its announced end or runs past the frame limit) is logged and counted in a
 `SkipLog`, and reading goes on.
 
-Imports only numpy, Pillow, tqdm and (for videos) OpenCV, so the Space (`space/aptm_footage/`) links this module.
+Imports only numpy, Pillow, tqdm, OpenCV (for videos) and `aptm.images`, so the Space runs it from a copy
+(`scripts/publish_space.py`): its gallery and footage tabs read uploads through `SourceReader`.
 """
+
+from __future__ import annotations
+
 
 import logging
 import os
 import tarfile
 import tempfile
-import warnings
 import zipfile
 from collections import Counter
 from dataclasses import dataclass
-from io import BytesIO
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 from tqdm.auto import tqdm
 
+from ..images import SourceError, decode_image, kind_of, unsafe_member_name
 from .detection import import_opencv
 
 logger = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-VIDEO_SUFFIXES = (".avi", ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv")
-ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
-
-
-class SourceError(Exception):
-    """A file (or archive member) that cannot be indexed at all: `name` says which, `reason` why (a short category
-    the skip counts use), `detail` what was found."""
-
-    def __init__(self, name, reason, detail=""):
-        super().__init__(f"{name}: {reason}" + (f" ({detail})" if detail else ""))
-        self.name, self.reason, self.detail = str(name), reason, detail
 
 
 @dataclass
@@ -57,31 +47,25 @@ class Picture:
 
 
 class SkipLog:
-    """Counted skips by reason, each logged as a warning naming what was skipped."""
+    """Counted skips by reason, each logged as a warning naming what was skipped; `entries` keeps each skip as
+    `(name, reason, detail)`, in order, for a program to show."""
 
     def __init__(self):
         self.counts = Counter()
+        self.entries: list[tuple[str, str, str]] = []
 
-    def skip(self, reason, name, detail="", outcome="skipped"):
-        """Count `reason` and log `"<outcome> <name>: <reason> (<detail>)"`."""
+    def skip(self, reason: str, name: str | Path, detail: str = "", outcome: str = "skipped") -> None:
+        """Count `reason`, keep the entry and log `"<outcome> <name>: <reason> (<detail>)"`."""
         self.counts[reason] += 1
+        self.entries.append((str(name), reason, detail))
         logger.warning("%s %s: %s%s", outcome, name, reason, f" ({detail})" if detail else "")
 
-    def skip_error(self, error):
+    def skip_error(self, error: SourceError) -> None:
         """Count and log a `SourceError`."""
         self.skip(error.reason, error.name, error.detail)
 
 
-def kind_of(name):
-    """`"image"`, `"video"`, `"archive"` or None, from a file name's suffix."""
-    name = name.lower()
-    for kind, suffixes in (("archive", ARCHIVE_SUFFIXES), ("image", IMAGE_SUFFIXES), ("video", VIDEO_SUFFIXES)):
-        if name.endswith(suffixes):
-            return kind
-    return None
-
-
-def list_files(paths):
+def list_files(paths: list[str | Path]) -> list[Path]:
     """The files of `paths` (files as given, folders recursively in name order), as absolute paths. Raises
     `FileNotFoundError` naming the first path that does not exist."""
     files = []
@@ -93,31 +77,6 @@ def list_files(paths):
         else:
             raise FileNotFoundError(f"source {path} does not exist")
     return files
-
-
-def decode_image(data, name, max_pixels):
-    """RGB array of an image file (path or bytes), EXIF orientation applied. Raises `SourceError` naming `name` when it
-    is unreadable or has more than `max_pixels` pixels (a decompression bomb is refused before it is decoded; Pillow
-    itself refuses more than twice its `Image.MAX_IMAGE_PIXELS` whatever `max_pixels` says)."""
-    try:
-        with warnings.catch_warnings():  # Pillow warns past its own limit; the check below decides
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(BytesIO(data) if isinstance(data, bytes) else data)
-        with image:
-            if image.width * image.height > max_pixels:
-                raise SourceError(name, "image too large", f"{image.width}x{image.height} pixels, over the limit of "
-                                  f"{max_pixels}; raise max_pixels (--max-pixels) to index it")
-            return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
-    except Image.DecompressionBombError as error:
-        raise SourceError(name, "image too large", str(error)) from error
-    except (OSError, SyntaxError, ValueError) as error:
-        raise SourceError(name, "unreadable image", str(error)) from error
-
-
-def unsafe_member_name(name):
-    """Whether an archive member's path is absolute or climbs out of the archive (`..`)."""
-    path = PurePosixPath(name.replace("\\", "/"))
-    return path.is_absolute() or ".." in path.parts or (len(name) > 1 and name[1] == ":")
 
 
 class SourceReader:
@@ -133,9 +92,12 @@ class SourceReader:
         max_frames (`int`, *optional*): most frames sampled per video; the rest of a longer video is skipped and
             counted as `"video longer than the limit"` (default: no limit).
         progress (`bool`, *optional*, defaults to `True`): a progress bar per video and archive.
+        videos (`bool`, *optional*, defaults to `True`): read videos; with `False` a video file raises `SourceError`
+            and a video inside an archive is skipped (`"video"`), as for a reader of photos only.
     """
 
-    def __init__(self, frame_step=10, max_pixels=None, max_member_bytes=2**31, max_frames=None, progress=True):
+    def __init__(self, frame_step: int = 10, max_pixels: int | None = None, max_member_bytes: int = 2**31,
+                 max_frames: int | None = None, progress: bool = True, videos: bool = True):
         if frame_step < 1:
             raise ValueError(f"frame_step must be at least 1, got {frame_step}")
         if max_frames is not None and max_frames < 1:
@@ -145,12 +107,15 @@ class SourceReader:
         self.max_pixels = max_pixels or Image.MAX_IMAGE_PIXELS
         self.max_member_bytes = max_member_bytes
         self.progress = progress
+        self.kinds = ("image", "video") if videos else ("image",)
 
-    def read(self, path, indexed, skips):
+    def read(self, path: str | Path, indexed: set[str], skips: SkipLog):
         """`Picture`s of the file `path`, leaving out those whose key is in `indexed`. Member-level problems go to
         `skips` (a `SkipLog`); a file that cannot be read at all raises `SourceError`."""
         path = Path(path)
         kind = kind_of(path.name)
+        if kind == "video" and "video" not in self.kinds:
+            raise SourceError(path, "video", "this reader takes images and archives of images only")
         if kind == "image":
             if str(path) not in indexed:
                 yield Picture(str(path), str(path), None, None, None, decode_image(path, path, self.max_pixels))
@@ -224,8 +189,10 @@ class SourceReader:
                 kind = kind_of(name)
                 if unsafe_member_name(name) or not regular:
                     skips.skip("unsafe archive member", where, "absolute path, '..', link or special file")
+                elif kind == "video" and "video" not in self.kinds:
+                    skips.skip("video", where, "this reader takes images only")
                 elif kind not in ("image", "video"):
-                    skips.skip("not an image or video", where)
+                    skips.skip(f"not an {' or '.join(self.kinds)}", where)
                 elif size > self.max_member_bytes:
                     skips.skip("member too large", where, f"{size} bytes, over the limit of {self.max_member_bytes}")
                 elif kind == "image" and where not in indexed:

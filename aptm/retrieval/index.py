@@ -16,12 +16,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from retrieval_aptm import EncodedGallery
+
+from ..images import decode_image
 
 TENSORS, PATHS, MANIFEST = "index.safetensors", "index.json", "gallery.json"
 FORMAT = 1
@@ -279,9 +280,7 @@ class _ImageFiles:
         return len(self.files)
 
     def __getitem__(self, row):
-        from ..footage.sources import decode_image  # footage imports this package
-
-        return decode_image(self.files[row], str(self.files[row]), Image.MAX_IMAGE_PIXELS)
+        return decode_image(self.files[row], self.files[row])
 
     def select(self, rows):
         return _ImageFiles([self.files[row] for row in rows])

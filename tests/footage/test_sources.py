@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 from aptm.footage import SkipLog, SourceError, SourceReader
-from aptm.footage.sources import list_files, unsafe_member_name
+from aptm.footage.sources import list_files
+from aptm.images import unsafe_member_name
 
 from helpers.images import person_image
 

@@ -25,7 +25,7 @@ from PIL import Image
 
 from aptm.factory import load_checkpoint
 from aptm.footage import FootageIndex, caption
-from aptm.hub import add_pipelines
+from aptm.hub import SPACE_LIBRARY_FILES, add_pipelines
 from aptm.retrieval import AttributeRecognizer, RetrievalEngine
 from datasets_scripts import load_aptm_dataset
 from modeling_aptm import APTMForPreTraining
@@ -90,11 +90,11 @@ def space(tmp_path_factory, processor):
     assert download.returncode == 0, download.stderr[-3000:]
     files = sorted(str(p.relative_to(run)) for p in run.rglob("*") if p.is_file() and not p.name.startswith(".")
                    and not p.relative_to(run).parts[0].startswith("."))
-    linked = [f"aptm_footage/{name}.py" for name in ("crops", "detection", "labels", "ranking", "sources")]
-    assert files == sorted(["README.md", "app.py", "requirements.txt", "aptm_footage/__init__.py", *linked])
-    for name in linked:  # the links were uploaded as the package's files
-        assert not (run / name).is_symlink()
-        assert (run / name).read_bytes() == (REPO / "aptm" / "footage" / Path(name).name).read_bytes()
+    copied = dict(SPACE_LIBRARY_FILES)
+    assert files == sorted(["README.md", "app.py", "requirements.txt", "aptm_parts/__init__.py",
+                            "aptm_parts/footage/__init__.py", *copied])
+    for name, source in copied.items():  # the package's own modules, as files
+        assert (run / name).read_bytes() == (REPO / "aptm" / source).read_bytes()
     port = free_port()
     app_env = {**hub_env, **{k: v["value"] for k, v in variables.items()}, "GRADIO_SERVER_PORT": str(port),
                "GRADIO_TEMP_DIR": str(root / "gradio-tmp"), "OMP_NUM_THREADS": "1"}
@@ -182,10 +182,10 @@ def test_uploads_are_safe(space, tmp_path):
     message = client.predict([gradio_client.handle_file(str(tmp_path / "uploads" / n)) for n in names],
                              api_name="/index_uploads")
     assert "Indexed 200 images" in message
-    for reason in ("truncated.jpg: not a readable image", "bomb.png: more than 25,000,000 pixels",
-                   "notes.txt: not an image file", "inner.zip: archives inside archives are not indexed",
-                   "huge.png: larger than 20 MB", "readme.md: not an image file", "bad.png: not a readable image",
-                   "only the first 200 images are indexed"):
+    for reason in ("truncated.jpg: unreadable image", "bomb.png: image too large (8000x8000 pixels, over the limit "
+                   "of 25000000", "notes.txt: not an image file (allowed: .jpg", "inner.zip: not an image",
+                   "huge.png: member too large (22020096 bytes, over the limit of 20971520)",
+                   "readme.md: not an image", "bad.png: unreadable image", "only the first 200 images are indexed"):
         assert reason in message, reason
     with pytest.raises(Exception, match="No readable image"):
         client.predict([gradio_client.handle_file(str(tmp_path / "uploads" / "notes.txt"))], api_name="/index_uploads")
@@ -327,4 +327,4 @@ def test_space_requirements_are_public_and_pinned_as_ci():
     assert not {"aptm-hf", "aptm"} & set(names)
     source = (REPO / "space" / "app.py").read_text()
     assert not re.search(r"^\s*(import|from) aptm[\s.]", source, re.MULTILINE) and "sys.path" not in source
-    assert "from aptm_footage" in source  # the package's footage modules, linked into the Space's folder
+    assert "from aptm_parts" in source  # the package's modules, copied into the Space's folder

@@ -1,7 +1,8 @@
 """The Space's footage tab, function by function: a generated video of pedestrians is indexed and searched by a
 description, an example image and both, with the results of the package's `FootageIndex`; bad videos (not a video,
 unreadable, truncated, without people, too long, too large) get a message, never a traceback; each session keeps its
-own videos. The footage modules the Space runs are the package's files, importing nothing of the package."""
+own videos. The gallery tab reads uploads as the package does. The modules the Space runs are the package's files,
+importing nothing of the package but each other."""
 
 import ast
 import re
@@ -9,12 +10,13 @@ import shutil
 import sys
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 from datasets import Dataset
 from PIL import Image
 
-from aptm.footage import FootageIndex, caption
-from aptm.hub import add_pipelines
+from aptm.footage import FootageIndex, SkipLog, SourceReader, caption
+from aptm.hub import SPACE_LIBRARY_FILES, add_pipelines
 
 from helpers.footage import pedestrian_video, save_tiny_checkpoint
 from helpers.images import person_image
@@ -23,7 +25,7 @@ from helpers.paths import REPO, load_script
 pytest.importorskip("cv2", reason="the footage extra (opencv-python-headless) is not installed")
 pytest.importorskip("gradio")
 TEXT = "a man in a black jacket and yellow trousers"
-STANDALONE = {"numpy", "PIL", "tqdm", "cv2"}  # what the linked modules may import besides the standard library
+STANDALONE = {"numpy", "PIL", "tqdm", "cv2"}  # what the copied modules may import besides the standard library
 
 
 @pytest.fixture(scope="module")
@@ -137,18 +139,35 @@ def test_each_session_keeps_its_own_videos(app, demo, indexed, walk, tmp_path, m
     assert list(demo.index_video(str(walk), 20, third)[0]) == ["walk.avi"]
 
 
-def test_the_footage_modules_are_the_package_files_and_stand_alone():
-    folder = REPO / "space" / "aptm_footage"
-    links = sorted(path for path in folder.iterdir() if path.is_symlink())
-    assert [path.name for path in links] == ["crops.py", "detection.py", "labels.py", "ranking.py", "sources.py"]
+def test_the_modules_the_space_runs_are_the_package_files_and_stand_alone():
     allowed = STANDALONE | set(sys.stdlib_module_names)
-    for link in links:
-        assert link.resolve() == REPO / "aptm" / "footage" / link.name
-        for node in ast.walk(ast.parse(link.read_text())):
+    for name, source in SPACE_LIBRARY_FILES:
+        copy = REPO / "space" / name
+        assert not copy.is_symlink() and copy.read_bytes() == (REPO / "aptm" / source).read_bytes(), name
+        for node in ast.walk(ast.parse(copy.read_text())):
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom):
-                names = [] if node.level else [node.module]
+                names = [] if node.level else [node.module]  # relative: within the copied layout
             else:
                 continue
-            assert {name.split(".")[0] for name in names} <= allowed, (link.name, names)
+            assert {name.split(".")[0] for name in names} <= allowed, (copy.name, names)
+
+
+def test_the_gallery_tab_reads_uploads_as_the_package_does(demo, tmp_path):
+    """A phone photo (EXIF orientation 6: stored sideways) comes out upright, and a TIFF is read: in the Space's
+    gallery tab as in the package's reader (footage index, gallery folders)."""
+    photo = Image.fromarray(np.tile(np.arange(40, dtype=np.uint8)[None, :, None], (120, 1, 3)))  # 40 wide, 120 high
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    photo.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "phone.jpg", exif=exif, quality=95)  # stored sideways
+    person_image(7).save(tmp_path / "scan.tif")
+    files = [str(tmp_path / "phone.jpg"), str(tmp_path / "scan.tif")]
+    state, message = demo.index_uploads(files)
+    assert message == "Indexed 2 images."
+    assert state["names"] == ["phone.jpg", "scan.tif"]
+    package = [picture.image for path in files for picture in SourceReader().read(path, set(), SkipLog())]
+    assert package[0].shape == (120, 40, 3) and package[0][:, 0].max() < package[0][:, -1].min()  # upright
+    assert package[1].shape == np.asarray(person_image(7)).shape
+    for image, expected in zip(state["images"], package, strict=True):
+        assert np.array_equal(np.asarray(image), expected)

@@ -1,1 +1,0 @@
-../../aptm/footage/labels.py

@@ -1,1 +1,0 @@
-../../aptm/footage/ranking.py
