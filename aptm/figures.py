@@ -1,12 +1,13 @@
 """Pictures people look at: ranked-gallery grids (true matches framed green, others red) and training curves."""
 
+from __future__ import annotations
+
 import textwrap
+from collections.abc import Sequence
+from pathlib import Path
 
-import matplotlib
+from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageFont
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 
 GREEN, RED, WHITE, BLACK = (30, 160, 60), (210, 40, 40), (255, 255, 255), (20, 20, 20)
 
@@ -18,8 +19,9 @@ def _font(size):
         return ImageFont.load_default()
 
 
-def ranked_gallery_grid(results, gallery_images, path, query_ids=None, gallery_ids=None, top=10,
-                        thumb_size=(64, 192), text_width=220, labels=None):
+def ranked_gallery_grid(results: Sequence, gallery_images, path: str | Path, query_ids: Sequence[int] | None = None,
+                        gallery_ids: Sequence[int] | None = None, top: int = 10, thumb_size: tuple[int, int] = (64, 192),
+                        text_width: int = 220, labels: Sequence[Sequence[str]] | None = None) -> str | Path:
     """Save a PNG with one row per query: the wrapped query text, then its `top` gallery images best first, each
     framed green when it shows the query's person and red otherwise (no frame without ids), with rank and score.
 
@@ -50,7 +52,7 @@ def ranked_gallery_grid(results, gallery_images, path, query_ids=None, gallery_i
     return path
 
 
-def plot_training_curves(log_history, path):
+def plot_training_curves(log_history: list[dict], path: str | Path) -> str | Path:
     """Plot a `Trainer.state.log_history` to `path` (losses, learning rate, evaluation metrics by step)."""
     losses, evaluations, rates = {}, {}, []
     for entry in log_history:
@@ -62,7 +64,8 @@ def plot_training_curves(log_history, path):
                 evaluations.setdefault(key[5:], []).append((step, value))
         if "learning_rate" in entry:
             rates.append((step, entry["learning_rate"]))
-    figure, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    figure = Figure(figsize=(16, 4.5))  # drawn with the Agg canvas, leaving the host program's pyplot backend alone
+    axes = figure.subplots(1, 3)
     for ax, series, title in ((axes[0], losses, "training losses"), (axes[2], evaluations, "validation metrics")):
         for name, points in sorted(series.items()):
             ax.plot(*zip(*points), marker="." if len(points) < 30 else None, label=name)
@@ -76,7 +79,6 @@ def plot_training_curves(log_history, path):
     axes[1].set_xlabel("step")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
-    plt.close(figure)
     return path
 
 

@@ -100,8 +100,7 @@ def load_aptm_dataset(name, data_dir=None, cache_dir=None, on_error="raise", ver
         files = [f for group in annotation_files(config).values() for f in group]
         return _build(AttributeBuilder, _cache_folder(data_dir, cache_dir), files, *shared, kind=kind,
                       data_dir=str(data_dir), **common, **options)
-    settings = {"num_identities": 250, "views_per_identity": 6, "seed": 0, "test_fraction": 0.2,
-                "validation_fraction": 0.1}
+    settings = procedural.default_settings()
     unknown = set(options) - set(settings)
     if unknown:
         raise TypeError(f"unknown procedural options {sorted(unknown)}; choose from {sorted(settings)}")
@@ -109,11 +108,12 @@ def load_aptm_dataset(name, data_dir=None, cache_dir=None, on_error="raise", ver
     if not procedural.is_generated(data_dir, **settings):
         procedural.generate(data_dir, **settings, num_proc=num_proc)
     cache_dir = _cache_folder(data_dir, cache_dir)
-    splits = _retrieval("procedural", data_dir, cache_dir, *shared, num_attributes=27, **common)
-    config = AttributeConfig(kind="attributes", prefix="procedural_attributes", num_attributes=27, data_dir=str(data_dir))
+    labelled = {"num_attributes": procedural.NUM_ATTRIBUTES}
+    splits = _retrieval("procedural", data_dir, cache_dir, *shared, **labelled, **common)
+    config = AttributeConfig(kind="attributes", prefix="procedural_attributes", data_dir=str(data_dir), **labelled)
     files = [f for group in annotation_files(config).values() for f in group]
     attributes = _build(AttributeBuilder, cache_dir, files, *shared, kind="attributes", prefix="procedural_attributes",
-                        num_attributes=27, data_dir=str(data_dir), **common)
+                        data_dir=str(data_dir), **labelled, **common)
     for split in ("validation", "test"):
         splits[f"attributes_{split}"] = attributes[split]
     return splits

@@ -22,6 +22,8 @@ import datasets
 from .pa100k_annotation import ANNOTATION_NAMES
 from .checked_builder import CheckedBuilder
 from .common import DenseIds, attribute_features, find_image, pairs_features, read_json, require_files
+from processing_aptm import MALS_ATTRIBUTES, PA100K_ATTRIBUTES
+
 from .retrieval import SPLIT_NAMES, checker_error
 
 
@@ -33,7 +35,8 @@ class AttributeConfig(datasets.BuilderConfig):
         kwargs.setdefault("name", kind if kind != "attributes" else f"attributes-{prefix}")
         super().__init__(**kwargs)
         self.kind, self.prefix = kind, prefix
-        self.num_attributes = num_attributes or {"mals": 27, "attributes": 26, "synth-pedes": None}[kind]
+        schema = {"mals": MALS_ATTRIBUTES, "attributes": PA100K_ATTRIBUTES, "synth-pedes": None}[kind]
+        self.num_attributes = num_attributes or (schema and len(schema))
         self.on_error, self.verify_images, self.use_prompt_captions = on_error, verify_images, use_prompt_captions
         # PA-100K labels every attribute; other attribute json may mark a label unknown (-1)
         self.label_values = (0, 1) if kind == "attributes" and prefix == "PA100K" else (-1, 0, 1)
@@ -110,7 +113,7 @@ class AttributeBuilder(CheckedBuilder):
             for index, record in enumerate(records):
                 fields = {"image": str, "caption": str, "image_id": (str, int), "label": list}
                 if not self.checker.fields_ok(record, fields, path, index) or \
-                        not self.checker.labels_ok(record["label"], 27, path, index):
+                        not self.checker.labels_ok(record["label"], self.config.num_attributes, path, index):
                     continue
                 key = str(record["image_id"])
                 if images_of_id.setdefault(key, record["image"]) != record["image"]:

@@ -18,6 +18,7 @@ captions from varied templates and synonyms that mention different subsets of at
     older version of this module, regenerates the folder).
 """
 
+import inspect
 import io
 import json
 import math
@@ -28,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from processing_aptm import MALS_LOWER_COLOURS, MALS_UPPER_COLOURS
+from processing_aptm import MALS_ATTRIBUTES, MALS_LOWER_COLOURS, MALS_UPPER_COLOURS
 
 from .common import process_map
 
@@ -40,6 +41,7 @@ PALETTE = {
     "orange": (236, 128, 32), "brown": (122, 76, 40), "pink": (238, 150, 182),
 }
 UPPER_COLOURS, LOWER_COLOURS = MALS_UPPER_COLOURS, MALS_LOWER_COLOURS  # the colours the MALS labels name
+NUM_ATTRIBUTES = len(MALS_ATTRIBUTES)  # each image is labelled in the MALS schema
 UPPER_CHOICES = UPPER_COLOURS + ("orange", "brown")  # the last two are "other" for the upper-colour labels
 LOWER_CHOICES = LOWER_COLOURS + ("red", "orange")  # "other" for the lower-colour labels
 HAIR_COLOURS = {"black": (22, 20, 20), "brown": (92, 58, 32), "blond": (214, 180, 100), "gray": (160, 160, 160)}
@@ -400,6 +402,13 @@ def generate(data_dir, num_identities=250, views_per_identity=6, seed=0, test_fr
 
 def _write_json(path, value):
     Path(path).write_text(json.dumps(value, indent=None, separators=(",", ":")))
+
+
+def default_settings() -> dict:
+    """The generation settings (`num_identities`, `views_per_identity`, `seed`, `test_fraction`,
+    `validation_fraction`) with their defaults, as `generate`'s signature states them."""
+    return {name: parameter.default for name, parameter in inspect.signature(generate).parameters.items()
+            if name not in ("data_dir", "progress", "num_proc")}
 
 
 def is_generated(data_dir, **settings):
