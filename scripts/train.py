@@ -3,7 +3,7 @@ attribute fine-tuning, or the tiny CPU recipe on the procedural pedestrians. Eve
 `aptm.training.arguments` (and of `transformers.TrainingArguments`) can be given; the command line overrides the
 recipe, and `--task`/`--dataset` without `--recipe` pick the bundled one.
 
-    python scripts/train.py --recipe recipes/tiny_procedural.json --data_dir data/procedural --output_dir out/tiny
+    python scripts/train.py --recipe tiny_procedural --data_dir data/procedural --output_dir out/tiny
     torchrun --nproc_per_node 4 scripts/train.py --task retrieval --dataset cuhk-pedes --data_dir /data/CUHK-PEDES \\
         --init path/to/mals-pretrained --output_dir out/cuhk
 """

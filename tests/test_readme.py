@@ -30,7 +30,7 @@ BLOCKS = re.findall(r"```(python|bash)\n(.*?)```", (REPO / "README.md").read_tex
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory, processor):
     folder = tmp_path_factory.mktemp("readme")
-    for name in ("scripts", "recipes", "metrics"):
+    for name in ("scripts", "metrics"):
         os.symlink(REPO / name, folder / name)
     checkpoint = folder / "outputs" / "quickstart" / "checkpoint"
     torch.manual_seed(0)

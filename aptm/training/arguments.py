@@ -3,8 +3,10 @@ data and augmentation (`DataArguments`), which loss options (`LossArguments`), h
 (`EvaluationArguments`), and `APTMTrainingArguments` (`TrainingArguments` plus the original optimiser groups and
 schedule).
 
-A recipe (`recipes/*.json`) is a flat JSON object whose keys are these arguments' names (plus an optional
-`description`); the command line overrides it: `scripts/train.py --recipe recipes/tiny_procedural.json --max_steps 2`.
+A recipe is a flat JSON object whose keys are these arguments' names (plus an optional `description`); the command
+line overrides it: `scripts/train.py --recipe tiny_procedural --max_steps 2`. The bundled recipes (`aptm/recipes/`,
+package data, so an installed package has them) are named by their file name, with or without `.json`; any other
+recipe by its path.
 Every default is stated once, by the field that owns it (loss options left unset keep the configuration's values).
 """
 
@@ -12,6 +14,7 @@ import argparse
 import json
 import os
 from dataclasses import dataclass, field, fields
+from importlib import resources
 from pathlib import Path
 from typing import Literal
 
@@ -28,7 +31,7 @@ from ..data.masking import MASK_PROBABILITY, MAX_MASKS, MAX_SPAN, SPAN_PROBABILI
 
 VALIDATION_MAX_SIZE = 3000  # gallery images held out at most (CUHK-PEDES's test gallery has 3,074)
 
-RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
+RECIPES_DIR = Path(str(resources.files("aptm") / "recipes"))  # package data
 BUNDLED_RECIPES = {
     ("pretrain", "mals"): "pretrain_mals.json", ("retrieval", "cuhk-pedes"): "retrieval_cuhk.json",
     ("retrieval", "icfg-pedes"): "retrieval_icfg.json", ("retrieval", "rstpreid"): "retrieval_rstp.json",
@@ -244,13 +247,24 @@ def recipe_keys():
     return {f.name for cls in ARGUMENT_CLASSES for f in fields(cls) if f.init} | set(RECIPE_NOTES)
 
 
-def load_recipe(path):
-    """A recipe's arguments (a flat JSON object); unknown keys are errors naming the file and key."""
-    path = Path(path)
+def recipe_path(recipe: str | os.PathLike) -> Path:
+    """The file of a recipe: a path, or the name of a bundled recipe (`"tiny_procedural"`, `"retrieval_cuhk.json"`)
+    where no file of that path exists."""
+    path = Path(recipe)
+    if path.is_file() or len(path.parts) > 1:
+        return path
+    return RECIPES_DIR / path.with_suffix(".json").name
+
+
+def load_recipe(path: str | os.PathLike) -> dict:
+    """A recipe's arguments (a flat JSON object, a path or a bundled recipe's name); unknown keys are errors naming
+    the file and key."""
+    path = recipe_path(path)
     try:
         recipe = json.loads(path.read_text())
     except FileNotFoundError:
-        raise FileNotFoundError(f"recipe {path} does not exist (bundled recipes: {sorted(BUNDLED_RECIPES.values())})")
+        raise FileNotFoundError(f"recipe {path} does not exist (bundled recipes, by name: "
+                                f"{sorted(bundled.stem for bundled in RECIPES_DIR.glob('*.json'))})")
     except json.JSONDecodeError as error:
         raise ValueError(f"recipe {path} is not valid JSON: {error}") from error
     if not isinstance(recipe, dict):

@@ -146,3 +146,13 @@ def test_text_layers_and_fusion_init_layer_place_the_pretrained_text_layers():
     assert len(text) == 6 and (text[5].output.dense.weight == bert[5].output.dense.weight).all()
     assert (fusion[1].output.dense.weight == bert[5].output.dense.weight).all()
     assert (fusion[0].attention.self.key.weight == bert[4].attention.self.key.weight).all()
+
+
+def test_bundled_recipes_are_named_by_their_file_name(tmp_path, monkeypatch):
+    bundled = load_recipe(RECIPES_DIR / "tiny_procedural.json")
+    assert load_recipe("tiny_procedural") == load_recipe("tiny_procedural.json") == bundled
+    (tmp_path / "tiny_procedural.json").write_text(json.dumps({"max_steps": 3}))
+    monkeypatch.chdir(tmp_path)
+    assert load_recipe("tiny_procedural.json") == {"max_steps": 3}  # a file of that path wins
+    with pytest.raises(FileNotFoundError, match=r"nope.json does not exist \(bundled recipes, by name: .*'tiny_procedural'"):
+        load_recipe("nope")
