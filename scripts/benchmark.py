@@ -1,5 +1,5 @@
-"""Benchmark the retrieval engine in fp32 and bf16 (`autocast=torch.bfloat16`) against a straightforward
-re-implementation of the original evaluation (one query at a time, text padded to 56, top-k cosine candidates, image
+"""Benchmark the retrieval engine in fp32 and bf16 (`autocast=torch.bfloat16`) against the original evaluation as
+`aptm.retrieval.reference` writes it out (one query at a time, text padded to 56, top-k cosine candidates, image
 keys/values recomputed for every pair), side by side in one run on the same weights, gallery and queries. Prints one
 table per configuration: image encoder throughput beside its matmul ceiling (its matrix products alone, each shape
 timed now), gallery encoding, one-query latency with a cached gallery, full evaluation with the ratios; then the
@@ -84,7 +84,7 @@ def linear_gflops(rows, in_features, out_features, dtype=torch.float32, repeats=
 
 
 @torch.no_grad()
-def matmul_shapes(vision_model, pixel_values):
+def matmul_shapes(vision_model: torch.nn.Module, pixel_values: torch.Tensor) -> tuple[Counter, Counter]:
     """The matrix products of one forward of an image encoder on `pixel_values`, counted by shape with forward hooks:
     every linear layer's `(rows, in_features, out_features)` and every window attention's `(batch x windows x heads,
     tokens, head_dim, tokens)` (query x key, then weights x value), read from the `[B, windows, tokens, C]` windows it

@@ -18,7 +18,7 @@ from aptm.retrieval.sharding import launched_state
 from datasets_scripts import NAMES, load_aptm_dataset
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="checkpoint folder or Hub id")
     parser.add_argument("--dataset", required=True, choices=NAMES)
