@@ -27,9 +27,10 @@ from accelerate.utils import gather, pad_across_processes, reduce
 
 
 def launched_state() -> PartialState:
-    """accelerate's state of the processes a launcher started, joining them (initialising `torch.distributed`: NCCL on
-    this process's GPU when there are GPUs, gloo otherwise) when `WORLD_SIZE` says several processes run and it is not
-    initialised yet. A group initialised before keeps its backend (gloo runs its collectives on the CPU)."""
+    """accelerate's state of the processes a launcher started (its environment variables), joining them when
+    `torch.distributed` is not initialised yet: NCCL on this process's GPU when there are GPUs, gloo otherwise. A group
+    initialised before keeps its backend (gloo: collectives on the CPU). Without a launcher, this process alone on
+    the default device."""
     backend = dist.get_backend() if dist.is_available() and dist.is_initialized() else None
     cpu = backend != "nccl" if backend else not torch.cuda.is_available()
     return PartialState(cpu=cpu, backend=backend)
