@@ -25,7 +25,8 @@ the prediction is the value whose prompt scores higher.
 Evaluation streams (`TextPersonSearch.fused_scores`): a first pass over query batches keeps only the text features,
 the top-k indices and ITM logits `[Q, k]`, and the global extremes the fusion normalises with (`StreamingFusion`);
 final score rows are then produced in query chunks, so memory grows with queries x k plus the gallery and one chunk,
-never with queries x gallery. The rows equal `fuse_scores` on the whole matrices (tested against it).
+never with queries x gallery (`fuse_scores` is the same fusion of whole matrices). The rows equal the whole-matrix
+formulas above (tested against them).
 
 The scores equal the original one-query-at-a-time procedure's (tested against it); text is padded only to each
 batch's longest caption. Optional autocast (`autocast=torch.bfloat16`) is faster but approximate.
@@ -51,67 +52,83 @@ def check_choice(value, choices, name):
         raise ValueError(f"{name} must be one of {choices}, got {value!r}")
 
 
-def min_max(matrix):
-    """Min-max normalise a whole matrix to [0, 1] (a constant matrix becomes zeros)."""
-    low, high = matrix.min(), matrix.max()
-    return (matrix - low) / (high - low) if high > low else torch.zeros_like(matrix)
-
-
-def fuse_scores(cosine, topk_indices, topk_itm, fusion="aptm", cosine_weight=0.002, world_size=1):
-    """Final `[Q, G]` scores from the cosine matrix and the ITM logits `[Q, k]` of the top-k candidates."""
-    check_choice(fusion, FUSIONS, "fusion")
-    if fusion == "cosine":
-        return cosine.clone()
-    if fusion == "itm":
-        return torch.full_like(cosine, -SENTINEL).scatter_(1, topk_indices, topk_itm)
-    if world_size < 1:
-        raise ValueError(f"world_size must be at least 1, got {world_size}")
-    itm = torch.full_like(cosine, SENTINEL).scatter_(1, topk_indices, topk_itm)
-    itm = torch.where(itm == SENTINEL, topk_itm.min(dim=1, keepdim=True).values, itm)
-    cosine_term = cosine_weight * min_max(cosine)
-    step = len(cosine) // world_size + 1
-    final = torch.zeros_like(cosine)
-    for rank in range(world_size):
-        on_rank = torch.full_like(cosine, SENTINEL)
-        on_rank[rank * step : (rank + 1) * step] = itm[rank * step : (rank + 1) * step]
-        final += min_max(on_rank) + cosine_term
-    return final
+def fuse_scores(cosine: torch.Tensor, topk_indices: torch.Tensor | None, topk_itm: torch.Tensor | None,
+                fusion: str = "aptm", cosine_weight: float = 0.002, world_size: int = 1) -> torch.Tensor:
+    """Final `[Q, G]` scores from the cosine matrix and the ITM logits `[Q, k]` of the top-k candidates (None for the
+    `"cosine"` fusion): a `StreamingFusion` that observes every row at once."""
+    streaming = StreamingFusion(fusion, cosine_weight, world_size)
+    streaming.observe(cosine, topk_indices, topk_itm)
+    return streaming.scores(slice(None), cosine)
 
 
 class StreamingFusion:
     r"""
-    `fuse_scores` computed in query chunks. `observe` every chunk of cosine rows with its top-k indices and ITM logits,
+    Score fusion computed in query chunks. `observe` every chunk of cosine rows with its top-k indices and ITM logits,
     in query order (it keeps the `[Q, k]` top-k and the global extremes: the cosine matrix's, and per row the ITM
     logits' from which the ITM-filled matrix's and each emulated process's extremes follow); then `scores` gives the
-    final scores of any rows from their cosine rows, equal to those rows of `fuse_scores` on the whole matrices.
+    final scores of any rows from their cosine rows, as the module docstring states them for the whole matrices.
+    Rows observed apart (one share of the queries in each process) combine through their `totals`, which concatenate
+    in query order (`merge`).
 
     Args:
-        fusion (`str`, *optional*, defaults to `"aptm"`), cosine_weight (`float`, *optional*, defaults to 0.002),
-        world_size (`int`, *optional*, defaults to 1): as `fuse_scores`.
+        fusion (`str`, *optional*, defaults to `"aptm"`): `"cosine"`, `"itm"` or `"aptm"` (see the module docstring).
+        cosine_weight (`float`, *optional*, defaults to 0.002): weight of the cosine in the `"aptm"` fusion.
+        world_size (`int`, *optional*, defaults to 1): the processes of the original evaluator the `"aptm"` fusion
+            reproduces.
     """
 
-    def __init__(self, fusion="aptm", cosine_weight=0.002, world_size=1):
+    TOTALS = ("cosine_extremes", "topk_indices", "topk_itm")
+
+    def __init__(self, fusion: str = "aptm", cosine_weight: float = 0.002, world_size: int = 1):
         check_choice(fusion, FUSIONS, "fusion")
         if world_size < 1:
             raise ValueError(f"world_size must be at least 1, got {world_size}")
         self.fusion, self.cosine_weight, self.world_size = fusion, cosine_weight, world_size
-        self.cosine_low, self.cosine_high = float("inf"), float("-inf")
-        self.topk_indices, self.topk_itm = [], []
+        self._cosine_low, self._cosine_high = float("inf"), float("-inf")
+        self._topk_indices, self._topk_itm = [], []
         self._process_extremes = None
 
-    def observe(self, cosine, topk_indices=None, topk_itm=None):
+    def observe(self, cosine: torch.Tensor, topk_indices: torch.Tensor | None = None,
+                topk_itm: torch.Tensor | None = None) -> None:
         """Take the next query rows: cosine `[q, G]`, top-k indices and ITM logits `[q, k]` (None for `"cosine"`)."""
-        self.cosine_low = min(self.cosine_low, cosine.min().item())
-        self.cosine_high = max(self.cosine_high, cosine.max().item())
+        totals = {"cosine_extremes": torch.stack([cosine.min(), cosine.max()]).double().cpu()[None]}
         if self.fusion != "cosine":
-            self.topk_indices.append(topk_indices.cpu())
-            self.topk_itm.append(topk_itm.cpu())
+            if topk_indices is None or topk_itm is None:
+                raise ValueError(f"the {self.fusion!r} fusion needs the top-k indices and ITM logits of the rows")
+            totals.update(topk_indices=topk_indices, topk_itm=topk_itm)
+        self.merge(totals)
+
+    def totals(self) -> dict:
+        """What the rows observed so far leave, as tensors on the CPU: `cosine_extremes` `[1, 2]` (the lowest and
+        highest cosine, float64) and, unless the fusion is `"cosine"`, `topk_indices` and `topk_itm` `[q, k]`. Those
+        of consecutive query rows, each tensor concatenated along its first dimension in query order, are those of
+        all the rows."""
+        totals = {"cosine_extremes": torch.tensor([[self._cosine_low, self._cosine_high]], dtype=torch.float64)}
+        if self.fusion != "cosine":
+            totals.update(zip(self.TOTALS[1:], self._gathered()))
+        return totals
+
+    def merge(self, totals: dict) -> None:
+        """Take `totals` of the next query rows (another `StreamingFusion`'s of the same fusion, or those of several
+        concatenated in query order) after the rows taken so far."""
+        expected = self.TOTALS if self.fusion != "cosine" else self.TOTALS[:1]
+        if sorted(totals) != sorted(expected):
+            raise ValueError(f"totals of a {self.fusion!r} fusion hold {list(expected)}, got {list(totals)}")
+        extremes = totals["cosine_extremes"]
+        self._cosine_low = min(self._cosine_low, extremes[:, 0].min().item())
+        self._cosine_high = max(self._cosine_high, extremes[:, 1].max().item())
+        if self.fusion != "cosine":
+            if totals["topk_indices"].shape != totals["topk_itm"].shape:
+                raise ValueError(f"topk_indices {list(totals['topk_indices'].shape)} and topk_itm "
+                                 f"{list(totals['topk_itm'].shape)} must have the same shape [q, k]")
+            self._topk_indices.append(totals["topk_indices"].cpu())
+            self._topk_itm.append(totals["topk_itm"].cpu())
         self._process_extremes = None
 
     def _gathered(self):
-        if len(self.topk_itm) > 1:
-            self.topk_indices, self.topk_itm = [torch.cat(self.topk_indices)], [torch.cat(self.topk_itm)]
-        return self.topk_indices[0], self.topk_itm[0]
+        if len(self._topk_itm) > 1:
+            self._topk_indices, self._topk_itm = [torch.cat(self._topk_indices)], [torch.cat(self._topk_itm)]
+        return self._topk_indices[0], self._topk_itm[0]
 
     def _per_process(self):
         """Per emulated process: the low end and span of its min-max normalisation (span 0: a constant matrix) and
@@ -135,7 +152,7 @@ class StreamingFusion:
                                       sentinel_terms.sum() - sentinel_terms)
         return self._process_extremes
 
-    def scores(self, rows, cosine):
+    def scores(self, rows: slice | list | torch.Tensor, cosine: torch.Tensor) -> torch.Tensor:
         """Final scores `[len(rows), G]` of query `rows` (a slice or indices) from their cosine rows `[len(rows), G]`."""
         if self.fusion == "cosine":
             return cosine.clone()
@@ -150,8 +167,8 @@ class StreamingFusion:
         owner = (rows // step).to(cosine.device)
         low, span = lows[owner, None], spans[owner, None]
         own = torch.where(span > 0, (itm - low) / torch.where(span > 0, span, 1), 0)
-        cosine_span = self.cosine_high - self.cosine_low
-        cosine_term = (self.cosine_weight * ((cosine - self.cosine_low) / cosine_span) if cosine_span > 0
+        cosine_span = self._cosine_high - self._cosine_low
+        cosine_term = (self.cosine_weight * ((cosine - self._cosine_low) / cosine_span) if cosine_span > 0
                        else torch.zeros_like(cosine))
         return own + other_processes[owner, None] + self.world_size * cosine_term
 
@@ -539,5 +556,5 @@ class AttributeRecognizer(Encoder):
 
 __all__ = [
     "ATTRIBUTE_SCORINGS", "AttributeRecognizer", "EncodedGallery", "Encoder", "FUSIONS", "FusedScores", "SENTINEL",
-    "SearchResult", "StreamingFusion", "TextPersonSearch", "fuse_scores", "min_max",
+    "SearchResult", "StreamingFusion", "TextPersonSearch", "fuse_scores",
 ]

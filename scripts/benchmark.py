@@ -1,5 +1,5 @@
-"""Benchmark the retrieval engine in fp32 and bf16 (`autocast=torch.bfloat16`) against a straightforward
-re-implementation of the original evaluation (one query at a time, text padded to 56, top-k cosine candidates, image
+"""Benchmark the retrieval engine in fp32 and bf16 (`autocast=torch.bfloat16`) against the original evaluation as
+`aptm.retrieval.reference` writes it out (one query at a time, text padded to 56, top-k cosine candidates, image
 keys/values recomputed for every pair), side by side in one run on the same weights, gallery and queries. Prints one
 table per configuration: image encoder throughput beside its matmul ceiling (its matrix products alone, each shape
 timed now), gallery encoding, one-query latency with a cached gallery, full evaluation with the ratios; then the
@@ -44,29 +44,12 @@ import aptm
 import modeling_aptm
 from aptm.factory import load_checkpoint
 from aptm.metrics import retrieval_metrics
-from aptm.retrieval import SENTINEL, GalleryIndex, RetrievalEngine, min_max
+from aptm.retrieval import GalleryIndex, RetrievalEngine
 from aptm.retrieval.index import ShardedFolder
+from aptm.retrieval.reference import original_procedure_scores
 from aptm.training.arguments import RECIPES_DIR, load_recipe
 from configuration_aptm import APTMConfig
 from datasets_scripts import load_aptm_dataset, procedural
-
-
-@torch.no_grad()
-def original_procedure_scores(model, input_ids, attention_mask, image_embeds, image_features, k, cosine_weight=0.002):
-    """The original evaluator, one query at a time (reference for tests and benchmarks): text padded to its full
-    length, top-k images by cosine, ITM logit[1] of each (text, candidate) pair with image keys/values recomputed for
-    every pair, then the single-process `"aptm"` fusion."""
-    text_embeds = model.text_model(input_ids, attention_mask).last_hidden_state
-    text_features = model.text_features_from_embeds(text_embeds)
-    cosine = text_features @ image_features.t()
-    scores = torch.full_like(cosine, SENTINEL)
-    for row in range(len(cosine)):
-        values, top = cosine[row].topk(k)
-        logits = model.itm_logits(text_embeds[row : row + 1].repeat(k, 1, 1), attention_mask[row : row + 1].repeat(k, 1),
-                                  image_embeds[top])
-        scores[row, top] = logits[:, 1]
-    scores = torch.where(scores == SENTINEL, scores.min(dim=1, keepdim=True).values, scores)
-    return min_max(scores) + cosine_weight * min_max(cosine)
 
 
 def peak_rss_mb():
@@ -101,25 +84,27 @@ def linear_gflops(rows, in_features, out_features, dtype=torch.float32, repeats=
 
 
 @torch.no_grad()
-def matmul_shapes(module, inputs):
-    """The matrix products of one forward of `module` on `inputs`, counted by shape: every linear layer's
-    `(rows, in_features, out_features)` and every `attention_forward` call's `(batch x heads, length, head_dim,
-    keys)` (query x key, then weights x value)."""
+def matmul_shapes(vision_model: torch.nn.Module, pixel_values: torch.Tensor) -> tuple[Counter, Counter]:
+    """The matrix products of one forward of an image encoder on `pixel_values`, counted by shape with forward hooks:
+    every linear layer's `(rows, in_features, out_features)` and every window attention's `(batch x windows x heads,
+    tokens, head_dim, tokens)` (query x key, then weights x value), read from the `[B, windows, tokens, C]` windows it
+    is called on."""
     linears, attentions = Counter(), Counter()
-    hooks = [layer.register_forward_hook(lambda layer, args, _: linears.update(
-        [(args[0].numel() // args[0].shape[-1], layer.in_features, layer.out_features)]))
-        for layer in module.modules() if isinstance(layer, torch.nn.Linear)]
-    attention_forward = modeling_aptm.attention_forward
 
-    def recorded(query, key, value, *args, **kwargs):
-        attentions.update([(query.numel() // (query.shape[-2] * query.shape[-1]), *query.shape[-2:], key.shape[-2])])
-        return attention_forward(query, key, value, *args, **kwargs)
+    def count_linear(layer, args, _):
+        linears.update([(args[0].numel() // args[0].shape[-1], layer.in_features, layer.out_features)])
 
-    modeling_aptm.attention_forward = recorded
+    def count_attention(layer, args):
+        batch, windows, tokens, channels = args[0].shape
+        attentions.update([(batch * windows * layer.num_heads, tokens, channels // layer.num_heads, tokens)])
+
+    hooks = [layer.register_forward_hook(count_linear) for layer in vision_model.modules()
+             if isinstance(layer, torch.nn.Linear)]
+    hooks += [layer.register_forward_pre_hook(count_attention) for layer in vision_model.modules()
+              if isinstance(layer, modeling_aptm.APTMWindowAttention)]
     try:
-        module(inputs)
+        vision_model(pixel_values)
     finally:
-        modeling_aptm.attention_forward = attention_forward
         for hook in hooks:
             hook.remove()
     return linears, attentions

@@ -10,16 +10,15 @@ queries, with the metrics of one process (the first process prepares the data, p
 import argparse
 
 import torch
-import torch.distributed as dist
 
 from aptm.evaluation import evaluate_dataset
 from aptm.factory import load_checkpoint
 from aptm.retrieval import ATTRIBUTE_SCORINGS, FUSIONS
-from aptm.retrieval.sharding import ProcessShards, init_launched_processes
+from aptm.retrieval.sharding import launched_state
 from datasets_scripts import NAMES, load_aptm_dataset
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="checkpoint folder or Hub id")
     parser.add_argument("--dataset", required=True, choices=NAMES)
@@ -39,19 +38,18 @@ def main(argv=None):
     parser.add_argument("--output-dir", default="outputs/evaluation")
     args = parser.parse_args(argv)
 
-    device = init_launched_processes()
-    processes = ProcessShards.of_launch()
-    with processes.first_process_first():  # one process prepares the dataset cache (and downloads), then the others
-        model, processor = load_checkpoint(args.model, device=device)
+    state = launched_state()
+    with state.main_process_first():  # one process prepares the dataset cache (and downloads), then the others
+        model, processor = load_checkpoint(args.model, device=state.device)
         data = load_aptm_dataset(args.dataset, data_dir=args.data_dir)
     results = evaluate_dataset(model, processor, data, args.dataset, args.split, args.output_dir, k=args.k,
                                fusion=args.fusion, world_size=args.world_size, batch_size=args.batch_size,
                                attribute_scoring=args.attribute_scoring, image_to_text=args.image_to_text,
-                               autocast=torch.bfloat16 if args.bf16 else None, progress=processes.rank == 0)
-    if processes.world_size > 1:
-        dist.barrier()  # tear down together: gloo can abort a process that leaves while another still works
-        dist.destroy_process_group()
-    if processes.rank > 0:
+                               autocast=torch.bfloat16 if args.bf16 else None, progress=state.is_main_process)
+    if state.num_processes > 1:
+        state.wait_for_everyone()  # tear down together: gloo can abort a process that leaves while another works
+        state.destroy_process_group()
+    if not state.is_main_process:
         return results
     for task in ("retrieval", "attributes"):
         if task in results:

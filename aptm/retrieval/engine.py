@@ -112,18 +112,11 @@ class RetrievalEngine(TextPersonSearch):
 
     def _fused_scores_of_shares(self, texts, index, shards):
         """`fused_scores` of `texts`, each of `shards` ranking and re-ranking its share of them: the shares' text
-        features, top-k indices and ITM logits are gathered in query order and the cosine extremes reduced, so the
-        result equals one process's."""
+        features and fusion totals are gathered in query order, so the result equals one process's."""
         if shards.world_size == 1:
             return self.fused_scores(texts, index)
         share = shards.share(len(texts))
         own = self.fused_scores(list(texts)[share.start : share.stop], index)
-        fusion = StreamingFusion(own.fusion.fusion, own.fusion.cosine_weight, own.fusion.world_size)
-        # observe reads only the extremes of the cosine rows: those over every process stand for all the rows
-        extremes = torch.tensor([[shards.min(own.fusion.cosine_low), shards.max(own.fusion.cosine_high)]])
-        if fusion.fusion == "cosine":
-            fusion.observe(extremes)
-        else:
-            fusion.observe(extremes, shards.gather(torch.cat(own.fusion.topk_indices)),
-                           shards.gather(torch.cat(own.fusion.topk_itm)))
+        fusion = StreamingFusion(self.fusion, self.cosine_weight, self.world_size)
+        fusion.merge({name: shards.gather(rows) for name, rows in own.fusion.totals().items()})
         return FusedScores(fusion, shards.gather(own.text_features), own.gallery_features, own.chunk_size)

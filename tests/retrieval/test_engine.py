@@ -13,13 +13,11 @@ from aptm.convert.original_checkpoint import load_original_checkpoint
 from aptm.figures import ranked_gallery_grid
 from aptm.metrics import image_to_text_metrics, retrieval_metrics
 from aptm.retrieval import SENTINEL, GalleryIndex, RetrievalEngine, fuse_scores, min_max
+from aptm.retrieval.reference import original_procedure_scores
 
 from helpers.golden import golden_dir
 from helpers.images import person_image
 from helpers.models import tiny_config
-from helpers.paths import load_script
-
-original_procedure_scores = load_script("scripts/benchmark.py").original_procedure_scores
 TEXTS = ["a man in a red jacket", "a woman with a black bag and blue jeans walking down the street", "a child",
          "someone wearing a green coat and white shoes", "a person with long hair", "an old man with a hat"]
 

@@ -1,10 +1,11 @@
-"""Score fusion: the closed forms of the original evaluator on one and on W processes, and a hand-made case where
-the process count changes the ranking."""
+"""Score fusion: the closed forms of the original evaluator on one and on W processes, a hand-made case where the
+process count changes the ranking, and streaming (chunks, shares merged by their totals) against the whole-matrix
+formula written out here."""
 
 import pytest
 import torch
 
-from aptm.retrieval import FUSIONS, StreamingFusion, fuse_scores, min_max
+from aptm.retrieval import FUSIONS, SENTINEL, StreamingFusion, fuse_scores, min_max
 
 
 def random_case(queries, gallery, k, seed):
@@ -13,6 +14,24 @@ def random_case(queries, gallery, k, seed):
     topk = cosine.topk(k, dim=1).indices
     itm = torch.randn(queries, k, generator=generator, dtype=torch.float64) * 4
     return cosine, topk, itm
+
+
+def whole_matrix_fusion(cosine, topk, itm, fusion, cosine_weight, world_size):
+    """The module docstring's fusions on whole matrices (the oracle of the streamed ones): for `"aptm"`, the ITM
+    logits filled with each row's minimum, on each of `world_size` emulated processes its own row block with the
+    others' rows at the sentinel, min-max normalised, plus the weighted normalised cosine, summed."""
+    if fusion == "cosine":
+        return cosine.clone()
+    if fusion == "itm":
+        return torch.full_like(cosine, -SENTINEL).scatter_(1, topk, itm)
+    filled = filled_itm(cosine, topk, itm)
+    step = len(cosine) // world_size + 1
+    final = torch.zeros_like(cosine)
+    for rank in range(world_size):
+        on_rank = torch.full_like(cosine, SENTINEL)
+        on_rank[rank * step : (rank + 1) * step] = filled[rank * step : (rank + 1) * step]
+        final += min_max(on_rank) + cosine_weight * min_max(cosine)
+    return final
 
 
 def filled_itm(cosine, topk, itm):
@@ -72,18 +91,53 @@ def test_itm_and_cosine_fusions_ignore_the_weight_and_process_count():
 @pytest.mark.parametrize("queries, chunk", [(10, 3), (7, 1), (5, 16), (1, 1)])
 def test_streaming_fusion_equals_the_whole_matrix_fusion(fusion, world_size, queries, chunk):
     """Rows observed and fused a chunk at a time (chunks crossing the emulated processes' row blocks, some processes
-    owning no row) equal `fuse_scores` on the whole matrices; any rows can be asked for once all are observed."""
+    owning no row) equal the whole-matrix formula, as `fuse_scores` does; any rows can be asked for once all are
+    observed."""
     cosine, topk, itm = random_case(queries, 9, 3, seed=queries + world_size)
     cosine, itm = cosine.float(), itm.float()
     streaming = StreamingFusion(fusion, 0.002, world_size)
     chunks = [slice(start, start + chunk) for start in range(0, queries, chunk)]
     for rows in chunks:
         streaming.observe(cosine[rows], topk[rows], itm[rows])
-    expected = fuse_scores(cosine, topk, itm, fusion, 0.002, world_size)
+    expected = whole_matrix_fusion(cosine, topk, itm, fusion, 0.002, world_size)
+    torch.testing.assert_close(fuse_scores(cosine, topk, itm, fusion, 0.002, world_size), expected, atol=1e-6,
+                               rtol=1e-6)
     streamed = torch.cat([streaming.scores(rows, cosine[rows]) for rows in chunks])
     torch.testing.assert_close(streamed, expected, atol=1e-6, rtol=1e-6)
     picked = [queries - 1, 0]
     torch.testing.assert_close(streaming.scores(picked, cosine[picked]), expected[picked], atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("fusion", FUSIONS)
+def test_shares_merged_by_their_totals_fuse_as_one_stream(fusion):
+    """Shares of the queries observed apart (as processes do), their totals concatenated in query order and merged
+    into a fresh fusion, give the scores of one fusion observing every row: the same numbers, bit for bit."""
+    cosine, topk, itm = random_case(10, 9, 3, seed=5)
+    cosine, itm = cosine.float(), itm.float()
+    one = StreamingFusion(fusion, 0.002, world_size=4)
+    one.observe(cosine, topk, itm)
+    shares = []
+    for rows in (slice(0, 4), slice(4, 7), slice(7, 10)):
+        share = StreamingFusion(fusion, 0.002, world_size=4)
+        share.observe(cosine[rows], topk[rows], itm[rows])
+        shares.append(share.totals())
+    merged = StreamingFusion(fusion, 0.002, world_size=4)
+    merged.merge({name: torch.cat([totals[name] for totals in shares]) for name in shares[0]})
+    assert {name: tensor.shape[0] for name, tensor in merged.totals().items()} == {
+        name: 10 if name != "cosine_extremes" else 1 for name in shares[0]}
+    assert torch.equal(merged.scores(slice(None), cosine), one.scores(slice(None), cosine))
+
+
+def test_merge_names_what_totals_lack():
+    fusion = StreamingFusion("aptm")
+    with pytest.raises(ValueError, match=r"totals of a 'aptm' fusion hold \['cosine_extremes', 'topk_indices', "
+                                         r"'topk_itm'\], got \['cosine_extremes'\]"):
+        fusion.merge(StreamingFusion("cosine").totals())
+    with pytest.raises(ValueError, match="must have the same shape"):
+        fusion.merge({"cosine_extremes": torch.zeros(1, 2), "topk_indices": torch.zeros(2, 3, dtype=torch.long),
+                      "topk_itm": torch.zeros(2, 4)})
+    with pytest.raises(ValueError, match="needs the top-k indices"):
+        fusion.observe(torch.zeros(2, 3))
 
 
 def test_streaming_fusion_of_constant_matrices_is_zero():

@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 import torch
 
+from accelerate import PartialState
+
 import aptm
 from aptm.metrics import RetrievalMetrics, retrieval_metrics
 from aptm.retrieval.sharding import ProcessShards
@@ -102,16 +104,25 @@ def test_the_evaluate_cli_under_torchrun_reports_the_metrics_of_one_process(tmp_
     assert (tmp_path / "two" / "retrieval_grid.png").is_file()
 
 
+class StateOf:
+    """accelerate's `PartialState` as process `rank` of `world_size` sees it, for its splits alone (no process
+    group)."""
+
+    split_between_processes = PartialState.split_between_processes
+
+    def __init__(self, rank, world_size):
+        self.process_index, self.num_processes = rank, world_size
+
+
 def shards_of(rank, world_size):
     """The shares a process of `world_size` would take (no process group needed for `share` and `over`)."""
-    shards = ProcessShards()
-    shards.rank, shards.world_size = rank, world_size
-    return shards
+    return ProcessShards(StateOf(rank, world_size))
 
 
 def test_shares_are_contiguous_in_rank_order_the_first_ones_longer():
     assert [shards_of(rank, 3).share(11) for rank in range(3)] == [range(0, 4), range(4, 8), range(8, 11)]
     assert [shards_of(rank, 2).share(9) for rank in range(2)] == [range(0, 5), range(5, 9)]
+    assert [shards_of(rank, 4).share(2) for rank in range(4)] == [range(0, 1), range(1, 2), range(0), range(0)]
     assert ProcessShards().share(5) == range(5)
 
 
@@ -145,3 +156,19 @@ def test_metrics_of_disjoint_queries_merge_by_their_totals():
 def test_queries_without_a_relevant_image_are_named_before_any_ranking():
     with pytest.raises(ValueError, match="first: query 3, person id 9"):
         RetrievalMetrics([0, 1, 1]).check_queries([0, 1, 9, 9], first=1)
+
+
+def test_an_accelerate_state_that_disagrees_with_torch_distributed_is_named(monkeypatch):
+    """A `PartialState` set up for another run (one process while torch.distributed runs two) stops the split with
+    the cause instead of giving every process every row."""
+    from aptm.retrieval import sharding
+
+    state = StateOf(0, 1)
+    state.distributed_type = "NO"
+    monkeypatch.setattr(sharding.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(sharding.dist, "get_world_size", lambda group=None: 2)
+    monkeypatch.setattr(sharding.dist, "get_rank", lambda group=None: 1)
+    monkeypatch.setattr(sharding, "launched_state", lambda: state)
+    with pytest.raises(RuntimeError, match=r"sees process 0 of 1 \(NO\) but torch.distributed runs process 1 of 2.*"
+                                           r"use_cpu=True"):
+        ProcessShards.of_launch()

@@ -4,7 +4,11 @@ import subprocess
 import sys
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
+import aptm
+
+from helpers.models import tiny_config
 from helpers.paths import REPO, load_script
 
 
@@ -29,6 +33,25 @@ def test_agreement_counts_near_tie_swaps_apart_from_real_ones():
     agreement = agreement_of(scores, reference, tolerance=1e-5)
     assert (agreement.identical, agreement.near_ties, agreement.beyond) == (1, 1, 1)
     assert abs(agreement.largest_swap - 0.1) < 1e-6 and abs(agreement.largest_difference - 0.2) < 1e-6
+
+
+def test_matmul_shapes_account_for_every_matrix_product_of_the_image_encoder():
+    """The shapes the forward hooks count make up the FLOPs torch's `FlopCounterMode` counts in the image encoder's
+    matrix products (eager attention, whose products it sees; all but the patch embedding's convolution)."""
+    torch.manual_seed(0)
+    config = tiny_config()
+    config.vision_config._attn_implementation = "eager"
+    vision_model = aptm.APTMModel(config).eval().vision_model
+    pixel_values = torch.randn(2, 3, *config.vision_config.image_size)
+    linears, attentions = load_script("scripts/benchmark.py").matmul_shapes(vision_model, pixel_values)
+    assert sum(attentions.values()) == sum(config.vision_config.depths)
+    counted = (sum(count * 2 * rows * inner * outer for (rows, inner, outer), count in linears.items())
+               + sum(count * 2 * 2 * batch * length * head_dim * keys
+                     for (batch, length, head_dim, keys), count in attentions.items()))
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        vision_model(pixel_values)
+    flops = {str(operation): value for operation, value in counter.get_flop_counts()["Global"].items()}
+    assert counted == flops["aten.addmm"] + flops["aten.mm"] + flops["aten.bmm"] > 0
 
 
 def test_memory_table_smoke():

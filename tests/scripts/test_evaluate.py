@@ -12,12 +12,11 @@ from PIL import Image
 
 import aptm
 from aptm.metrics import attribute_metrics, attribute_predictions, retrieval_metrics
+from aptm.retrieval.reference import original_procedure_scores
 from datasets_scripts import load_aptm_dataset
 
 from helpers.models import tiny_config
-from helpers.paths import REPO, load_script
-
-original_procedure_scores = load_script("scripts/benchmark.py").original_procedure_scores
+from helpers.paths import REPO
 
 SCRIPT = REPO / "scripts" / "evaluate.py"
 SMALL = {"num_identities": 10, "views_per_identity": 2, "test_fraction": 0.3}
