@@ -15,6 +15,13 @@ Retrieval follows the paper's procedure (`retrieval_aptm`): cosine top-k, ITM re
 cross-attention keys/values computed once, and the original score fusion (`fusion="aptm"`, `"itm"` or `"cosine"`).
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from PIL import Image
 from transformers import Pipeline
 
 try:  # remote code (a package in the Hub module cache)
@@ -53,10 +60,10 @@ class TextPersonRetrievalPipeline(_APTMPipeline):
     a candidate was not re-ranked).
     """
 
-    def _search(self, batch_size=32, k=None):
+    def _search(self, batch_size: int = 32, k: int | None = None) -> TextPersonSearch:
         return TextPersonSearch(self.model, self.processor, k=k, batch_size=batch_size, progress=False)
 
-    def encode_gallery(self, images, batch_size=32):
+    def encode_gallery(self, images: Sequence[Image.Image] | torch.Tensor, batch_size: int = 32) -> EncodedGallery:
         """Encode a gallery once (image features and the image tokens the fusion encoder attends to)."""
         return self._search(batch_size).encode_gallery(images)
 
@@ -67,7 +74,7 @@ class TextPersonRetrievalPipeline(_APTMPipeline):
             check_choice(fusion, FUSIONS, "fusion")
         return {}, forward, {}
 
-    def __call__(self, texts, **kwargs):
+    def __call__(self, texts: str | Sequence[str], **kwargs: Any) -> list[dict] | list[list[dict]]:
         single = isinstance(texts, str)
         results = super().__call__({"texts": [texts] if single else list(texts)}, **kwargs)
         return results[0] if single else results
@@ -102,7 +109,7 @@ class PedestrianAttributePipeline(_APTMPipeline):
             check_choice(scoring, ATTRIBUTE_SCORINGS, "attribute scoring")
         return {}, {"scoring": scoring or "itm", "batch_size": batch_size or 32}, {}
 
-    def __call__(self, images, **kwargs):
+    def __call__(self, images: Image.Image | Sequence[Image.Image], **kwargs: Any) -> list[dict] | list[list[dict]]:
         single = not isinstance(images, (list, tuple))
         results = super().__call__({"images": [images] if single else list(images)}, **kwargs)
         return results[0] if single else results
