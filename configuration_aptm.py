@@ -79,6 +79,12 @@ class APTMVisionConfig(PretrainedConfig):
         stride = patch_size * 2 ** (len(self.depths) - 1)
         if any(side % stride for side in self.image_size):
             raise ValueError(f"image_size {self.image_size} must be divisible by the total stride {stride}")
+        for index in range(len(self.depths)):
+            grid = [side // (patch_size * 2**index) for side in self.image_size]
+            window = min(self.stage_window_size(index), *grid)
+            if any(side % window for side in grid):
+                raise ValueError(f"stage {index}'s {grid[0]}x{grid[1]} grid is not divisible by its window {window} "
+                                 f"(window_size {window_size}, stage_window_sizes {self.stage_window_sizes})")
 
     def stage_window_size(self, index):
         """The attention window stage `index` is built with (before clipping to its grid)."""
