@@ -222,9 +222,9 @@ class APTMConfig(PretrainedConfig):
         classifier_dropout (`float`, *optional*, defaults to 0.1): dropout of `APTMForImageClassification`, the
             image-only attribute classifier of the paper's PA-100K ablation (the original's `dop`).
 
-    `k_test`, `itm_cosine_weight` and `test_time_flip` are evaluation settings that the checkpoint carries: the original configs set
-    `k_test` per dataset (and a trained checkpoint re-ranks as many candidates as it was validated with), and the
-    retrieval code that travels with the checkpoint needs them. Masking and augmentation settings belong to the data
+    `k_test`, `itm_cosine_weight` and `test_time_flip` are evaluation settings that the checkpoint carries: the
+    original configs set `k_test` per dataset (and a trained checkpoint re-ranks as many candidates as it was
+    validated with), and the retrieval code that travels with the checkpoint needs them. Masking and augmentation settings belong to the data
     (see `aptm.data`), not to the model. Loss weights must be non-negative, the label smoothing in [0, 1),
     `num_attribute_matching_prompts` positive, `itc_gradient` `"local"` or `"global"`, `classifier_dropout` and
     `projection_dropout` in [0, 1), `projection_head` one of `PROJECTION_HEADS`; anything else raises a `ValueError`

@@ -284,12 +284,30 @@ def map_key(key, fusion_layer):
     return ""
 
 
+def check_shifted_windows(state_dict, model):
+    """Where the checkpoint saved its Swin blocks' shifted-window masks (`attn_mask`, as both originals do), the
+    blocks the config builds must be shifted exactly there, with masks of the same shape; raise naming the block."""
+    if not any(key.endswith(".attn_mask") for key in state_dict):
+        return
+    for stage_index, stage in enumerate(model.vision_model.layers):
+        for block_index, block in enumerate(stage.blocks):
+            key = f"vision_encoder.layers.{stage_index}.blocks.{block_index}.attn_mask"
+            saved = None if state_dict.get(key) is None else tuple(state_dict[key].shape)
+            built = None if block.attn_mask is None else tuple(block.attn_mask.shape)
+            if saved != built:
+                raise ConversionError(f"{key}: the checkpoint's shifted-window mask {saved} does not match the block "
+                                      f"this geometry builds ({built}; window {block.window_size}, shift "
+                                      f"{block.shift_size}); check the image size of the Swin json")
+
+
 def convert_state_dict(state_dict, config, report=None):
     """Map an original state dict onto `APTMForPreTraining`'s names; raise on unmapped, missing or mis-shaped
     tensors (naming them)."""
     report = report if report is not None else ConversionReport()
     with torch.device("meta"):
-        expected = {name: tuple(p.shape) for name, p in APTMForPreTraining(config).state_dict().items()}
+        model = APTMForPreTraining(config)
+        expected = {name: tuple(p.shape) for name, p in model.state_dict().items()}
+    check_shifted_windows(state_dict, model)
     expected.pop("mlm_head.decoder.weight")
     converted, unmapped, dropped = {}, [], set()
     for key, tensor in state_dict.items():

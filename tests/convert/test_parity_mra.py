@@ -87,7 +87,8 @@ def test_processor_reproduces_token_ids_and_pixels(converted):
     assert tokens["attention_mask"].tolist() == inputs["attention_mask"].tolist()
     pixels = processor(images=images())["pixel_values"]
     assert hashlib.sha256(pixels.numpy().tobytes()).hexdigest() == meta["pixel_values_sha256"]
-    assert hashlib.sha256(pixels.flip(-1).contiguous().numpy().tobytes()).hexdigest() == meta["pixel_values_flip_sha256"]
+    mirrored = pixels.flip(-1).contiguous().numpy()
+    assert hashlib.sha256(mirrored.tobytes()).hexdigest() == meta["pixel_values_flip_sha256"]
 
 
 def test_encoders_and_swin_stages(encoded):
@@ -209,3 +210,15 @@ def test_converted_folder_loads_with_the_auto_classes_and_retrieves_like_mra(tmp
     assert result["mean"] == pytest.approx([0.48145466, 0.4578275, 0.40821073])
     close(np.load(tmp_path / "scores.npy"), arrays("eval")["score_t2i"])
     assert result["metrics"]["R@1"] == pytest.approx(record("eval")["mAP_metrics"]["R1"], abs=1e-4)
+
+
+def test_a_geometry_that_disagrees_with_the_saved_masks_is_refused(tmp_path):
+    """The same MRA checkpoint read as APTM's 384x128 geometry: its saved shifted-window masks name the block."""
+    checkpoint = torch.load(MRA_DIR / "checkpoint.pth", map_location="cpu", weights_only=True)
+    swin = json.loads((MRA_DIR / "config_swin.json").read_text())
+    (tmp_path / "swin.json").write_text(json.dumps({**swin, "w": 128}))
+    torch.save(checkpoint, tmp_path / "checkpoint.pth")
+    with pytest.raises(ValueError, match=r"vision_encoder\.layers\.\d\.blocks\.1\.attn_mask"):
+        load_original_checkpoint(tmp_path / "checkpoint.pth", tokenizer_dir=TOKENIZER,
+                                 vision_config_file=tmp_path / "swin.json",
+                                 text_config_file=MRA_DIR / "config_bert.json")

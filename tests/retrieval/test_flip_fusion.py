@@ -29,7 +29,8 @@ def test_two_equal_views_score_as_one_view():
     cosine, topk, itm = flip_case(9, 8, 3, seed=1)
     plain = itm[..., 0]
     for world_size in (1, 2, 3):
-        torch.testing.assert_close(fuse_scores(cosine, topk, torch.stack([plain, plain], -1), "aptm", 0.002, world_size),
+        two_views = torch.stack([plain, plain], -1)
+        torch.testing.assert_close(fuse_scores(cosine, topk, two_views, "aptm", 0.002, world_size),
                                    fuse_scores(cosine, topk, plain, "aptm", 0.002, world_size))
 
 
