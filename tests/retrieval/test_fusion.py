@@ -7,11 +7,12 @@ import torch
 from aptm.retrieval import FUSIONS, StreamingFusion, fuse_scores, min_max
 
 
-def random_case(queries, gallery, k, seed):
+def random_case(queries, gallery, k, seed, views=1):
+    """Cosine `[Q, G]`, its top-k and ITM logits `[Q, k]`, or `[Q, k, views]` for several views (test-time flip)."""
     generator = torch.Generator().manual_seed(seed)
     cosine = torch.rand(queries, gallery, generator=generator, dtype=torch.float64) * 2 - 1
     topk = cosine.topk(k, dim=1).indices
-    itm = torch.randn(queries, k, generator=generator, dtype=torch.float64) * 4
+    itm = torch.randn(queries, k, *([views] if views > 1 else []), generator=generator, dtype=torch.float64) * 4
     return cosine, topk, itm
 
 
@@ -70,10 +71,12 @@ def test_itm_and_cosine_fusions_ignore_the_weight_and_process_count():
 @pytest.mark.parametrize("world_size", [1, 2, 3, 4])
 @pytest.mark.parametrize("fusion", FUSIONS)
 @pytest.mark.parametrize("queries, chunk", [(10, 3), (7, 1), (5, 16), (1, 1)])
-def test_streaming_fusion_equals_the_whole_matrix_fusion(fusion, world_size, queries, chunk):
+@pytest.mark.parametrize("views", [1, 2])
+def test_streaming_fusion_equals_the_whole_matrix_fusion(fusion, world_size, queries, chunk, views):
     """Rows observed and fused a chunk at a time (chunks crossing the emulated processes' row blocks, some processes
-    owning no row) equal `fuse_scores` on the whole matrices; any rows can be asked for once all are observed."""
-    cosine, topk, itm = random_case(queries, 9, 3, seed=queries + world_size)
+    owning no row) equal `fuse_scores` on the whole matrices, with one ITM view or two (test-time flip); any rows can
+    be asked for once all are observed."""
+    cosine, topk, itm = random_case(queries, 9, 3, seed=queries + world_size, views=views)
     cosine, itm = cosine.float(), itm.float()
     streaming = StreamingFusion(fusion, 0.002, world_size)
     chunks = [slice(start, start + chunk) for start in range(0, queries, chunk)]
