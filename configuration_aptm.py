@@ -18,6 +18,10 @@ class APTMVisionConfig(PretrainedConfig):
         num_heads (`list[int]`, *optional*, defaults to `[4, 8, 16, 32]`): attention heads per stage.
         window_size (`int`, *optional*, defaults to 8): attention window. A stage whose shorter grid side is not
             larger than the window uses that side as window and no shift (stage 2 and 3 at 384x128).
+        stage_window_sizes (`list[int]`, *optional*): one attention window per stage, replacing `window_size` stage
+            by stage (the same clipping rule applies). Default: `window_size` everywhere (APTM). MRA, APTM's
+            successor, builds its last stage with window 4 (`[8, 8, 8, 4]`), so at its 384x256 input every stage is
+            shifted, the last one (12x8) by 2.
         mlp_ratio (`float`, *optional*, defaults to 4.0): MLP hidden width over block width.
         qkv_bias (`bool`, *optional*, defaults to `True`): bias on the query/key/value projection.
         hidden_dropout_prob (`float`, *optional*, defaults to 0.0): dropout after MLPs and projections.
@@ -39,6 +43,7 @@ class APTMVisionConfig(PretrainedConfig):
         depths=(2, 2, 18, 2),
         num_heads=(4, 8, 16, 32),
         window_size=8,
+        stage_window_sizes=None,
         mlp_ratio=4.0,
         qkv_bias=True,
         hidden_dropout_prob=0.0,
@@ -56,6 +61,7 @@ class APTMVisionConfig(PretrainedConfig):
         self.depths = list(depths)
         self.num_heads = list(num_heads)
         self.window_size = window_size
+        self.stage_window_sizes = None if stage_window_sizes is None else list(stage_window_sizes)
         self.mlp_ratio = mlp_ratio
         self.qkv_bias = qkv_bias
         self.hidden_dropout_prob = hidden_dropout_prob
@@ -65,9 +71,24 @@ class APTMVisionConfig(PretrainedConfig):
         self.initializer_range = initializer_range
         if len(self.depths) != len(self.num_heads):
             raise ValueError(f"depths {self.depths} and num_heads {self.num_heads} must have the same length")
+        if self.stage_window_sizes is not None and (
+                len(self.stage_window_sizes) != len(self.depths)
+                or not all(isinstance(w, int) and w > 0 for w in self.stage_window_sizes)):
+            raise ValueError(f"stage_window_sizes {self.stage_window_sizes} must hold one positive integer per stage "
+                             f"({len(self.depths)})")
         stride = patch_size * 2 ** (len(self.depths) - 1)
         if any(side % stride for side in self.image_size):
             raise ValueError(f"image_size {self.image_size} must be divisible by the total stride {stride}")
+        for index in range(len(self.depths)):
+            grid = [side // (patch_size * 2**index) for side in self.image_size]
+            window = min(self.stage_window_size(index), *grid)
+            if any(side % window for side in grid):
+                raise ValueError(f"stage {index}'s {grid[0]}x{grid[1]} grid is not divisible by its window {window} "
+                                 f"(window_size {window_size}, stage_window_sizes {self.stage_window_sizes})")
+
+    def stage_window_size(self, index):
+        """The attention window stage `index` is built with (before clipping to its grid)."""
+        return self.window_size if self.stage_window_sizes is None else self.stage_window_sizes[index]
 
     @property
     def hidden_size(self):
@@ -162,8 +183,19 @@ class APTMConfig(PretrainedConfig):
         cross_config (`dict` or `APTMTextConfig`, *optional*): the fusion encoder (6 BERT layers with
             cross-attention to the image tokens). Its `encoder_hidden_size` is set to the vision width.
         embed_dim (`int`, *optional*, defaults to 256): width of the projected, normalised features used for ITC.
+        projection_head (`str`, *optional*, defaults to `"linear"`): how the ITC features are projected. `"linear"`
+            (APTM): a Linear layer on the global image token and on the [CLS] text state. `"pooled_batchnorm"` (MRA,
+            APTM's successor): `APTMPooledProjection`, the patch tokens averaged in 3 consecutive chunks (image) or
+            [CLS] and the other positions averaged in 3 overlapping chunks (text, padding included), concatenated,
+            then BatchNorm1d, Dropout(`projection_dropout`) and Linear.
+        projection_dropout (`float`, *optional*, defaults to 0.0): dropout of the `"pooled_batchnorm"` head (MRA's
+            `itc_dop`, 0.5 when fine-tuning; training only).
         temp (`float`, *optional*, defaults to 0.07): initial value of the learnable ITC temperature.
-        k_test (`int`, *optional*, defaults to 128): gallery candidates re-ranked with the ITM head at evaluation.
+        k_test (`int`, *optional*, defaults to 128): gallery candidates re-ranked with the ITM head at evaluation
+            (MRA: 512 for CUHK-PEDES and ICFG-PEDES, 1000 for RSTPReid).
+        test_time_flip (`bool`, *optional*, defaults to `False`): MRA's test-time augmentation, which the retrieval
+            engine applies by default: every gallery image is also encoded mirrored; the ITC features of the two are
+            averaged and the ITM scores of both are normalised separately and averaged (see `retrieval_aptm`).
         itm_cosine_weight (`float`, *optional*, defaults to 0.002): weight of the normalised cosine added to the
             normalised ITM score in APTM's score fusion (single-process rule, see the retrieval engine).
         max_text_length (`int`, *optional*, defaults to 56): tokens per caption, [CLS] included.
@@ -190,12 +222,13 @@ class APTMConfig(PretrainedConfig):
         classifier_dropout (`float`, *optional*, defaults to 0.1): dropout of `APTMForImageClassification`, the
             image-only attribute classifier of the paper's PA-100K ablation (the original's `dop`).
 
-    `k_test` and `itm_cosine_weight` are evaluation settings that the checkpoint carries: the original configs set
-    `k_test` per dataset (and a trained checkpoint re-ranks as many candidates as it was validated with), and the
-    retrieval code that travels with the checkpoint needs both. Masking and augmentation settings belong to the data
+    `k_test`, `itm_cosine_weight` and `test_time_flip` are evaluation settings that the checkpoint carries: the
+    original configs set `k_test` per dataset (and a trained checkpoint re-ranks as many candidates as it was
+    validated with), and the retrieval code that travels with the checkpoint needs them. Masking and augmentation settings belong to the data
     (see `aptm.data`), not to the model. Loss weights must be non-negative, the label smoothing in [0, 1),
-    `num_attribute_matching_prompts` positive, `itc_gradient` `"local"` or `"global"` and `classifier_dropout` in
-    [0, 1); anything else raises a `ValueError` naming the field.
+    `num_attribute_matching_prompts` positive, `itc_gradient` `"local"` or `"global"`, `classifier_dropout` and
+    `projection_dropout` in [0, 1), `projection_head` one of `PROJECTION_HEADS`; anything else raises a `ValueError`
+    naming the field.
     """
 
     model_type = "aptm"
@@ -207,8 +240,11 @@ class APTMConfig(PretrainedConfig):
         text_config=None,
         cross_config=None,
         embed_dim=256,
+        projection_head="linear",
+        projection_dropout=0.0,
         temp=0.07,
         k_test=128,
+        test_time_flip=False,
         itm_cosine_weight=0.002,
         max_text_length=56,
         num_attributes=27,
@@ -234,8 +270,11 @@ class APTMConfig(PretrainedConfig):
                 f"({self.text_config.hidden_size}): the fusion layers continue the text encoder"
             )
         self.embed_dim = embed_dim
+        self.projection_head = projection_head
+        self.projection_dropout = projection_dropout
         self.temp = temp
         self.k_test = k_test
+        self.test_time_flip = test_time_flip
         self.itm_cosine_weight = itm_cosine_weight
         self.max_text_length = max_text_length
         self.num_attributes = num_attributes
@@ -267,6 +306,12 @@ class APTMConfig(PretrainedConfig):
             raise ValueError(f"attribute_balanced_loss must be true or false, got {self.attribute_balanced_loss!r}")
         if self.itc_gradient not in ITC_GRADIENTS:
             raise ValueError(f"itc_gradient must be one of {ITC_GRADIENTS}, got {self.itc_gradient!r}")
+        if self.projection_head not in PROJECTION_HEADS:
+            raise ValueError(f"projection_head must be one of {PROJECTION_HEADS}, got {self.projection_head!r}")
+        if not 0 <= self.projection_dropout < 1:
+            raise ValueError(f"projection_dropout must be in [0, 1), got {self.projection_dropout!r}")
+        if not isinstance(self.test_time_flip, bool):
+            raise ValueError(f"test_time_flip must be true or false, got {self.test_time_flip!r}")
         if not 0 <= self.classifier_dropout < 1:
             raise ValueError(f"classifier_dropout must be in [0, 1), got {self.classifier_dropout!r}")
 
@@ -282,6 +327,7 @@ class APTMConfig(PretrainedConfig):
 
 
 ITC_GRADIENTS = ("local", "global")  # see APTMConfig's docstring
+PROJECTION_HEADS = ("linear", "pooled_batchnorm")  # APTM's, MRA's
 LOSS_WEIGHTS = ("itc_loss_weight", "itm_loss_weight", "mlm_loss_weight", "eda_loss_weight", "attribute_loss_weight")
 
 # Every Auto class of a saved checkpoint, whichever APTM class saved it (the files travel with the checkpoint).

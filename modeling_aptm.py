@@ -272,11 +272,12 @@ class APTMSwinBlock(GradientCheckpointingLayer):
     """Swin block: (shifted-)window attention and MLP, each pre-norm with a residual and stochastic depth. It reads and
     returns its tokens in its window order; `APTMSwinStage` moves them between orders."""
 
-    def __init__(self, config: APTMVisionConfig, dim, resolution, num_heads, shift, drop_path_rate):
+    def __init__(self, config: APTMVisionConfig, dim, resolution, num_heads, shift, drop_path_rate, window_size=None):
         super().__init__()
+        window_size = config.window_size if window_size is None else window_size  # the stage's (before clipping)
         self.resolution = resolution
-        self.window_size = min(config.window_size, *resolution)
-        self.shift_size = config.window_size // 2 if shift and min(resolution) > config.window_size else 0
+        self.window_size = min(window_size, *resolution)
+        self.shift_size = window_size // 2 if shift and min(resolution) > window_size else 0
         self.drop_path_rate = drop_path_rate
         self.norm1 = nn.LayerNorm(dim, eps=config.layer_norm_eps)
         self.attn = APTMWindowAttention(config, dim, num_heads, self.window_size)
@@ -333,7 +334,8 @@ class APTMSwinStage(nn.Module):
         stride = config.patch_size * 2**index
         resolution = (config.image_size[0] // stride, config.image_size[1] // stride)
         self.blocks = nn.ModuleList(
-            APTMSwinBlock(config, dim, resolution, config.num_heads[index], shift=j % 2 == 1, drop_path_rate=rate)
+            APTMSwinBlock(config, dim, resolution, config.num_heads[index], shift=j % 2 == 1, drop_path_rate=rate,
+                          window_size=config.stage_window_size(index))
             for j, rate in enumerate(drop_path_rates)
         )
         last = index == len(config.depths) - 1
@@ -602,6 +604,42 @@ class APTMMLMHead(nn.Module):
         return self.decoder(self.transform(hidden_states))
 
 
+def chunk_means(tokens, chunks=3):
+    """`tokens` `[B, L, C]` averaged over `chunks` consecutive bins of the sequence, concatenated chunk by chunk ->
+    `[B, chunks * C]`. Bin i is `[floor(i L / chunks), ceil((i + 1) L / chunks))` (`nn.AdaptiveAvgPool1d`'s; the
+    bins overlap where `chunks` does not divide L)."""
+    return F.adaptive_avg_pool1d(tokens.transpose(1, 2), chunks).transpose(1, 2).flatten(1)
+
+
+class APTMPooledProjection(nn.Module):
+    """MRA's ITC projection head (`projection_head="pooled_batchnorm"`): the tokens after the first averaged in 3
+    chunks (`chunk_means`), preceded by the first token itself when `keep_first_token` (text: [CLS]; image: not, its
+    global token is left out), then BatchNorm1d (running statistics in eval mode), Dropout and Linear. The chunk
+    means of a caption run over every position, padding included, as in MRA."""
+
+    def __init__(self, token_size, embed_dim, keep_first_token, dropout=0.0, chunks=3):
+        super().__init__()
+        self.keep_first_token, self.chunks = keep_first_token, chunks
+        in_features = (chunks + keep_first_token) * token_size
+        self.norm = nn.BatchNorm1d(in_features)
+        self.dropout = nn.Dropout(dropout)
+        self.dense = nn.Linear(in_features, embed_dim)
+
+    def pooled(self, tokens):
+        """The head's input `[B, (chunks + keep_first_token) * C]` from tokens `[B, L, C]`."""
+        pooled = chunk_means(tokens[:, 1:], self.chunks)
+        return torch.cat([tokens[:, 0], pooled], dim=1) if self.keep_first_token else pooled
+
+    def forward(self, tokens):
+        return self.dense(self.dropout(self.norm(self.pooled(tokens))))
+
+
+def project_tokens(head, tokens):
+    """ITC projection of tokens `[B, L, C]` -> `[B, embed_dim]` (not normalised): an `APTMPooledProjection` reads
+    every token, a Linear head (APTM) the first one."""
+    return head(tokens) if isinstance(head, APTMPooledProjection) else head(tokens[:, 0])
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Outputs
 # ---------------------------------------------------------------------------------------------------------------------
@@ -703,6 +741,12 @@ class APTMPreTrainedModel(PreTrainedModel):
         elif isinstance(module, nn.LayerNorm):
             init.ones_(module.weight)
             init.zeros_(module.bias)
+        elif isinstance(module, nn.BatchNorm1d):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+            init.zeros_(module.running_mean)
+            init.ones_(module.running_var)
+            init.zeros_(module.num_batches_tracked)
         elif isinstance(module, APTMWindowAttention):
             init.trunc_normal_(module.relative_position_bias_table, std=std)
             init.copy_(module.relative_position_index, relative_position_index(module.window_size))
@@ -728,8 +772,13 @@ class APTMModel(APTMPreTrainedModel):
         self.post_init()
 
     def _build_heads(self, config):
-        self.vision_proj = nn.Linear(config.vision_config.hidden_size, config.embed_dim)
-        self.text_proj = nn.Linear(config.text_config.hidden_size, config.embed_dim)
+        vision_width, text_width = config.vision_config.hidden_size, config.text_config.hidden_size
+        if config.projection_head == "pooled_batchnorm":
+            self.vision_proj = APTMPooledProjection(vision_width, config.embed_dim, False, config.projection_dropout)
+            self.text_proj = APTMPooledProjection(text_width, config.embed_dim, True, config.projection_dropout)
+        else:
+            self.vision_proj = nn.Linear(vision_width, config.embed_dim)
+            self.text_proj = nn.Linear(text_width, config.embed_dim)
         hidden = config.cross_config.hidden_size
         self.itm_head = nn.Sequential(
             nn.Linear(hidden, 2 * hidden), nn.LayerNorm(2 * hidden), nn.GELU(), nn.Linear(2 * hidden, 2)
@@ -743,12 +792,14 @@ class APTMModel(APTMPreTrainedModel):
         self.text_model.embeddings.word_embeddings = value
 
     def image_features_from_embeds(self, image_embeds):
-        """Projected, L2-normalised global token of `image_embeds` `[B, 1 + N, C]` -> `[B, embed_dim]`."""
-        return F.normalize(self.vision_proj(image_embeds[:, 0]), dim=-1)
+        """Projected, L2-normalised global token (or, with MRA's pooled head, chunk means) of `image_embeds`
+        `[B, 1 + N, C]` -> `[B, embed_dim]`."""
+        return F.normalize(project_tokens(self.vision_proj, image_embeds), dim=-1)
 
     def text_features_from_embeds(self, text_embeds):
-        """Projected, L2-normalised [CLS] state of `text_embeds` `[B, L, H]` -> `[B, embed_dim]`."""
-        return F.normalize(self.text_proj(text_embeds[:, 0]), dim=-1)
+        """Projected, L2-normalised [CLS] state (or, with MRA's pooled head, [CLS] and chunk means) of `text_embeds`
+        `[B, L, H]` -> `[B, embed_dim]`."""
+        return F.normalize(project_tokens(self.text_proj, text_embeds), dim=-1)
 
     def get_image_features(self, pixel_values):
         """Normalised image features `[B, embed_dim]` for ITC retrieval."""
@@ -1020,7 +1071,7 @@ APTMForImageClassification.register_for_auto_class("AutoModelForImageClassificat
 
 __all__ = [
     "APTMPreTrainedModel", "APTMModel", "APTMForPreTraining", "APTMForImageClassification", "APTMOutput",
-    "APTMForPreTrainingOutput",
+    "APTMForPreTrainingOutput", "APTMPooledProjection",
     "attribute_contrastive_loss", "image_text_contrastive_loss", "masked_lm_loss", "prompt_targets",
     "sample_hard_negatives", "two_way_loss",
 ]

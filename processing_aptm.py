@@ -13,6 +13,8 @@ DATASET_NORMALIZATION = {
     "icfg-pedes": ((0.30941582, 0.28956893, 0.30347288), (0.25849792, 0.24547698, 0.2366199)),
     "rstpreid": ((0.27722597, 0.26065794, 0.3036557), (0.2609547, 0.2508087, 0.25293276)),
     "pa100k": ((0.46485138, 0.45038012, 0.4632019), (0.25088054, 0.24609283, 0.24240193)),
+    # not a dataset's: the CLIP constants, which MRA (APTM's successor) normalises every dataset with
+    "clip": ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)),
 }
 
 # MALS colour attributes in label order (the procedural generator draws from them too).
@@ -159,7 +161,8 @@ class APTMProcessor(ProcessorMixin):
     Image processor + BERT uncased tokenizer + attribute prompts.
 
     Text becomes `[CLS] word-pieces` (no trailing `[SEP]`, as the original APTM tokenizer) truncated to
-    `max_length` tokens and padded to `max_length`. Attribute prompts are data of the processor (saved in
+    `max_length` tokens and padded to `max_length`; with `add_sep_token` (MRA, which uses `BertTokenizer`),
+    `[CLS] word-pieces [SEP]`, at most `max_length - 2` pieces. Attribute prompts are data of the processor (saved in
     `processor_config.json`): `attribute_names[i]` owns prompts `attribute_prompts[i] = (label 0, label 1)`.
 
     Args:
@@ -167,11 +170,13 @@ class APTMProcessor(ProcessorMixin):
         tokenizer (`BertTokenizer`): lower-case WordPiece tokenizer with the bert-base-uncased vocabulary.
         attribute_names (`list[str]`, *optional*): attribute names in label order; defaults to MALS.
         attribute_prompts (`list[list[str]]`, *optional*): one (label 0, label 1) prompt pair per attribute.
-        max_length (`int`, *optional*, defaults to 56): caption tokens, [CLS] included.
+        max_length (`int`, *optional*, defaults to 56): caption tokens, [CLS] (and [SEP]) included.
+        add_sep_token (`bool`, *optional*, defaults to `False`): end every text with [SEP] (MRA) instead of APTM's
+            bare `[CLS] word-pieces`.
     """
 
     def __init__(self, image_processor=None, tokenizer=None, attribute_names=None, attribute_prompts=None,
-                 max_length=56, **kwargs):
+                 max_length=56, add_sep_token=False, **kwargs):
         if (attribute_names is None) != (attribute_prompts is None):
             raise ValueError("pass attribute_names and attribute_prompts together")
         names, prompts = (attribute_names, attribute_prompts) if attribute_names is not None else ATTRIBUTE_SCHEMAS["mals"]
@@ -180,6 +185,9 @@ class APTMProcessor(ProcessorMixin):
         self.attribute_names = list(names)
         self.attribute_prompts = [list(pair) for pair in prompts]
         self.max_length = max_length
+        if not isinstance(add_sep_token, bool):
+            raise ValueError(f"add_sep_token must be true or false, got {add_sep_token!r}")
+        self.add_sep_token = add_sep_token
         super().__init__(image_processor, tokenizer, **kwargs)
 
     @classmethod
@@ -196,7 +204,8 @@ class APTMProcessor(ProcessorMixin):
         return [prompt for pair in self.attribute_prompts for prompt in pair]
 
     def tokenize(self, text, max_length=None, padding="max_length", truncation=True, return_tensors="pt"):
-        """Tokenise `text` (a string or list of strings) as `[CLS] pieces [PAD]...` without `[SEP]`."""
+        """Tokenise `text` (a string or list of strings) as `[CLS] pieces [PAD]...` (`[CLS] pieces [SEP] [PAD]...`
+        with `add_sep_token`)."""
         texts = [text] if isinstance(text, str) else text
         if not isinstance(texts, (list, tuple)) or not texts:
             raise TypeError(f"text must be a string or a non-empty list of strings, got {type(text).__name__}")
@@ -207,12 +216,14 @@ class APTMProcessor(ProcessorMixin):
                 raise ValueError(f"text {index}: empty text")
         max_length = max_length or self.max_length
         pieces = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        special = 1 + self.add_sep_token
         for index, ids in enumerate(pieces):
             if not ids:
                 raise ValueError(f"text {index}: no word pieces in {texts[index]!r}")
-            if len(ids) > max_length - 1 and not truncation:
-                raise ValueError(f"text {index}: {len(ids) + 1} tokens exceed max_length {max_length}")
-        rows = [[self.tokenizer.cls_token_id] + ids[: max_length - 1] for ids in pieces]
+            if len(ids) > max_length - special and not truncation:
+                raise ValueError(f"text {index}: {len(ids) + special} tokens exceed max_length {max_length}")
+        end = [self.tokenizer.sep_token_id] if self.add_sep_token else []
+        rows = [[self.tokenizer.cls_token_id] + ids[: max_length - special] + end for ids in pieces]
         width = max_length if padding == "max_length" else max(len(row) for row in rows)
         input_ids = np.full((len(rows), width), self.tokenizer.pad_token_id, dtype=np.int64)
         attention_mask = np.zeros((len(rows), width), dtype=np.int64)
@@ -233,7 +244,8 @@ class APTMProcessor(ProcessorMixin):
         return BatchFeature(data, tensor_type=return_tensors)
 
     def encode_attribute_prompts(self, return_tensors="pt"):
-        """All attribute prompts tokenised, padded to the longest (as the original), without [SEP]."""
+        """All attribute prompts tokenised, padded to the longest (as the original), with [SEP] only under
+        `add_sep_token`."""
         return self.tokenize(self.prompt_texts, padding="longest", truncation=False, return_tensors=return_tensors)
 
 

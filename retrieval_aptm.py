@@ -14,7 +14,14 @@ Score fusion (`fusion=`):
     matrices are summed. A row owned by a process whose minimum ITM logit is m then ranks by
     logit / (1000 - m) + W x 0.002 x normalised cosine, so the cosine weighs about W x (1000 - m) / (max - min)
     times more than on one GPU (two orders of magnitude for typical logit ranges): the paper's numbers were measured
-    with W = 4.
+    with W = 4. MRA's evaluator (APTM's successor) has the same rule and the same multi-process quirk.
+
+Test-time flip (`test_time_flip=`, MRA's, default `config.test_time_flip`): the gallery is encoded a second time
+mirrored (the preprocessed pixels flipped left-right). The cosine ranking uses the mean of each image's two
+normalised features (not normalised again); the top-k by it are re-ranked with the ITM head on both the plain and the
+mirrored image tokens, at the same indices; each of the two ITM matrices gets its own row-minimum fill and its own
+min-max normalisation (per emulated process), and the fused score is their mean plus the cosine term, MRA's
+`(S + S_flip) / 2 + 0.002 x minmax(cosine)`. The ITM logits then carry a last axis of the two views.
 
 Attribute scoring (`scoring=`): each attribute of the processor's schema has two prompts (label value 0 and 1), and
 the prediction is the value whose prompt scores higher.
@@ -35,7 +42,7 @@ batch's longest caption. Optional autocast (`autocast=torch.bfloat16`) is faster
 import inspect
 import weakref
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from transformers.utils.logging import tqdm
@@ -52,9 +59,16 @@ def check_choice(value, choices, name):
         raise ValueError(f"{name} must be one of {choices}, got {value!r}")
 
 
+def itm_views(topk_itm: torch.Tensor) -> torch.Tensor:
+    """ITM logits of the top-k as `[Q, k, V]`: V = 1 view (`[Q, k]` given) or the plain and mirrored images under
+    test-time flip (`[Q, k, 2]` given)."""
+    return topk_itm if topk_itm.ndim == 3 else topk_itm[..., None]
+
+
 def fuse_scores(cosine: torch.Tensor, topk_indices: torch.Tensor | None, topk_itm: torch.Tensor | None,
                 fusion: str = "aptm", cosine_weight: float = 0.002, world_size: int = 1) -> torch.Tensor:
-    """Final `[Q, G]` scores from the cosine matrix and the ITM logits `[Q, k]` of the top-k candidates (None for the
+    """Final `[Q, G]` scores from the cosine matrix and the ITM logits `[Q, k]` of the top-k candidates (`[Q, k, 2]`
+    under test-time flip: the plain and mirrored images', each normalised on its own and averaged; None for the
     `"cosine"` fusion): a `StreamingFusion` that observes every row at once."""
     streaming = StreamingFusion(fusion, cosine_weight, world_size)
     streaming.observe(cosine, topk_indices, topk_itm)
@@ -90,7 +104,8 @@ class StreamingFusion:
 
     def observe(self, cosine: torch.Tensor, topk_indices: torch.Tensor | None = None,
                 topk_itm: torch.Tensor | None = None) -> None:
-        """Take the next query rows: cosine `[q, G]`, top-k indices and ITM logits `[q, k]` (None for `"cosine"`)."""
+        """Take the next query rows: cosine `[q, G]`, top-k indices `[q, k]` and ITM logits `[q, k]`, or `[q, k, 2]`
+        under test-time flip (None for `"cosine"`)."""
         totals = {"cosine_extremes": torch.stack([cosine.min(), cosine.max()]).double().cpu()[None]}
         if self.fusion != "cosine":
             if topk_indices is None or topk_itm is None:
@@ -118,9 +133,10 @@ class StreamingFusion:
         self._cosine_low = min(self._cosine_low, extremes[:, 0].min().item())
         self._cosine_high = max(self._cosine_high, extremes[:, 1].max().item())
         if self.fusion != "cosine":
-            if totals["topk_indices"].shape != totals["topk_itm"].shape:
+            if totals["topk_indices"].shape != totals["topk_itm"].shape[:2]:
                 raise ValueError(f"topk_indices {list(totals['topk_indices'].shape)} and topk_itm "
-                                 f"{list(totals['topk_itm'].shape)} must have the same shape [q, k]")
+                                 f"{list(totals['topk_itm'].shape)} must share their shape [q, k] (topk_itm [q, k, "
+                                 "2] under test-time flip)")
             self._topk_indices.append(totals["topk_indices"].cpu())
             self._topk_itm.append(totals["topk_itm"].cpu())
         self._process_extremes = None
@@ -131,25 +147,31 @@ class StreamingFusion:
         return self._topk_indices[0], self._topk_itm[0]
 
     def _per_process(self):
-        """Per emulated process: the low end and span of its min-max normalisation (span 0: a constant matrix) and
-        the value its normalised sentinel rows add to the rows of the other processes."""
+        """Per emulated process and ITM view (`[W, V]`): the low end and span of its min-max normalisation (span 0: a
+        constant matrix); per process (`[W]`): the value the normalised sentinel rows of the other processes add to
+        its rows, averaged over the views."""
         if self._process_extremes is None:
             _, itm = self._gathered()
-            row_low, row_high = itm.min(dim=1).values, itm.max(dim=1).values
+            itm = itm_views(itm)
+            row_low, row_high = itm.min(dim=1).values, itm.max(dim=1).values  # [Q, V]
             step = len(itm) // self.world_size + 1
             lows, spans, sentinel_terms = [], [], []
             for rank in range(self.world_size):
                 owned = slice(rank * step, (rank + 1) * step)
-                extremes = [row_low[owned].min().item(), row_high[owned].max().item()] if len(row_low[owned]) else []
-                if len(row_low[owned]) < len(itm):  # the rows of the other processes still hold the sentinel
-                    extremes.append(SENTINEL)
-                low, high = min(extremes), max(extremes)
-                lows.append(low)
-                spans.append(high - low)
-                sentinel_terms.append((SENTINEL - low) / (high - low) if high > low else 0.0)
-            sentinel_terms = torch.tensor(sentinel_terms, dtype=itm.dtype)
-            self._process_extremes = (step, torch.tensor(lows, dtype=itm.dtype), torch.tensor(spans, dtype=itm.dtype),
-                                      sentinel_terms.sum() - sentinel_terms)
+                for view in range(itm.shape[-1]):
+                    extremes = ([row_low[owned, view].min().item(), row_high[owned, view].max().item()]
+                                if len(row_low[owned]) else [])
+                    if len(row_low[owned]) < len(itm):  # the rows of the other processes still hold the sentinel
+                        extremes.append(SENTINEL)
+                    low, high = min(extremes), max(extremes)
+                    lows.append(low)
+                    spans.append(high - low)
+                    sentinel_terms.append((SENTINEL - low) / (high - low) if high > low else 0.0)
+            shape = (self.world_size, itm.shape[-1])
+            sentinel_terms = torch.tensor(sentinel_terms, dtype=itm.dtype).view(shape)
+            self._process_extremes = (step, torch.tensor(lows, dtype=itm.dtype).view(shape),
+                                      torch.tensor(spans, dtype=itm.dtype).view(shape),
+                                      (sentinel_terms.sum(dim=0) - sentinel_terms).mean(dim=1))
         return self._process_extremes
 
     def scores(self, rows: slice | list | torch.Tensor, cosine: torch.Tensor) -> torch.Tensor:
@@ -158,15 +180,18 @@ class StreamingFusion:
             return cosine.clone()
         topk_indices, topk_itm = self._gathered()
         rows = torch.arange(len(topk_itm))[rows]
-        topk_indices, topk_itm = topk_indices[rows].to(cosine.device), topk_itm[rows].to(cosine.device, cosine.dtype)
+        topk_indices = topk_indices[rows].to(cosine.device)
+        views = itm_views(topk_itm[rows].to(cosine.device, cosine.dtype))  # [q, k, V]
         if self.fusion == "itm":
-            return torch.full_like(cosine, -SENTINEL).scatter_(1, topk_indices, topk_itm)
-        itm = topk_itm.min(dim=1, keepdim=True).values.expand_as(cosine).clone().scatter_(1, topk_indices, topk_itm)
+            return torch.full_like(cosine, -SENTINEL).scatter_(1, topk_indices, views.mean(dim=-1))
+        shape = (*cosine.shape, views.shape[-1])
+        itm = views.min(dim=1, keepdim=True).values.expand(shape).clone().scatter_(
+            1, topk_indices[..., None].expand(-1, -1, shape[-1]), views)
         step, lows, spans, other_processes = (value if isinstance(value, int) else value.to(cosine.device, cosine.dtype)
                                               for value in self._per_process())
         owner = (rows // step).to(cosine.device)
         low, span = lows[owner, None], spans[owner, None]
-        own = torch.where(span > 0, (itm - low) / torch.where(span > 0, span, 1), 0)
+        own = torch.where(span > 0, (itm - low) / torch.where(span > 0, span, 1), 0).mean(dim=-1)
         cosine_span = self._cosine_high - self._cosine_low
         cosine_term = (self.cosine_weight * ((cosine - self._cosine_low) / cosine_span) if cosine_span > 0
                        else torch.zeros_like(cosine))
@@ -236,10 +261,13 @@ class GatheredKeyValues:
 class EncodedGallery:
     """A gallery encoded once: normalised projected features `[G, E]` for the cosine ranking and the image tokens
     `[G, 1 + N, C]` the fusion encoder attends to (a tensor, or any object with a `shape` whose rows are read by
-    indexing with a tensor of indices, such as a memory-mapped index's)."""
+    indexing with a tensor of indices, such as a memory-mapped index's). Encoded with test-time flip, the features
+    are the mean of each image's plain and mirrored normalised features, and `flipped_image_embeds` holds the
+    mirrored images' tokens (None otherwise)."""
 
     image_features: torch.Tensor
     image_embeds: torch.Tensor
+    flipped_image_embeds: torch.Tensor = field(default=None, kw_only=True)
 
     def __len__(self):
         return len(self.image_features)
@@ -248,7 +276,7 @@ class EncodedGallery:
 @dataclass
 class SearchResult:
     """Ranked gallery for one query: gallery indices best first, their final scores, cosine similarities and ITM
-    logits (NaN where not re-ranked)."""
+    logits (NaN where not re-ranked; the mean of the plain and mirrored images' under test-time flip)."""
 
     query: str
     indices: list
@@ -289,39 +317,52 @@ class Encoder:
         return tqdm(iterable, desc=description, total=total, disable=not self.progress, leave=False)
 
     @torch.no_grad()
-    def encode_images(self, images):
+    def encode_images(self, images, flip=False):
         """Image tokens `[N, 1 + P, C]` and normalised features `[N, E]` of a list of images (PIL or arrays) or of
-        `pixel_values`."""
+        `pixel_values`; with `flip`, of the images mirrored (the preprocessed pixels flipped left-right)."""
         if isinstance(images, torch.Tensor):
             pixel_values = images.to(self.device)
         else:
             pixel_values = self.processor.image_processor(list(images))["pixel_values"].to(self.device)
+        if flip:
+            pixel_values = pixel_values.flip(-1)
         with self._autocast():
             embeds = self.model.vision_model(pixel_values).last_hidden_state
             return embeds.float(), self.model.image_features_from_embeds(embeds).float()
 
-    def encode_gallery(self, images):
+    def encode_gallery(self, images, flip=False):
         """Encode a gallery once (in batches, with a progress bar) into an `EncodedGallery`. `images` is a sequence of
-        PIL images or arrays, a `datasets.Dataset` with an `image` column, or a `pixel_values` tensor."""
+        PIL images or arrays, a `datasets.Dataset` with an `image` column, or a `pixel_values` tensor. With `flip`
+        (test-time flip) the mirrored images are encoded too (see `EncodedGallery`)."""
         if hasattr(images, "column_names"):
             images = images["image"] if "image" in images.column_names else images
         total = len(images)
         if not total:
             raise ValueError("the gallery is empty")
-        embeds, features = [], []
+        embeds, features, flipped_embeds = [], [], []
         for start in self._bar(range(0, total, self.batch_size), "encoding gallery",
                                total=(total + self.batch_size - 1) // self.batch_size):
             stop = min(start + self.batch_size, total)
             batch = images[start:stop] if isinstance(images, torch.Tensor) else [images[i] for i in range(start, stop)]
+            if flip and not isinstance(batch, torch.Tensor):
+                batch = self.processor.image_processor(batch)["pixel_values"]  # once for both views
             batch_embeds, batch_features = self.encode_images(batch)
+            if flip:
+                mirrored_embeds, mirrored_features = self.encode_images(batch, flip=True)
+                batch_features = (batch_features + mirrored_features) / 2
+                flipped_embeds.append(mirrored_embeds.cpu())
             embeds.append(batch_embeds.cpu())
             features.append(batch_features.cpu())
-        return EncodedGallery(torch.cat(features), torch.cat(embeds))
+        return EncodedGallery(torch.cat(features), torch.cat(embeds),
+                              flipped_image_embeds=torch.cat(flipped_embeds) if flip else None)
 
     @torch.no_grad()
     def encode_text_batch(self, texts):
-        """`(text_embeds, attention_mask, features)` of one batch of texts, padded to its longest."""
-        inputs = self.processor.tokenize(list(texts), padding="longest")
+        """`(text_embeds, attention_mask, features)` of one batch of texts, padded to its longest, or to the
+        processor's `max_length` for a model whose text projection pools every position, padding included (MRA's
+        `APTMPooledProjection`)."""
+        pools_padding = getattr(self.model.text_proj, "keep_first_token", False)
+        inputs = self.processor.tokenize(list(texts), padding="max_length" if pools_padding else "longest")
         ids, mask = inputs["input_ids"].to(self.device), inputs["attention_mask"].to(self.device)
         with self._autocast():
             embeds = self.model.text_model(ids, mask).last_hidden_state
@@ -345,6 +386,9 @@ class TextPersonSearch(Encoder):
             `rank` and `search` also take it per call, which leaves the object unchanged.
         cosine_weight (`float`, *optional*): weight of the cosine in `"aptm"` fusion (default `config.itm_cosine_weight`).
         world_size (`int`, *optional*, defaults to 1): reproduce the original evaluator run on that many GPUs.
+        test_time_flip (`bool`, *optional*): encode galleries mirrored too and fuse both views, as MRA's evaluator
+            (see the module docstring; default `config.test_time_flip`). A gallery scores with the views it was
+            encoded with.
         query_batch_size (`int`, *optional*, defaults to 8): queries re-ranked at once.
         kv_memory_limit (`int`, *optional*, defaults to 2 GiB): keep the whole gallery's cross-attention keys/values
             when they fit in this many bytes (4 per value, 2 under bfloat16/float16 autocast); otherwise compute them
@@ -352,7 +396,7 @@ class TextPersonSearch(Encoder):
     """
 
     def __init__(self, model, processor, k=None, fusion="aptm", cosine_weight=None, world_size=1, batch_size=32,
-                 query_batch_size=8, autocast=None, progress=True, kv_memory_limit=2**31):
+                 query_batch_size=8, autocast=None, progress=True, kv_memory_limit=2**31, test_time_flip=None):
         check_choice(fusion, FUSIONS, "fusion")
         super().__init__(model, processor, batch_size=batch_size, autocast=autocast, progress=progress)
         self.k = k or model.config.k_test
@@ -361,22 +405,28 @@ class TextPersonSearch(Encoder):
         self.world_size = world_size
         self.query_batch_size = query_batch_size
         self.kv_memory_limit = kv_memory_limit
-        self._kv_cache = None
+        self.test_time_flip = (getattr(model.config, "test_time_flip", False) if test_time_flip is None
+                               else test_time_flip)
+        self._kv_cache = {}
         self._texts_shared = "images_per_text" in inspect.signature(model.itm_logits).parameters
 
+    def encode_gallery(self, images, flip=None):
+        """`Encoder.encode_gallery`, mirrored images included under test-time flip (default: the object's)."""
+        return super().encode_gallery(images, self.test_time_flip if flip is None else flip)
+
     @torch.no_grad()
-    def _cross_key_values(self, gallery, images):
+    def _cross_key_values(self, gallery, images, view="image_embeds"):
         """Per fusion layer `(key, value)` `[len(images), heads, N, head_dim]` of gallery images. Only their rows of
-        `gallery.image_embeds` are read (it may be a memory-mapped index's), and upcast to float32 (an index may store
-        float16 or bfloat16)."""
+        the gallery's image tokens `view` (`image_embeds` or `flipped_image_embeds`) are read (it may be a
+        memory-mapped index's), and upcast to float32 (an index may store float16 or bfloat16)."""
         with self._autocast():
-            embeds = gallery.image_embeds[images].to(self.device, torch.float32)
+            embeds = getattr(gallery, view)[images].to(self.device, torch.float32)
             return self.model.fusion_model.cross_key_values(embeds)
 
-    def _gallery_key_values(self, gallery):
-        """Keys/values of the whole gallery when they fit in `kv_memory_limit` bytes, else None. They are kept for
-        the next calls on the same gallery (the same object of the same size, the same cross-attention weights and
-        autocast), so repeated searches of a gallery pay for them once."""
+    def _gallery_key_values(self, gallery, view="image_embeds"):
+        """Keys/values of the whole gallery's image tokens `view` when they fit in `kv_memory_limit` bytes, else None.
+        They are kept for the next calls on the same gallery (the same object of the same size, the same
+        cross-attention weights and autocast), so repeated searches of a gallery pay for them once."""
         config = self.model.config.cross_config
         element = 4 if self.autocast is None else torch.finfo(self.autocast).bits // 8  # autocast projections' dtype
         per_image = 2 * config.num_hidden_layers * gallery.image_embeds.shape[1] * config.hidden_size * element
@@ -385,20 +435,22 @@ class TextPersonSearch(Encoder):
         weights = [tensor for layer in self.model.fusion_model.layer
                    for tensor in (layer.crossattention.self.key.weight, layer.crossattention.self.value.weight)]
         state = (len(gallery), self.autocast, tuple((id(tensor), tensor._version) for tensor in weights))
-        if self._kv_cache is not None and self._kv_cache[0]() is gallery and self._kv_cache[1] == state:
-            return self._kv_cache[2]
-        kv = self._cross_key_values(gallery, torch.arange(len(gallery)))
-        self._kv_cache = (weakref.ref(gallery), state, kv)
+        cached = self._kv_cache.get(view)
+        if cached is not None and cached[0]() is gallery and cached[1] == state:
+            return cached[2]
+        kv = self._cross_key_values(gallery, torch.arange(len(gallery)), view)
+        self._kv_cache[view] = (weakref.ref(gallery), state, kv)
         return kv
 
     @torch.no_grad()
-    def _rerank(self, text_embeds, mask, candidates, gallery, gallery_kv):
-        """ITM logits `[q, k]` of each query's candidates. Image keys/values come from `gallery_kv` (computed once for
-        the gallery) or are computed once per query batch for its distinct candidates."""
+    def _rerank(self, text_embeds, mask, candidates, gallery, gallery_kv, view="image_embeds"):
+        """ITM logits `[q, k]` of each query's candidates (their image tokens `view`). Image keys/values come from
+        `gallery_kv` (computed once for the gallery) or are computed once per query batch for its distinct
+        candidates."""
         queries, k = candidates.shape
         if gallery_kv is None:
             images, slots = candidates.flatten().unique(return_inverse=True)
-            kv = self._cross_key_values(gallery, images.cpu())
+            kv = self._cross_key_values(gallery, images.cpu(), view)
         else:
             slots, kv = candidates.flatten(), gallery_kv
         cross = GatheredKeyValues(kv, slots)
@@ -414,8 +466,9 @@ class TextPersonSearch(Encoder):
 
     def _ranked_batches(self, texts, gallery, k, fusion):
         """Per batch of `batch_size` texts: text features `[q, E]`, cosine rows `[q, G]` (on the device), top-k
-        indices and their ITM logits `[q, k]` (both None for the cosine fusion). Within a batch, queries are
-        re-ranked `query_batch_size` at a time in order of length, each group padded to its longest."""
+        indices and their ITM logits `[q, k]` (`[q, k, 2]`, plain and mirrored, for a gallery encoded with test-time
+        flip; both None for the cosine fusion). Within a batch, queries are re-ranked `query_batch_size` at a time in
+        order of length, each group padded to its longest."""
         check_choice(fusion, FUSIONS, "fusion")
         texts = list(texts)
         if not texts:
@@ -423,7 +476,9 @@ class TextPersonSearch(Encoder):
         k = min(k or self.k, len(gallery))
         gallery_features = gallery.image_features.to(self.device)
         rerank = fusion != "cosine"
-        gallery_kv = self._gallery_key_values(gallery) if rerank else None
+        views = ["image_embeds"] + (["flipped_image_embeds"] if getattr(gallery, "flipped_image_embeds", None)
+                                    is not None else [])
+        gallery_kv = [self._gallery_key_values(gallery, view) for view in views] if rerank else None
         bar = self._bar(None, "re-ranking" if rerank else "scoring", total=len(texts))
         for start in range(0, len(texts), self.batch_size):
             text_embeds, mask, features = self.encode_text_batch(texts[start : start + self.batch_size])
@@ -433,18 +488,20 @@ class TextPersonSearch(Encoder):
                 bar.update(len(features))
                 continue
             top = cosine.topk(k, dim=1).indices
-            itm = torch.empty(top.shape, device=top.device)
+            itm = torch.empty((*top.shape, len(views)), device=top.device)
             by_length = mask.sum(1).argsort(stable=True)  # queries of similar lengths re-ranked together: less padding
             for first in range(0, len(features), self.query_batch_size):
                 rows = by_length[first : first + self.query_batch_size]
-                itm[rows] = self._rerank(text_embeds[rows], mask[rows], top[rows], gallery, gallery_kv)
+                for index, (view, kv) in enumerate(zip(views, gallery_kv)):
+                    itm[rows, :, index] = self._rerank(text_embeds[rows], mask[rows], top[rows], gallery, kv, view)
                 bar.update(len(rows))
-            yield features, cosine, top, itm
+            yield features, cosine, top, itm if len(views) > 1 else itm[..., 0]
         bar.close()
 
     def rank(self, texts, gallery, k=None, fusion=None):
-        """Cosine matrix `[Q, G]`, top-k indices `[Q, k]` and their ITM logits `[Q, k]` (both None for the cosine
-        fusion) of query texts against an encoded gallery (anything with `image_features` and `image_embeds`)."""
+        """Cosine matrix `[Q, G]`, top-k indices `[Q, k]` and their ITM logits `[Q, k]` (`[Q, k, 2]` under test-time
+        flip; both None for the cosine fusion) of query texts against an encoded gallery (anything with
+        `image_features` and `image_embeds`)."""
         cosine_rows, topk_rows, itm_rows = [], [], []
         for _, cosine, top, itm in self._ranked_batches(texts, gallery, k, fusion or self.fusion):
             cosine_rows.append(cosine.cpu())
@@ -483,7 +540,7 @@ class TextPersonSearch(Encoder):
         final = fuse_scores(cosine, topk, itm, fusion, self.cosine_weight, self.world_size)
         logits = torch.full_like(cosine, float("nan"))
         if topk is not None:
-            logits.scatter_(1, topk, itm)
+            logits.scatter_(1, topk, itm_views(itm).mean(dim=-1))
         results = []
         for row, text in enumerate(texts):
             order = final[row].argsort(descending=True, stable=True)[:top]

@@ -1,4 +1,4 @@
-"""Convert an original APTM checkpoint (checkpoint_best.pth) into a Hub folder loadable with
+"""Convert an original APTM or MRA checkpoint (checkpoint_best.pth) into a Hub folder loadable with
 AutoModel/AutoProcessor.from_pretrained(folder, trust_remote_code=True)."""
 
 import argparse

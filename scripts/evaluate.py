@@ -29,6 +29,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--world-size", type=int, default=1,
                         help="reproduce the original evaluator's score fusion on that many GPUs (the paper used 4), "
                         "whatever the number of processes this runs on")
+    parser.add_argument("--test-time-flip", action=argparse.BooleanOptionalAction,
+                        help="also score each gallery image mirrored, MRA's evaluation (default: the model's "
+                        "test_time_flip, on for converted MRA checkpoints)")
     parser.add_argument("--attribute-scoring", default="itm", choices=ATTRIBUTE_SCORINGS,
                         help="score attribute prompts with the ITM head (the paper's) or the IAC similarities")
     parser.add_argument("--image-to-text", action="store_true",
@@ -43,7 +46,8 @@ def main(argv: list[str] | None = None) -> dict:
         model, processor = load_checkpoint(args.model, device=state.device)
         data = load_aptm_dataset(args.dataset, data_dir=args.data_dir)
     results = evaluate_dataset(model, processor, data, args.dataset, args.split, args.output_dir, k=args.k,
-                               fusion=args.fusion, world_size=args.world_size, batch_size=args.batch_size,
+                               fusion=args.fusion, world_size=args.world_size, test_time_flip=args.test_time_flip,
+                               batch_size=args.batch_size,
                                attribute_scoring=args.attribute_scoring, image_to_text=args.image_to_text,
                                autocast=torch.bfloat16 if args.bf16 else None, progress=state.is_main_process)
     if state.num_processes > 1:

@@ -1,5 +1,13 @@
-"""Convert checkpoints of the original APTM code (`Shuyu-XJTU/APTM`, `torch.save({'model': ..., 'config': ...})`)
-into Hub folders that `AutoModel`/`AutoProcessor.from_pretrained(dir, trust_remote_code=True)` load.
+"""Convert checkpoints of the original APTM code (`Shuyu-XJTU/APTM`, `torch.save({'model': ..., 'config': ...})`),
+and of its successor MRA (`Shuyu-XJTU/MRA`, the same layout), into Hub folders that
+`AutoModel`/`AutoProcessor.from_pretrained(dir, trust_remote_code=True)` load.
+
+An MRA checkpoint is recognised from its tensors and config (`original_family`): its BatchNorm projection heads
+(`vision_proj.0.running_var`), a shifted last Swin stage (`vision_encoder.layers.3.blocks.1.attn_mask`) or the
+`test_hflip` setting. It converts with MRA's own values as explicit options: `projection_head="pooled_batchnorm"`
+(when it has those heads), per-stage windows (`stage_window_sizes`, read from the relative-position tables),
+`test_time_flip`, the image size of its Swin json (384x256), the CLIP normalisation and [SEP]-terminated text
+(`add_sep_token`).
 
 The original checkpoint stores no architecture numbers: its `config` names the Swin and BERT json files. Widths,
 depths, windows, heads of the Swin stages, the fusion layer and the vocabulary are read from tensor shapes; what the
@@ -30,6 +38,7 @@ from ..factory import load_tokenizer
 from ..hub import add_pipelines, write_model_card
 
 RECOMPUTED_BUFFERS = ("relative_position_index", "attn_mask", "position_ids")
+MRA_NORMALIZATION = "clip"  # MRA normalises every dataset with the CLIP constants
 DATASET_HINTS = (("pa100k", "pa100k"), ("icfg", "icfg-pedes"), ("rstp", "rstpreid"), ("cuhk", "cuhk-pedes"),
                  ("gene", "mals"), ("mals", "mals"))
 
@@ -123,6 +132,23 @@ def _find_json(name, checkpoint_dir, explicit):
     return {}, None
 
 
+def original_family(state_dict, original_config=None):
+    """`"mra"` for a checkpoint of MRA (APTM's successor: BatchNorm projection heads, a shifted last Swin stage, or
+    the `test_hflip` setting in its config), else `"aptm"`."""
+    original_config = original_config or {}
+    if "vision_proj.0.running_var" in state_dict or "test_hflip" in original_config:
+        return "mra"
+    last = _stage_count(state_dict, r"vision_encoder\.layers\.(\d+)\.") - 1
+    if any(re.match(rf"vision_encoder\.layers\.{last}\.blocks\.\d+\.attn_mask$", key) for key in state_dict):
+        return "mra"
+    return "aptm"
+
+
+def _table_window(state_dict, stage):
+    rows = state_dict[f"vision_encoder.layers.{stage}.blocks.0.attn.relative_position_bias_table"].shape[0]
+    return round(rows ** 0.5 + 1) // 2
+
+
 def _stage_count(state_dict, pattern):
     found = {int(m.group(1)) for key in state_dict if (m := re.match(pattern, key))}
     return max(found) + 1 if found else 0
@@ -155,7 +181,7 @@ def infer_config(state_dict, original_config=None, checkpoint_dir=".", vision_co
     depths = [_stage_count(state_dict, rf"vision_encoder\.layers\.{i}\.blocks\.(\d+)\.") for i in range(num_stages)]
     num_heads = [shape(f"vision_encoder.layers.{i}.blocks.0.attn.relative_position_bias_table")[1]
                  for i in range(num_stages)]
-    window = round(shape("vision_encoder.layers.0.blocks.0.attn.relative_position_bias_table")[0] ** 0.5 + 1) // 2
+    window = _table_window(state_dict, 0)
     mlp_ratio = shape("vision_encoder.layers.0.blocks.0.mlp.fc1.weight")[0] / embed_dim
     height = vision_json.get("h", original_config.get("h"))
     width = vision_json.get("w", original_config.get("w"))
@@ -165,8 +191,14 @@ def infer_config(state_dict, original_config=None, checkpoint_dir=".", vision_co
     vision = {"image_size": [height, width], "patch_size": patch, "num_channels": channels, "embed_dim": embed_dim,
               "depths": depths, "num_heads": num_heads, "window_size": window, "mlp_ratio": mlp_ratio,
               "qkv_bias": "vision_encoder.layers.0.blocks.0.attn.qkv.bias" in state_dict}
-    report.inferred.append(f"vision: embed_dim {embed_dim}, depths {depths}, heads {num_heads}, window {window}, "
-                           f"patch {patch}, image {height}x{width}")
+    # each stage's window from its table; listed only where one differs from `window` clipped to the stage's grid
+    stage_windows = [_table_window(state_dict, i) for i in range(num_stages)]
+    clipped = [min(window, height // (patch * 2**i), width // (patch * 2**i)) for i in range(num_stages)]
+    if stage_windows != clipped:
+        vision["stage_window_sizes"] = stage_windows
+    report.inferred.append(f"vision: embed_dim {embed_dim}, depths {depths}, heads {num_heads}, window {window}"
+                           + (f" (per stage {stage_windows})" if stage_windows != clipped else "")
+                           + f", patch {patch}, image {height}x{width}")
 
     vocab, hidden = shape("text_encoder.bert.embeddings.word_embeddings.weight")
     num_layers = _stage_count(state_dict, r"text_encoder\.bert\.encoder\.layer\.(\d+)\.")
@@ -191,11 +223,16 @@ def infer_config(state_dict, original_config=None, checkpoint_dir=".", vision_co
     }
     report.inferred.append(f"text: hidden {hidden}, vocab {vocab}, {num_layers} layers split {fusion_layer} text + "
                            f"{num_layers - fusion_layer} fusion, heads {text['num_attention_heads']}")
+    family = original_family(state_dict, original_config)
+    pooled = "vision_proj.0.running_var" in state_dict
     config = APTMConfig(
         vision_config=vision,
         text_config={**text, "num_hidden_layers": fusion_layer},
         cross_config={**text, "num_hidden_layers": num_layers - fusion_layer},
-        embed_dim=shape("vision_proj.weight")[0],
+        embed_dim=shape("vision_proj.2.weight" if pooled else "vision_proj.weight")[0],
+        projection_head="pooled_batchnorm" if pooled else "linear",
+        projection_dropout=float(original_config.get("itc_dop", 0.0)) if pooled else 0.0,
+        test_time_flip=bool(original_config.get("test_hflip", family == "mra")),
         temp=float(state_dict["temp"]) if "temp" in state_dict else 0.07,
         k_test=original_config.get("k_test", 128),
         max_text_length=original_config.get("max_tokens", 56),
@@ -204,6 +241,9 @@ def infer_config(state_dict, original_config=None, checkpoint_dir=".", vision_co
     )
     report.inferred.append(f"embed_dim {config.embed_dim}, temp {config.temp:.6g} (from the state dict), "
                            f"k_test {config.k_test}, max_text_length {config.max_text_length}")
+    if family == "mra":
+        report.inferred.append(f"an MRA checkpoint: projection head {config.projection_head}, test-time flip "
+                               f"{config.test_time_flip}, [SEP]-terminated text, CLIP normalisation")
     return config
 
 
@@ -236,9 +276,28 @@ def map_key(key, fusion_layer):
         return "mlm_head.decoder.bias"
     if key.startswith("text_encoder.cls.predictions.transform."):
         return "mlm_head.transform." + key[len("text_encoder.cls.predictions.transform."):]
+    if match := re.match(r"(vision_proj|text_proj)\.([02])\.(.+)", key):  # MRA's Sequential(BatchNorm, Dropout, Linear)
+        head, layer, rest = match.groups()
+        return f"{head}.{'norm' if layer == '0' else 'dense'}.{rest}"
     if key.split(".")[0] in ("vision_proj", "text_proj", "itm_head", "temp"):
         return key
     return ""
+
+
+def check_shifted_windows(state_dict, model):
+    """Where the checkpoint saved its Swin blocks' shifted-window masks (`attn_mask`, as both originals do), the
+    blocks the config builds must be shifted exactly there, with masks of the same shape; raise naming the block."""
+    if not any(key.endswith(".attn_mask") for key in state_dict):
+        return
+    for stage_index, stage in enumerate(model.vision_model.layers):
+        for block_index, block in enumerate(stage.blocks):
+            key = f"vision_encoder.layers.{stage_index}.blocks.{block_index}.attn_mask"
+            saved = None if state_dict.get(key) is None else tuple(state_dict[key].shape)
+            built = None if block.attn_mask is None else tuple(block.attn_mask.shape)
+            if saved != built:
+                raise ConversionError(f"{key}: the checkpoint's shifted-window mask {saved} does not match the block "
+                                      f"this geometry builds ({built}; window {block.window_size}, shift "
+                                      f"{block.shift_size}); check the image size of the Swin json")
 
 
 def convert_state_dict(state_dict, config, report=None):
@@ -246,7 +305,9 @@ def convert_state_dict(state_dict, config, report=None):
     tensors (naming them)."""
     report = report if report is not None else ConversionReport()
     with torch.device("meta"):
-        expected = {name: tuple(p.shape) for name, p in APTMForPreTraining(config).state_dict().items()}
+        model = APTMForPreTraining(config)
+        expected = {name: tuple(p.shape) for name, p in model.state_dict().items()}
+    check_shifted_windows(state_dict, model)
     expected.pop("mlm_head.decoder.weight")
     converted, unmapped, dropped = {}, [], set()
     for key, tensor in state_dict.items():
@@ -297,14 +358,20 @@ def load_original_checkpoint(path, tokenizer_dir=None, vision_config_file=None, 
     model = APTMForPreTraining(config)
     model.load_state_dict(weights, strict=False)
     model.tie_weights()
+    mra = original_family(state_dict, original_config) == "mra"
+    if normalization is None and mra:
+        normalization = MRA_NORMALIZATION
+        report.inferred.append("normalisation clip (MRA's, for every dataset)")
     normalization = normalization or dataset_of(original_config, report)
     schema = "pa100k" if config.num_attributes == 26 else "mals"
     tokenizer = load_tokenizer(tokenizer_dir)
     if len(tokenizer) != config.text_config.vocab_size:
         raise ConversionError(f"the tokenizer has {len(tokenizer)} tokens but the checkpoint's vocabulary has "
                               f"{config.text_config.vocab_size}; pass the matching vocab.txt folder with --tokenizer")
-    processor = APTMProcessor.from_schema(APTMImageProcessor.for_dataset(normalization), tokenizer, schema,
-                                          max_length=config.max_text_length)
+    height, width = config.vision_config.image_size
+    image_processor = APTMImageProcessor.for_dataset(normalization, size={"height": height, "width": width})
+    processor = APTMProcessor.from_schema(image_processor, tokenizer, schema, max_length=config.max_text_length,
+                                          add_sep_token=mra)
     return model.eval(), processor, report
 
 

@@ -17,8 +17,8 @@ from .sharding import ProcessShards
 class RetrievalEngine(TextPersonSearch):
     r"""
     Text-to-person search and evaluation with an APTM model. Arguments are those of `retrieval_aptm.TextPersonSearch`
-    (`k`, `fusion`, `cosine_weight`, `world_size`, `batch_size`, `query_batch_size`, `autocast`, `progress`,
-    `kv_memory_limit`), and:
+    (`k`, `fusion`, `cosine_weight`, `world_size`, `test_time_flip`, `batch_size`, `query_batch_size`, `autocast`,
+    `progress`, `kv_memory_limit`), and:
 
     sharded (`bool`, *optional*): split `evaluate` and `encode_gallery_sharded` across the processes of
         `torch.distributed` (every process must call them then). By default they are split when it is initialised
@@ -42,7 +42,7 @@ class RetrievalEngine(TextPersonSearch):
         encoded = super().encode_gallery(images)
         return GalleryIndex(encoded.image_features, encoded.image_embeds,
                             None if person_ids is None else torch.as_tensor(np.asarray(person_ids), dtype=torch.long),
-                            list(paths or []))
+                            list(paths or []), flipped_image_embeds=encoded.flipped_image_embeds)
 
     def build_index(self, images, folder, person_ids=None, paths=None, dtype=torch.float32, shard_size=1024):
         r"""
@@ -61,7 +61,12 @@ class RetrievalEngine(TextPersonSearch):
             dtype (`torch.dtype`, *optional*, defaults to `torch.float32`): storage dtype of the features and image
                 tokens, `torch.float16` or `torch.bfloat16` to halve the index; fixed when the index is created.
             shard_size (`int`, *optional*, defaults to 1024): images per shard.
+
+        An index on disk holds one view of each image: with `test_time_flip` this raises a `ValueError`.
         """
+        if self.test_time_flip:
+            raise ValueError("an index on disk holds one view of each image: build it with test_time_flip=False, or "
+                             "keep a test-time-flip gallery in memory (encode_gallery)")
         return GalleryIndex.build(self, images, folder, person_ids, paths, dtype, shard_size)
 
     def encode_gallery_sharded(self, images, person_ids=None, paths=None):
@@ -75,8 +80,10 @@ class RetrievalEngine(TextPersonSearch):
             raise ValueError(f"person_ids has {len(person_ids)} entries for {len(images)} gallery images")
         share = shards.share(len(images))
         own = self.encode_gallery(images.select(share) if hasattr(images, "select") else images[share.start : share.stop])
+        flipped = own.flipped_image_embeds
         return dataclasses.replace(
             own, image_features=shards.gather(own.image_features), image_embeds=shards.gather(own.image_embeds),
+            flipped_image_embeds=None if flipped is None else shards.gather(flipped),
             person_ids=None if person_ids is None else torch.as_tensor(np.asarray(person_ids), dtype=torch.long),
             paths=list(paths or []))
 

@@ -167,6 +167,9 @@ class GalleryIndex(EncodedGallery):
         """Write `index.safetensors` (features and image tokens in `dtype`: `torch.float32`, `torch.float16` or
         `torch.bfloat16`) and `index.json` (paths) into `folder`."""
         storage_dtype_name(dtype)
+        if self.flipped_image_embeds is not None:
+            raise ValueError("a test-time-flip gallery (with flipped_image_embeds) cannot be saved: an index holds one "
+                             "view of each image")
         if not isinstance(self.image_embeds, torch.Tensor):
             raise ValueError("the image tokens of a memory-mapped index are already saved (in "
                              f"{', '.join(map(str, self.image_embeds.files))}); load it without mmap to save a copy")

@@ -8,29 +8,33 @@ import torch
 from aptm.retrieval import FUSIONS, SENTINEL, StreamingFusion, fuse_scores, min_max
 
 
-def random_case(queries, gallery, k, seed):
+def random_case(queries, gallery, k, seed, views=1):
+    """Cosine `[Q, G]`, its top-k and ITM logits `[Q, k]`, or `[Q, k, views]` for several views (test-time flip)."""
     generator = torch.Generator().manual_seed(seed)
     cosine = torch.rand(queries, gallery, generator=generator, dtype=torch.float64) * 2 - 1
     topk = cosine.topk(k, dim=1).indices
-    itm = torch.randn(queries, k, generator=generator, dtype=torch.float64) * 4
+    itm = torch.randn(queries, k, *([views] if views > 1 else []), generator=generator, dtype=torch.float64) * 4
     return cosine, topk, itm
 
 
 def whole_matrix_fusion(cosine, topk, itm, fusion, cosine_weight, world_size):
     """The module docstring's fusions on whole matrices (the oracle of the streamed ones): for `"aptm"`, the ITM
     logits filled with each row's minimum, on each of `world_size` emulated processes its own row block with the
-    others' rows at the sentinel, min-max normalised, plus the weighted normalised cosine, summed."""
+    others' rows at the sentinel, min-max normalised, plus the weighted normalised cosine, summed. With two ITM views
+    `[Q, k, 2]` (test-time flip), each view is filled and normalised on its own and the two averaged."""
     if fusion == "cosine":
         return cosine.clone()
+    views = itm.unbind(dim=-1) if itm.ndim == 3 else (itm,)
     if fusion == "itm":
-        return torch.full_like(cosine, -SENTINEL).scatter_(1, topk, itm)
-    filled = filled_itm(cosine, topk, itm)
+        return torch.full_like(cosine, -SENTINEL).scatter_(1, topk, sum(views) / len(views))
     step = len(cosine) // world_size + 1
     final = torch.zeros_like(cosine)
     for rank in range(world_size):
-        on_rank = torch.full_like(cosine, SENTINEL)
-        on_rank[rank * step : (rank + 1) * step] = filled[rank * step : (rank + 1) * step]
-        final += min_max(on_rank) + cosine_weight * min_max(cosine)
+        for view in views:
+            on_rank = torch.full_like(cosine, SENTINEL)
+            on_rank[rank * step : (rank + 1) * step] = filled_itm(cosine, topk, view)[rank * step : (rank + 1) * step]
+            final += min_max(on_rank) / len(views)
+        final += cosine_weight * min_max(cosine)
     return final
 
 
@@ -89,11 +93,12 @@ def test_itm_and_cosine_fusions_ignore_the_weight_and_process_count():
 @pytest.mark.parametrize("world_size", [1, 2, 3, 4])
 @pytest.mark.parametrize("fusion", FUSIONS)
 @pytest.mark.parametrize("queries, chunk", [(10, 3), (7, 1), (5, 16), (1, 1)])
-def test_streaming_fusion_equals_the_whole_matrix_fusion(fusion, world_size, queries, chunk):
+@pytest.mark.parametrize("views", [1, 2])
+def test_streaming_fusion_equals_the_whole_matrix_fusion(fusion, world_size, queries, chunk, views):
     """Rows observed and fused a chunk at a time (chunks crossing the emulated processes' row blocks, some processes
-    owning no row) equal the whole-matrix formula, as `fuse_scores` does; any rows can be asked for once all are
-    observed."""
-    cosine, topk, itm = random_case(queries, 9, 3, seed=queries + world_size)
+    owning no row) equal the whole-matrix formula, as `fuse_scores` does, with one ITM view or two (test-time flip);
+    any rows can be asked for once all are observed."""
+    cosine, topk, itm = random_case(queries, 9, 3, seed=queries + world_size, views=views)
     cosine, itm = cosine.float(), itm.float()
     streaming = StreamingFusion(fusion, 0.002, world_size)
     chunks = [slice(start, start + chunk) for start in range(0, queries, chunk)]
@@ -133,7 +138,7 @@ def test_merge_names_what_totals_lack():
     with pytest.raises(ValueError, match=r"totals of a 'aptm' fusion hold \['cosine_extremes', 'topk_indices', "
                                          r"'topk_itm'\], got \['cosine_extremes'\]"):
         fusion.merge(StreamingFusion("cosine").totals())
-    with pytest.raises(ValueError, match="must have the same shape"):
+    with pytest.raises(ValueError, match=r"must share their shape \[q, k\]"):
         fusion.merge({"cosine_extremes": torch.zeros(1, 2), "topk_indices": torch.zeros(2, 3, dtype=torch.long),
                       "topk_itm": torch.zeros(2, 4)})
     with pytest.raises(ValueError, match="needs the top-k indices"):

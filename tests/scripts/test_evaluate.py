@@ -95,6 +95,21 @@ def test_cli_attributes_and_fusion_option(setup, capsys):
     assert list(results["attributes_per_attribute_mA"]) == processor.attribute_names
 
 
+def test_cli_test_time_flip_ranks_by_the_mean_of_plain_and_mirrored_features(setup, capsys):
+    _, model, processor, data, _ = setup
+    results, _, _ = run(setup, capsys, "--fusion", "cosine", "--test-time-flip")
+    gallery, queries = columns(data["test_gallery"]), columns(data["test_queries"])
+    pixel_values = processor.image_processor(gallery["image"])["pixel_values"]
+    with torch.no_grad():
+        image_features = (model.get_image_features(pixel_values) + model.get_image_features(pixel_values.flip(-1))) / 2
+        encoded = processor(text=queries["caption"])
+        text_features = model.get_text_features(encoded["input_ids"], encoded["attention_mask"])
+    expected = retrieval_metrics(text_features @ image_features.t(), queries["person_id"], gallery["person_id"])
+    assert results["retrieval"] == pytest.approx(expected, abs=1e-6)
+    plain, _, _ = run(setup, capsys, "--fusion", "cosine", "--no-test-time-flip")
+    assert plain["retrieval"] != pytest.approx(expected, abs=1e-6)  # the flip changes these metrics
+
+
 def test_cli_contrastive_attribute_scoring(setup, capsys):
     _, model, processor, data, _ = setup
     results, _, _ = run(setup, capsys, "--attribute-scoring", "contrastive")
