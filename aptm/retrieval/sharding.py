@@ -5,10 +5,10 @@ what one process alone computes (see `RetrievalEngine.evaluate`).
 
 What stays here, and why:
   * Which processes: `PartialState` is one state per program that transformers' `TrainingArguments` resets and sets
-    up again with its own options. Set up for CPUs without `use_cpu` (plain `TrainingArguments` under `torchrun`,
-    measured with torch 2.14, transformers' `TrainingArguments` and accelerate 1.15 on 2 gloo processes), it reports
-    one process and no distributed run while `torch.distributed` runs two: its splits would then give every process
-    all the rows and its gathers return the input. `ProcessShards.of_launch` therefore asks `torch.distributed`
+    up again with its own options. Set up without `use_cpu` on CPUs (measured: plain `TrainingArguments` in each of 2
+    gloo processes under `torchrun`, torch 2.14, transformers 5.23, accelerate 1.15), it reports one process and no
+    distributed run while `torch.distributed` runs two: its splits would then give every process all the rows and
+    its gathers return the input. `ProcessShards.of_launch` therefore asks `torch.distributed`
     whether to split, and stops with an error naming the cause when `PartialState` disagrees with it.
   * Sets smaller than the process count are computed by every process alone (`over`); accelerate would leave some
     processes without rows.
