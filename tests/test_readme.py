@@ -79,7 +79,7 @@ def test_snippets(workdir, tmp_path):
         if code:
             scripts.append(tmp_path / f"{page.stem}_snippets.py")
             scripts[-1].write_text(code)
-    assert len(scripts) >= 6
+    assert len(scripts) >= 5
     runner = tmp_path / "run_pages.py"
     runner.write_text("import runpy, sys\nfor path in sys.argv[1:]:\n    print('page', path, flush=True)\n"
                       "    runpy.run_path(path, run_name='__main__')\n")
