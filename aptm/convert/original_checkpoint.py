@@ -311,7 +311,8 @@ def load_original_checkpoint(path, tokenizer_dir=None, vision_config_file=None, 
     model.tie_weights()
     normalization = normalization or dataset_of(original_config, report)
     schema = "pa100k" if config.num_attributes == 26 else "mals"
-    tokenizer = load_tokenizer(tokenizer_dir or find_tokenizer(original_config.get("text_encoder"), path.parent, report))
+    tokenizer_dir = tokenizer_dir or find_tokenizer(original_config.get("text_encoder"), path.parent, report)
+    tokenizer = load_tokenizer(tokenizer_dir)
     if len(tokenizer) != config.text_config.vocab_size:
         raise ConversionError(f"the tokenizer has {len(tokenizer)} tokens but the checkpoint's vocabulary has "
                               f"{config.text_config.vocab_size}; pass the matching vocab.txt folder with --tokenizer")

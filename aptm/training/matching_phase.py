@@ -123,8 +123,9 @@ class CachedBatches:
         images = encoded.text_image[captions]
         length = int(encoded.text_mask[captions].sum(dim=1).max())
         batch = {"image_embeds": encoded.image_embeds[images], "image_features": encoded.image_features[images],
-                 "text_embeds": encoded.text_embeds[captions, :length], "text_mask": encoded.text_mask[captions, :length],
-                 "text_features": encoded.text_features[captions], "person_ids": encoded.person_ids[captions]}
+                 "text_embeds": encoded.text_embeds[captions, :length],
+                 "text_mask": encoded.text_mask[captions, :length], "text_features": encoded.text_features[captions],
+                 "person_ids": encoded.person_ids[captions]}
         if encoded.attribute_labels is not None:
             distinct = images.unique()
             batch.update(attribute_images=encoded.image_embeds[distinct],
@@ -172,7 +173,7 @@ def matching_objective(model):
 def matching_phase_arguments(args: APTMTrainingArguments) -> APTMTrainingArguments:
     """The phase's `APTMTrainingArguments`, from the joint run's: `matching_steps` steps at `matching_learning_rate`
     (linear warm-up over `WARMUP` of them, then linear decay; the joint run's AdamW betas, weight decay, clipping,
-    batch size, logging and saving intervals), one optimiser group, no ITM schedule, batches that drop the
+    batch size, logging and saving intervals), no fast parameter group, no ITM schedule, batches that drop the
     incomplete last one, checkpoints in `<output_dir>/matching_phase`, and no evaluation during the phase
     (`run_matching_phase` evaluates at its end)."""
     return dataclasses.replace(
@@ -201,7 +202,8 @@ def train_matching_head(model, encoded: EncodedTrainingSet, args: APTMTrainingAr
     return trainer
 
 
-def run_matching_phase(trainer: APTMTrainer, train_dataset, attributes: bool, metrics: dict) -> tuple[dict, APTMTrainer]:
+def run_matching_phase(trainer: APTMTrainer, train_dataset, attributes: bool,
+                       metrics: dict) -> tuple[dict, APTMTrainer]:
     """The phase as `run_training` runs it after the joint training: encode the training set with the trainer's
     model, train its matching head (`train_matching_head` with `matching_phase_arguments`; a resumed run resumes the
     phase from its last checkpoint), evaluate with the joint trainer's evaluators, and keep the head that scores

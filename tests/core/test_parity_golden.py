@@ -136,7 +136,8 @@ def test_attribute_prompt_scores(golden):
     if "mals54_prompt_feat" in outputs:
         prompts = processor.encode_attribute_prompts()
         with torch.no_grad():
-            close(model.get_text_features(prompts["input_ids"], prompts["attention_mask"]), outputs["mals54_prompt_feat"])
+            states = model.text_model(prompts["input_ids"], prompts["attention_mask"]).last_hidden_state
+        close(model.text_features_from_embeds(states), outputs["mals54_prompt_feat"])
 
     recognizer = AttributeRecognizer(model, processor, progress=False, batch_size=3)
     close(recognizer.prompt_scores(pixels)[:, : len(prompt_ids)], outputs["attr_itm_score_i2t"])

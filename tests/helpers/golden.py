@@ -51,6 +51,6 @@ def golden_pixels(folder):
     pixels = (resized.astype(np.float32) / 255 - inputs["norm_mean"]) / inputs["norm_std"]
     pixels = np.ascontiguousarray(pixels.transpose(0, 3, 1, 2), dtype="<f4")
     if hashlib.sha256(pixels.tobytes()).hexdigest() != meta["pixel_values_sha256"]:
-        raise AssertionError(f"the pixels recomputed from {images_dir(folder)} are not the ones golden set {folder.name} "
-                             "records (pixel_values_sha256)")
+        raise AssertionError(f"the pixels recomputed from {images_dir(folder)} are not the ones golden set "
+                             f"{folder.name} records (pixel_values_sha256)")
     return pixels

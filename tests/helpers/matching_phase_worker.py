@@ -5,6 +5,7 @@ caption's partner within its pair of the step's batch (positions 0-1, 2-3), so o
 Rank 0 saves the matching head's gradients at the first step (as the optimiser gets them) and every process's head
 after the second step."""
 
+import os
 import sys
 
 import torch
@@ -13,7 +14,8 @@ from transformers import TrainerCallback
 
 import modeling_aptm
 from aptm.training import APTMTrainingArguments
-from aptm.training.matching_phase import TRAINED_PREFIXES, EncodedTrainingSet, matching_phase_arguments, train_matching_head
+from aptm.training.matching_phase import (TRAINED_PREFIXES, EncodedTrainingSet, matching_phase_arguments,
+                                          train_matching_head)
 
 from helpers.models import global_batch, tiny_model
 
@@ -47,7 +49,7 @@ def encoded_batch(model):
 
 
 modeling_aptm.sample_hard_negatives = partners
-world = int(__import__("os").environ.get("WORLD_SIZE", "1"))
+world = int(os.environ.get("WORLD_SIZE", "1"))
 model = tiny_model()
 args = matching_phase_arguments(APTMTrainingArguments(
     output_dir=sys.argv[2], per_device_train_batch_size=GLOBAL_BATCH // world, use_cpu=True, save_strategy="no",
