@@ -12,7 +12,8 @@ An MRA checkpoint is recognised from its tensors and config (`original_family`):
 The original checkpoint stores no architecture numbers: its `config` names the Swin and BERT json files. Widths,
 depths, windows, heads of the Swin stages, the fusion layer and the vocabulary are read from tensor shapes; what the
 shapes do not tell (BERT attention heads, epsilons, image size) comes from those json files when they are found next to
-the checkpoint (by base name) or passed explicitly, else from the paper's values. Every inferred or defaulted value is
+the checkpoint (by base name) or passed explicitly, else from the paper's values; the vocabulary from the folder its
+`text_encoder` names when found next to the checkpoint, else bert-base-uncased's. Every inferred or defaulted value is
 reported. Any unmapped, missing or mis-shaped tensor is an error that names it; nothing is dropped silently except the
 buffers the model recomputes (`relative_position_index`, `attn_mask`, `position_ids`) and the tied MLM decoder. A
 checkpoint without the MLM head (`cls.predictions.*`) converts with a fresh head, reported as defaulted.
@@ -147,6 +148,17 @@ def original_family(state_dict, original_config=None):
 def _table_window(state_dict, stage):
     rows = state_dict[f"vision_encoder.layers.{stage}.blocks.0.attn.relative_position_bias_table"].shape[0]
     return round(rows ** 0.5 + 1) // 2
+
+
+def find_tokenizer(name, checkpoint_dir, report):
+    """The vocabulary folder the original config names (`text_encoder`, e.g. `data/bert-base-uncased`) when a folder of
+    that base name with a `vocab.txt` sits next to the checkpoint, else None (the default bert-base-uncased vocab)."""
+    if name:
+        candidate = Path(checkpoint_dir) / Path(name).name
+        if (candidate / "vocab.txt").is_file():
+            report.inferred.append(f"tokenizer read from {candidate} (text_encoder = {name!r})")
+            return candidate
+    return None
 
 
 def _stage_count(state_dict, pattern):
@@ -364,6 +376,7 @@ def load_original_checkpoint(path, tokenizer_dir=None, vision_config_file=None, 
         report.inferred.append("normalisation clip (MRA's, for every dataset)")
     normalization = normalization or dataset_of(original_config, report)
     schema = "pa100k" if config.num_attributes == 26 else "mals"
+    tokenizer_dir = tokenizer_dir or find_tokenizer(original_config.get("text_encoder"), path.parent, report)
     tokenizer = load_tokenizer(tokenizer_dir)
     if len(tokenizer) != config.text_config.vocab_size:
         raise ConversionError(f"the tokenizer has {len(tokenizer)} tokens but the checkpoint's vocabulary has "

@@ -2,25 +2,34 @@
 image and text encoders, they are frozen, their outputs on the training set are computed once, and only the fusion
 encoder and ITM head learn, from the paper's matching losses (ITM with similarity-drawn hard negatives; IAM on the
 attribute prompts when the data has labels). A step then costs the fusion encoder's work only, so a short run trains
-the re-ranking head much further than the same time spent in joint steps (see the README's training section).
+the re-ranking head much further than the same time spent in joint steps (see docs/training.md, the matching phase).
 
 The cache holds every training image's tokens, every caption's text states and the prompt bank's; images are encoded
 without augmentation. `matching_cache_gb` bounds it (the paper model on CUHK-PEDES needs 17 GB, the tiny one 7).
+
+The phase is a second `APTMTrainer` over the cache (its batches: `CachedBatches`), so logging, curves, checkpoints,
+resuming and several processes are the Trainer's: under `torchrun` each process takes its share of the global batch
+and DDP averages the matching head's gradients. The encoders are frozen by `requires_grad`, and while the phase trains,
+calling the model (directly or through DDP) runs `matching_forward` on a cached batch (`matching_objective`).
 """
 
+import dataclasses
 import logging
+import types
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
+from transformers.trainer_utils import get_last_checkpoint
 
-from modeling_aptm import prompt_targets
+from modeling_aptm import APTMForPreTrainingOutput, prompt_targets
 from retrieval_aptm import Encoder
 
 from ..data.captions import clean_caption
-from ..figures import plot_training_curves
-from .optimization import parameter_groups, schedule_factor
+from .arguments import APTMTrainingArguments
+from .trainer import APTMTrainer
 
 logger = logging.getLogger(__name__)
 
@@ -101,110 +110,117 @@ def encode_training_set(model, processor, dataset, attributes=False, batch_size=
         prompt_embeds=prompt_embeds, prompt_mask=prompt_mask)
 
 
-def train_matching_head(model, encoded, steps, learning_rate, batch_size, weight_decay=0.01, betas=(0.9, 0.98),
-                        warmup=WARMUP, max_grad_norm=1.0, seed=0, log_every=10, on_log=None):
-    """Train the fusion encoder and ITM head of `model` for `steps` AdamW steps on an `EncodedTrainingSet`: batches of
-    `batch_size` captions with their images (drawn without replacement, epoch by epoch), ITM with the model's hard
-    negatives and, when `encoded` has attribute labels, IAM on `config.num_attribute_matching_prompts` random prompts
-    against the batch's images, weighed as in joint training (`total_loss`). Linear warm-up over `warmup` of the
-    steps, then linear decay; gradients clipped to `max_grad_norm` (0: not clipped). Every other parameter stays as
-    it is. Returns the log, one entry per `log_every` steps: `step`, `learning_rate` and the mean loss terms
-    (`loss_matching_itm`, `loss_matching_iam`); `on_log` is called with each entry as it is made."""
-    if steps < 1 or batch_size < 2:
-        raise ValueError(f"the matching phase needs steps >= 1 and batch_size >= 2, got {steps} and {batch_size}")
-    trained = [p for name, p in model.named_parameters() if name.startswith(TRAINED_PREFIXES)]
+class CachedBatches:
+    """The phase's collator: a list of caption indices of an `EncodedTrainingSet` -> the batch `matching_forward`
+    takes (the captions' states trimmed to their longest, their images' tokens and features, person ids and, with
+    attribute labels, the batch's distinct images, their prompt targets and the prompt bank)."""
+
+    def __init__(self, encoded: EncodedTrainingSet):
+        self.encoded = encoded
+
+    def __call__(self, captions: list[int]) -> dict:
+        encoded, captions = self.encoded, torch.as_tensor(captions)
+        images = encoded.text_image[captions]
+        length = int(encoded.text_mask[captions].sum(dim=1).max())
+        batch = {"image_embeds": encoded.image_embeds[images], "image_features": encoded.image_features[images],
+                 "text_embeds": encoded.text_embeds[captions, :length],
+                 "text_mask": encoded.text_mask[captions, :length], "text_features": encoded.text_features[captions],
+                 "person_ids": encoded.person_ids[captions]}
+        if encoded.attribute_labels is not None:
+            distinct = images.unique()
+            batch.update(attribute_images=encoded.image_embeds[distinct],
+                         attribute_targets=prompt_targets(encoded.attribute_labels[distinct]),
+                         prompt_embeds=encoded.prompt_embeds, prompt_mask=encoded.prompt_mask)
+        return batch
+
+
+def matching_forward(model, image_embeds, image_features, text_embeds, text_mask, text_features, person_ids,
+                     attribute_images=None, attribute_targets=None, prompt_embeds=None, prompt_mask=None):
+    """The phase's loss terms on a `CachedBatches` batch: ITM with the model's hard negatives and, with attribute
+    targets, IAM on `config.num_attribute_matching_prompts` random prompts against the batch's distinct images,
+    weighed as in joint training (`total_loss`)."""
+    terms = {}
+    terms["loss_itm"], _ = model.matching_loss(image_embeds, image_features, text_embeds, text_mask, text_features,
+                                               person_ids)
+    if attribute_targets is not None:
+        chosen = torch.randperm(len(prompt_embeds))[: model.config.num_attribute_matching_prompts]
+        terms["loss_iam"] = model.attribute_matching_loss(attribute_images, prompt_embeds, prompt_mask,
+                                                          attribute_targets, chosen)
+    return APTMForPreTrainingOutput(loss=model.total_loss(terms, captions=True), **terms)
+
+
+@contextmanager
+def matching_objective(model):
+    """Within the block only the matching head (`TRAINED_PREFIXES`) requires gradients, and calling `model` (also
+    through DDP, whose gradient synchronisation needs the call) runs `matching_forward` instead of its forward, as
+    accelerate swaps a model's forward for mixed precision. Both are restored after."""
     frozen = [p for name, p in model.named_parameters() if not name.startswith(TRAINED_PREFIXES) and p.requires_grad]
-    device, count = model.device, len(encoded.text_image)
-    batch_size = min(batch_size, count)
-    log, sums = [], {}
+    swapped = model.__dict__.get("forward")  # a forward already swapped on the instance (accelerate's autocast)
     for parameter in frozen:
         parameter.requires_grad_(False)
-    model.train()
+    model.forward = types.MethodType(matching_forward, model)
     try:
-        # the joint training's decay / no-decay split, over the trainable parameters left: the matching head's
-        optimizer = torch.optim.AdamW(parameter_groups(model, learning_rate, weight_decay), betas=betas)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: schedule_factor("linear", step, steps, warmup))
-        with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
-            torch.manual_seed(seed)
-            order = torch.randperm(count)
-            bar = tqdm(range(steps), desc="matching phase")
-            for step in bar:
-                if len(order) < batch_size:
-                    order = torch.randperm(count)
-                captions, order = order[:batch_size], order[batch_size:]
-                terms = matching_terms(model, encoded, captions, device)
-                loss = model.total_loss(terms, captions=True)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if max_grad_norm:
-                    torch.nn.utils.clip_grad_norm_(trained, max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                for name, value in terms.items():
-                    sums[name] = sums.get(name, 0.0) + value.item()
-                if (step + 1) % log_every == 0 or step + 1 == steps:
-                    entries = (step % log_every) + 1
-                    log.append({"step": step + 1, "learning_rate": scheduler.get_last_lr()[0],
-                                **{name.replace("loss_", "loss_matching_"): round(total / entries, 4)
-                                   for name, total in sums.items()}})
-                    sums = {}
-                    bar.set_postfix({name: value for name, value in log[-1].items() if name.startswith("loss_")})
-                    if on_log is not None:
-                        on_log(log[-1])
+        yield model
     finally:
+        if swapped is None:
+            del model.forward
+        else:
+            model.forward = swapped
         for parameter in frozen:
             parameter.requires_grad_(True)
-        model.eval()
-    return log
 
 
-def matching_terms(model, encoded, captions, device):
-    """The ITM (and IAM) loss terms of the captions at indices `captions` of `encoded` and their images."""
-    images = encoded.text_image[captions]
-    length = int(encoded.text_mask[captions].sum(dim=1).max())
-    text_mask = encoded.text_mask[captions, :length].to(device)
-    terms = {}
-    terms["loss_itm"], _ = model.matching_loss(
-        encoded.image_embeds[images].to(device), encoded.image_features[images].to(device),
-        encoded.text_embeds[captions, :length].to(device), text_mask, encoded.text_features[captions].to(device),
-        encoded.person_ids[captions].to(device))
-    if encoded.attribute_labels is not None:
-        distinct = images.unique()
-        prompts = len(encoded.prompt_embeds)
-        chosen = torch.randperm(prompts)[: min(model.config.num_attribute_matching_prompts, prompts)]
-        terms["loss_iam"] = model.attribute_matching_loss(
-            encoded.image_embeds[distinct].to(device), encoded.prompt_embeds.to(device), encoded.prompt_mask.to(device),
-            prompt_targets(encoded.attribute_labels[distinct]).to(device), chosen)
-    return terms
+def matching_phase_arguments(args: APTMTrainingArguments) -> APTMTrainingArguments:
+    """The phase's `APTMTrainingArguments`, from the joint run's: `matching_steps` steps at `matching_learning_rate`
+    (linear warm-up over `WARMUP` of them, then linear decay; the joint run's AdamW betas, weight decay, clipping,
+    batch size, logging and saving intervals), no fast parameter group, no ITM schedule, batches that drop the
+    incomplete last one, checkpoints in `<output_dir>/matching_phase`, and no evaluation during the phase
+    (`run_matching_phase` evaluates at its end)."""
+    return dataclasses.replace(
+        args, output_dir=str(Path(args.output_dir) / "matching_phase"), max_steps=args.matching_steps,
+        learning_rate=args.matching_learning_rate, lr_schedule="linear", warmup_steps=WARMUP, lr_2=False,
+        init_cross=False, text_lr=None, itm_warmup_steps=0, itm_hard_negatives_from=0, matching_steps=0,
+        eval_strategy="no", load_best_model_at_end=False, dataloader_drop_last=True, resume_from_checkpoint=None)
 
 
-def run_matching_phase(trainer, train_dataset, attributes, metrics):
-    """The phase as `run_training` runs it after the joint training (`trainer.args.matching_steps` steps): encode the
-    training set with the trainer's model, train its matching head, evaluate, and keep the head that scores better
-    on the validation `metric_for_best_model` (the phase's or the joint training's). Its losses join the trainer's
-    log history (steps after the joint ones) and training curves. Every process runs the same phase alike. Returns
-    the validation metrics of the kept model."""
-    args, model = trainer.args, trainer.accelerator.unwrap_model(trainer.model)
+def train_matching_head(model, encoded: EncodedTrainingSet, args: APTMTrainingArguments, resume_from_checkpoint=None,
+                        **trainer_kwargs) -> APTMTrainer:
+    """Train the fusion encoder and ITM head of `model` on an `EncodedTrainingSet` with an `APTMTrainer` of `args`
+    (the phase's: see `matching_phase_arguments`), batches of captions drawn by the Trainer's sampler with their
+    images. Every other parameter stays as it is. Returns the trainer: its `state.log_history` holds the phase's
+    losses (`loss_itm`, and `loss_iam` with attribute labels). `trainer_kwargs` go to `APTMTrainer` (e.g.
+    `evaluators`, `processing_class`, `callbacks`)."""
+    captions = len(encoded.text_image)
+    if args.max_steps < 1 or args.per_device_train_batch_size < 2 or captions < args.train_batch_size * args.world_size:
+        raise ValueError(f"the matching phase needs steps >= 1, a batch of >= 2 captions per process and a training "
+                         f"set of at least one global batch; got {args.max_steps} steps, batches of "
+                         f"{args.per_device_train_batch_size} x {args.world_size} processes and {captions} captions")
+    with matching_objective(model):
+        trainer = APTMTrainer(model=model, args=args, train_dataset=range(captions),
+                              data_collator=CachedBatches(encoded), **trainer_kwargs)
+        trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+    return trainer
+
+
+def run_matching_phase(trainer: APTMTrainer, train_dataset, attributes: bool,
+                       metrics: dict) -> tuple[dict, APTMTrainer]:
+    """The phase as `run_training` runs it after the joint training: encode the training set with the trainer's
+    model, train its matching head (`train_matching_head` with `matching_phase_arguments`; a resumed run resumes the
+    phase from its last checkpoint), evaluate with the joint trainer's evaluators, and keep the head that scores
+    better on the validation `metric_for_best_model` (the phase's or the joint training's). Returns the validation
+    metrics of the kept model and the phase's trainer (its log and curves are in `<output_dir>/matching_phase`)."""
+    args, model = matching_phase_arguments(trainer.args), trainer.accelerator.unwrap_model(trainer.model)
     encoded = encode_training_set(model, trainer.processing_class, train_dataset, attributes,
                                   args.per_device_eval_batch_size, args.matching_cache_gb)
     before = {name: value.detach().clone() for name, value in model.state_dict().items()
               if name.startswith(TRAINED_PREFIXES)}
-    start = trainer.state.global_step
-    interval = args.logging_steps  # as the Trainer reads it: a fraction of the phase's steps when < 1
-    log_every = max(1, int(interval * args.matching_steps if interval < 1 else interval))
-
-    def log_after_the_joint_steps(entry):
-        trainer.state.global_step = start + entry["step"]
-        trainer.log({name: value for name, value in entry.items() if name != "step"})
-
-    train_matching_head(model, encoded, args.matching_steps, args.matching_learning_rate,
-                        args.per_device_train_batch_size, args.weight_decay, (args.adam_beta1, args.adam_beta2),
-                        max_grad_norm=args.max_grad_norm, seed=args.seed, log_every=log_every,
-                        on_log=log_after_the_joint_steps)
-    after = trainer.evaluate()
-    if trainer.is_world_process_zero():
-        plot_training_curves(trainer.state.log_history, Path(args.output_dir) / "training_curves.png")
+    resume = None
+    if trainer.args.resume_from_checkpoint and Path(args.output_dir).is_dir():
+        resume = get_last_checkpoint(args.output_dir)
+    phase = train_matching_head(model, encoded, args, resume, evaluators=trainer.evaluators,
+                                processing_class=trainer.processing_class)
+    after = phase.evaluate()
+    phase.save_state()
     key = f"eval_{args.metric_for_best_model}"
     if key in metrics and key in after:
         better = after[key] > metrics[key] if args.greater_is_better else after[key] < metrics[key]
@@ -212,5 +228,5 @@ def run_matching_phase(trainer, train_dataset, attributes, metrics):
             logger.warning("the matching phase did not improve validation %s (%.2f -> %.2f): the joint training's "
                            "matching head is kept", args.metric_for_best_model, metrics[key], after[key])
             model.load_state_dict(before, strict=False)
-            return metrics
-    return after
+            return metrics, phase
+    return after, phase

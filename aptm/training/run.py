@@ -159,7 +159,7 @@ def run_training(model_args, data_args, loss_args, evaluation_args, training_arg
     trainer.train(resume_from_checkpoint=True if resume == "last" else resume)
     metrics = trainer.evaluate()
     if training_args.matching_steps:
-        metrics = run_matching_phase(trainer, train, data_args.attributes, metrics)
+        metrics, _ = run_matching_phase(trainer, train, data_args.attributes, metrics)
     trainer.save_model(str(output_dir))
     if trainer.is_world_process_zero():
         processor.save_pretrained(output_dir)

@@ -11,7 +11,6 @@ process gets the one-process metrics, so checkpoint selection agrees everywhere.
 """
 
 from collections import defaultdict
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -35,16 +34,15 @@ def other_person_negatives(person_ids):
     return tuple(negatives)
 
 
-@contextmanager
-def without_itm_loss(config, switched_off):
-    """Within the block the model's ITM loss weight is 0 when `switched_off` (its value is restored after)."""
-    weight = config.itm_loss_weight
-    if switched_off:
-        config.itm_loss_weight = 0.0
-    try:
-        yield
-    finally:
-        config.itm_loss_weight = weight
+ITM_TERMS = ("loss_itm", "loss_itm_eda")
+
+
+def loss_without_itm(model, outputs, captions):
+    """The total loss of `outputs` (`APTMForPreTrainingOutput`) with the ITM terms weighed 0, the model's
+    configuration untouched (they stay in the graph with zero gradients); `captions`: whether the batch had them."""
+    terms = {name: value * 0.0 if name in ITM_TERMS else value for name, value in outputs.items()
+             if name.startswith("loss_") and value is not None}
+    return model.total_loss(terms, captions=captions)
 
 
 class CurvesCallback(TrainerCallback):
@@ -90,15 +88,16 @@ class APTMTrainer(Trainer):
         step = self.state.global_step if model.training else None
         if step is not None and step < self.args.itm_hard_negatives_from and "input_ids" in inputs:
             inputs = {**inputs, "itm_negatives": other_person_negatives(inputs["person_ids"])}
-        warming_up = step is not None and step < self.args.itm_warmup_steps
-        with without_itm_loss(self.accelerator.unwrap_model(model).config, warming_up):
-            outputs = model(**inputs)
+        outputs = model(**inputs)
+        loss = outputs.loss
+        if step is not None and step < self.args.itm_warmup_steps:
+            loss = loss_without_itm(self.accelerator.unwrap_model(model), outputs, captions="input_ids" in inputs)
         if model.training:
             for name, value in outputs.items():
                 if name.startswith("loss_") and value is not None:
                     self._term_sums[name] += value.detach().float()
             self._term_count += 1
-        return (outputs.loss, outputs) if return_outputs else outputs.loss
+        return (loss, outputs) if return_outputs else loss
 
     def log(self, logs, start_time=None):
         if "loss" in logs and self._term_count:

@@ -6,6 +6,7 @@ import sys
 
 import pytest
 import torch
+from transformers import AutoTokenizer
 
 from aptm.convert.original_checkpoint import (ConversionError, convert_state_dict, infer_config,
                                               load_original_checkpoint, map_key)
@@ -40,7 +41,7 @@ def test_bad_payloads(tmp_path, payload, message):
 
 
 def test_truncated_and_foreign_pickles(tmp_path):
-    golden = golden_dir("A") / "checkpoint.pth"
+    golden = golden_dir("C") / "checkpoint.pth"
     (tmp_path / "truncated.pth").write_bytes(golden.read_bytes()[:100_000])
     with pytest.raises(ConversionError, match="truncated"):
         load_original_checkpoint(tmp_path / "truncated.pth")
@@ -75,11 +76,13 @@ def test_config_is_inferred_from_shapes():
 
 
 def test_cli_writes_a_folder(tmp_path):
-    source = golden_dir("A") / "checkpoint.pth"
+    source = golden_dir("C") / "checkpoint.pth"
     result = subprocess.run([sys.executable, str(REPO / "scripts" / "convert_original_checkpoint.py"), str(source),
                              str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "inferred  vision" in result.stdout
+    assert f"tokenizer read from {source.parent / 'tokenizer'}" in result.stdout  # the config's text_encoder folder
+    assert len(AutoTokenizer.from_pretrained(tmp_path / "out")) == 600
     assert (tmp_path / "out" / "model.safetensors").is_file() and (tmp_path / "out" / "processor_config.json").is_file()
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from aptm.convert.original_checkpoint import convert_checkpoint
 
-from helpers.golden import GOLDEN_SETS, IMAGES, golden_dir
+from helpers.golden import GOLDEN_SETS, golden_dir, images_dir
 from helpers.paths import REPO
 
 
@@ -46,7 +46,7 @@ def test_converted_folder_retrieves_like_the_original_evaluator(name, tmp_path):
     convert_checkpoint(folder / "checkpoint.pth", tmp_path / "converted")
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HOME": str(tmp_path / "home"), "HF_HUB_OFFLINE": "1"}
     run = subprocess.run([sys.executable, "-c", RETRIEVAL, str(tmp_path / "converted"), str(folder),
-                          str(IMAGES), str(tmp_path)], cwd=tmp_path, env=env, capture_output=True,
+                          str(images_dir(folder)), str(tmp_path)], cwd=tmp_path, env=env, capture_output=True,
                          text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads((tmp_path / "result.json").read_text())

@@ -8,7 +8,7 @@ import pytest
 
 from aptm.metrics import RetrievalMetrics, attribute_metrics, attribute_predictions, rank_gallery, retrieval_metrics
 
-from helpers.golden import golden_dir
+from helpers.golden import GOLDEN_SETS, golden_dir
 from helpers.paths import REPO
 
 METRICS = REPO / "metrics"
@@ -147,8 +147,9 @@ def test_attribute_edge_cases_give_no_nan():
         attribute_metrics(predictions, labels[:1])
 
 
-def test_original_numbers_are_reproduced():
-    folder = golden_dir("A")
+@pytest.mark.parametrize("name", GOLDEN_SETS)
+def test_original_numbers_are_reproduced(name):
+    folder = golden_dir(name)
     scores = np.load(folder / "eval.npz")
     original = json.loads((folder / "eval.json").read_text())
     got = retrieval_metrics(scores["score_t2i"], original["query_pids"], original["gallery_pids"])

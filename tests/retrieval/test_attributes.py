@@ -1,16 +1,12 @@
-"""Attribute recognition from prompt pairs: shapes and probabilities, the IAC logits of the contrastive scoring, and
-the original code's ITM prompt scores on the golden set (MALS and PA-100K prompts)."""
+"""Attribute recognition from prompt pairs: shapes and probabilities, and the IAC logits of the contrastive scoring
+(the original code's ITM prompt scores on the golden sets: `tests/core/test_parity_golden.py`)."""
 
-import numpy as np
 import pytest
 import torch
 
 import aptm
-from aptm.convert.original_checkpoint import load_original_checkpoint
 from aptm.retrieval import AttributeRecognizer
-from processing_aptm import APTMImageProcessor, APTMProcessor
 
-from helpers.golden import golden_dir
 from helpers.images import person_image
 from helpers.models import tiny_config
 
@@ -50,16 +46,3 @@ def test_contrastive_attribute_scoring_is_the_iac_logit(setup):
         AttributeRecognizer(model, processor, scoring="cosine")
     with pytest.raises(ValueError, match="attribute scoring must be one of"):
         itm.prompt_scores(images[:1], scoring="cosine")
-
-
-def test_golden_attribute_scores():
-    folder = golden_dir("A")
-    model, processor, _ = load_original_checkpoint(folder / "checkpoint.pth")
-    pixels = torch.from_numpy(np.load(folder / "inputs.npz")["pixel_values"])
-    expected = np.load(folder / "outputs.npz")["attr_itm_score_i2t"]
-    recognizer = AttributeRecognizer(model, processor, progress=False, batch_size=3)
-    np.testing.assert_allclose(recognizer.prompt_scores(pixels)[:, :6].numpy(), expected, atol=1e-4)
-    pa100k = APTMProcessor.from_schema(APTMImageProcessor.for_dataset("cuhk-pedes"), processor.tokenizer, "pa100k")
-    recognizer = AttributeRecognizer(model, pa100k, progress=False)
-    np.testing.assert_allclose(recognizer.prompt_scores(pixels).numpy(),
-                               np.load(folder / "pa100k_attr.npz")["score_i2t"], atol=1e-4)

@@ -17,13 +17,15 @@ from helpers.paths import REPO
 
 WORKER = str(REPO / "tests" / "helpers" / "ddp_worker.py")
 TRAINER_WORKER = str(REPO / "tests" / "helpers" / "trainer_worker.py")
+PHASE_WORKER = str(REPO / "tests" / "helpers" / "matching_phase_worker.py")
 ITC_ONLY = {"itm_loss_weight": 0.0, "mlm_loss_weight": 0.0}
 # the worker's runs, in this order
 RUNS = {"all losses, global": {"itc_gradient": "global"},
         "all losses, local": {"itc_gradient": "local"},
         "itc, local": {"itc_gradient": "local", **ITC_ONLY},
         "itc, global": {"itc_gradient": "global", **ITC_ONLY}}
-LAUNCHERS = {  # two processes each; a free rendezvous port
+LAUNCHERS = {  # two processes each (but "python": one); a free rendezvous port
+    "python": [sys.executable],
     "torchrun": [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"],
     # --multi_gpu starts the processes through torchrun, on CPU too (gloo); `--cpu --num_processes 2` starts one
     # process: accelerate's multi-CPU launch needs MPI
@@ -132,3 +134,22 @@ def test_trainer_runs_several_cpu_processes_as_ddp(tmp_path):
     loss, _ = one_process(itc_gradient="global", itm_loss_weight=0.0)
     assert run["world_size"] == 2
     assert run["loss"] == pytest.approx(loss, abs=2e-4)  # the Trainer logs 4 decimals
+
+
+def test_matching_phase_on_two_processes_equals_one(tmp_path):
+    """The matching phase under `torchrun`: DDP averages the matching head's gradients, so two processes with 2
+    captions each give the one-process gradients and update on the 4, and both processes hold the same head."""
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    one = launch("python", tmp_path / "one", None, worker=PHASE_WORKER)
+    two = launch("torchrun", tmp_path / "two", None, worker=PHASE_WORKER)
+    assert (one["world_size"], two["world_size"]) == (1, 2)
+    assert one["grads"].keys() == two["grads"].keys() and all(
+        name.startswith(("fusion_model.", "itm_head.")) for name in one["grads"])
+    assert_close(two["grads"], one["grads"])
+    first, second = two["heads"]
+    initial = tiny_model().state_dict()
+    for name, value in one["heads"][0].items():
+        assert torch.equal(first[name], second[name]), name
+        torch.testing.assert_close(first[name], value, rtol=1e-5, atol=1e-6, msg=name)
+    assert any(not torch.equal(value, initial[name]) for name, value in first.items())
