@@ -181,7 +181,6 @@ class APTMConfig(PretrainedConfig):
         k_test (`int`, *optional*, defaults to 128): gallery candidates re-ranked with the ITM head at evaluation.
         itm_cosine_weight (`float`, *optional*, defaults to 0.002): weight of the normalised cosine added to the
             normalised ITM score in APTM's score fusion (single-process rule, see the retrieval engine).
-        max_text_length (`int`, *optional*, defaults to 56): tokens per caption, [CLS] included.
         num_attributes (`int`, *optional*, defaults to 27): attributes of the prompt schema (MALS 27, PA-100K 26).
         itc_loss_weight, itm_loss_weight, mlm_loss_weight (`float`, *optional*, default to 1.0): weights of the
             text-matching losses.
@@ -225,7 +224,6 @@ class APTMConfig(PretrainedConfig):
         temp=0.07,
         k_test=128,
         itm_cosine_weight=0.002,
-        max_text_length=56,
         num_attributes=27,
         itc_loss_weight=1.0,
         itm_loss_weight=1.0,
@@ -252,7 +250,6 @@ class APTMConfig(PretrainedConfig):
         self.temp = temp
         self.k_test = k_test
         self.itm_cosine_weight = itm_cosine_weight
-        self.max_text_length = max_text_length
         self.num_attributes = num_attributes
         self.itc_loss_weight = itc_loss_weight
         self.itm_loss_weight = itm_loss_weight

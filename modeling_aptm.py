@@ -1102,7 +1102,8 @@ class APTMForPreTraining(APTMModel):
         with_image, with_text = negative_images >= 0, negative_texts >= 0
         image_index = torch.cat([batch, negative_images[with_image], batch[with_text]])
         text_index = torch.cat([batch, batch[with_image], negative_texts[with_text]])
-        logits = self.itm_logits(text_embeds[text_index], text_mask[text_index], image_embeds[image_index])
+        text_mask = None if text_mask is None else text_mask[text_index]
+        logits = self.itm_logits(text_embeds[text_index], text_mask, image_embeds[image_index])
         labels = (torch.arange(len(logits), device=logits.device) < len(batch)).long()
         if len(logits) == len(batch):  # no sample has a batch-mate of another person: nothing to contrast
             return logits.sum() * 0.0, logits

@@ -24,7 +24,7 @@ import torch
 
 from configuration_aptm import APTMConfig
 from modeling_aptm import APTMForPreTraining
-from processing_aptm import APTMImageProcessor, APTMProcessor
+from processing_aptm import CAPTION_LENGTH, APTMImageProcessor, APTMProcessor
 
 from ..factory import load_tokenizer
 from ..hub import add_pipelines, write_model_card
@@ -198,12 +198,11 @@ def infer_config(state_dict, original_config=None, checkpoint_dir=".", vision_co
         embed_dim=shape("vision_proj.weight")[0],
         temp=float(state_dict["temp"]) if "temp" in state_dict else 0.07,
         k_test=original_config.get("k_test", 128),
-        max_text_length=original_config.get("max_tokens", 56),
         num_attributes=26 if original_config.get("pa100k") else 27,
         attribute_label_smoothing=float(original_config.get("LabelSmooth", 0.0) or 0.0),
     )
     report.inferred.append(f"embed_dim {config.embed_dim}, temp {config.temp:.6g} (from the state dict), "
-                           f"k_test {config.k_test}, max_text_length {config.max_text_length}")
+                           f"k_test {config.k_test}")
     return config
 
 
@@ -303,8 +302,10 @@ def load_original_checkpoint(path, tokenizer_dir=None, vision_config_file=None, 
     if len(tokenizer) != config.text_config.vocab_size:
         raise ConversionError(f"the tokenizer has {len(tokenizer)} tokens but the checkpoint's vocabulary has "
                               f"{config.text_config.vocab_size}; pass the matching vocab.txt folder with --tokenizer")
+    caption_length = original_config.get("max_tokens", CAPTION_LENGTH)
+    report.inferred.append(f"caption length {caption_length} tokens")
     processor = APTMProcessor.from_schema(APTMImageProcessor.for_dataset(normalization), tokenizer, schema,
-                                          max_length=config.max_text_length)
+                                          max_length=caption_length)
     return model.eval(), processor, report
 
 
