@@ -220,6 +220,7 @@ class APTMImageProcessor(BaseImageProcessor):
             images = list(images)
         if not isinstance(images, (list, tuple)):
             images = [images]
+        images = [image for item in images for image in (item if isinstance(item, (list, tuple)) else [item])]
         if not images:
             raise TypeError("images must be an image or a non-empty list of images")
         arrays = []
