@@ -946,15 +946,8 @@ class APTMModel(APTMPreTrainedModel):
         `(batch_size, 1 + num_patches, vision_hidden_size)`, and `hidden_states`/`attentions` those of
         [`APTMVisionModel`] when asked for.
         """
-        return_dict = self.config.return_dict if return_dict is None else return_dict
         vision = self.vision_model(pixel_values, output_attentions, output_hidden_states, return_dict=True)
-        output = BaseModelOutputWithPooling(
-            last_hidden_state=vision.last_hidden_state,
-            pooler_output=self.image_features_from_embeds(vision.last_hidden_state),
-            hidden_states=vision.hidden_states,
-            attentions=vision.attentions,
-        )
-        return output if return_dict else output.to_tuple()
+        return self._features_output(vision, self.image_features_from_embeds(vision.last_hidden_state), return_dict)
 
     def get_text_features(
         self,
@@ -972,16 +965,16 @@ class APTMModel(APTMPreTrainedModel):
         `(batch_size, sequence_length, hidden_size)`, and `hidden_states`/`attentions` those of [`APTMTextModel`]
         when asked for.
         """
-        return_dict = self.config.return_dict if return_dict is None else return_dict
         text = self.text_model(input_ids, attention_mask, token_type_ids, output_attentions, output_hidden_states,
                                return_dict=True)
-        output = BaseModelOutputWithPooling(
-            last_hidden_state=text.last_hidden_state,
-            pooler_output=self.text_features_from_embeds(text.last_hidden_state),
-            hidden_states=text.hidden_states,
-            attentions=text.attentions,
-        )
-        return output if return_dict else output.to_tuple()
+        return self._features_output(text, self.text_features_from_embeds(text.last_hidden_state), return_dict)
+
+    def _features_output(self, tower_output, features, return_dict):
+        """A tower's output with the retrieval `features` as `pooler_output` (what `get_*_features` return)."""
+        output = BaseModelOutputWithPooling(last_hidden_state=tower_output.last_hidden_state, pooler_output=features,
+                                            hidden_states=tower_output.hidden_states,
+                                            attentions=tower_output.attentions)
+        return output if (self.config.return_dict if return_dict is None else return_dict) else output.to_tuple()
 
     def itm_logits(
         self,

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -50,6 +51,7 @@ def cache_root() -> Path:
 def _pip_download(requirement: str, destination: Path, *options: str) -> Path:
     command = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "--quiet",
                *options, "-d", str(destination), requirement]
+    destination.mkdir(parents=True, exist_ok=True)
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     except subprocess.TimeoutExpired as error:
@@ -111,7 +113,9 @@ def common_tests() -> SimpleNamespace:
     for path in [*sorted(wheels.glob("*.whl")), root] if wheels.is_dir() else [root]:
         if str(path) not in sys.path:
             sys.path.insert(0, str(path))
-    return SimpleNamespace(**{
-        name: importlib.import_module(f"{PACKAGE}.test_{name}_common")
-        for name in ("modeling", "configuration", "processing", "image_processing")
-    })
+    with warnings.catch_warnings():  # marks of transformers' own pytest configuration (flash_attn_test, ...)
+        warnings.simplefilter("ignore", pytest.PytestUnknownMarkWarning)
+        return SimpleNamespace(**{
+            name: importlib.import_module(f"{PACKAGE}.test_{name}_common")
+            for name in ("modeling", "configuration", "processing", "image_processing")
+        })
