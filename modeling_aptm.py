@@ -400,6 +400,17 @@ class APTMPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _no_split_modules = ["APTMSwinBlock", "APTMLayer"]
 
+    # set by a tower built inside a composite model (`inside_model=True`): its own `post_init` then leaves the weights
+    # to the composite's, which initialises every module in one pass in definition order, so a seed gives the same
+    # weights as it did before the towers were models of their own
+    _weights_initialised_by_parent = False
+
+    def init_weights(self):
+        if self._weights_initialised_by_parent:
+            self._weights_initialised_by_parent = False
+            return
+        super().init_weights()
+
     @classmethod
     def _can_set_attn_implementation(cls) -> bool:
         # Every attention of the model (`attention_forward`) reads `config._attn_implementation` of its tower at call
@@ -448,8 +459,9 @@ class APTMVisionModel(APTMPreTrainedModel):
     input_modalities = ("image",)
     _no_split_modules = ["APTMSwinBlock"]
 
-    def __init__(self, config: APTMVisionConfig):
+    def __init__(self, config: APTMVisionConfig, inside_model: bool = False):
         super().__init__(config)
+        self._weights_initialised_by_parent = inside_model
         self.patch_embed = APTMPatchEmbeddings(config)
         total = sum(config.depths)
         rates = [config.drop_path_rate * i / max(total - 1, 1) for i in range(total)]
@@ -668,8 +680,9 @@ class APTMTextModel(APTMPreTrainedModel):
     input_modalities = ("text",)
     _no_split_modules = ["APTMLayer"]
 
-    def __init__(self, config: APTMTextConfig):
+    def __init__(self, config: APTMTextConfig, inside_model: bool = False):
         super().__init__(config)
+        self._weights_initialised_by_parent = inside_model
         self.embeddings = APTMTextEmbeddings(config)
         self.encoder = APTMTextEncoder(config)
         self.post_init()
@@ -718,8 +731,9 @@ class APTMFusionModel(APTMPreTrainedModel):
     input_modalities = ("text", "image")
     _no_split_modules = ["APTMLayer"]
 
-    def __init__(self, config: APTMCrossConfig):
+    def __init__(self, config: APTMCrossConfig, inside_model: bool = False):
         super().__init__(config)
+        self._weights_initialised_by_parent = inside_model
         self.layer = nn.ModuleList(APTMLayer(config, cross_attention=True) for _ in range(config.num_hidden_layers))
         self.post_init()
 
@@ -903,9 +917,9 @@ class APTMModel(APTMPreTrainedModel):
 
     def __init__(self, config: APTMConfig):
         super().__init__(config)
-        self.vision_model = APTMVisionModel(config.vision_config)
-        self.text_model = APTMTextModel(config.text_config)
-        self.fusion_model = APTMFusionModel(config.cross_config)
+        self.vision_model = APTMVisionModel(config.vision_config, inside_model=True)
+        self.text_model = APTMTextModel(config.text_config, inside_model=True)
+        self.fusion_model = APTMFusionModel(config.cross_config, inside_model=True)
         self._build_heads(config)
         self.post_init()
 
@@ -1254,7 +1268,7 @@ class APTMForImageClassification(APTMPreTrainedModel):
 
     def __init__(self, config: APTMConfig):
         super().__init__(config)
-        self.vision_model = APTMVisionModel(config.vision_config)
+        self.vision_model = APTMVisionModel(config.vision_config, inside_model=True)
         self.classifier = nn.Sequential(
             nn.Linear(config.vision_config.hidden_size, config.embed_dim), nn.BatchNorm1d(config.embed_dim),
             nn.Dropout(config.classifier_dropout), nn.Linear(config.embed_dim, config.num_attributes),

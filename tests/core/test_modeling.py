@@ -347,3 +347,13 @@ def test_cross_config_round_trips_on_its_own(tmp_path):
     cross = APTMCrossConfig.from_pretrained(tmp_path)
     assert cross.to_dict() == config.cross_config.to_dict()
     assert cross.encoder_hidden_size == config.vision_config.hidden_size
+
+
+def test_a_tower_on_its_own_initialises_its_weights():
+    from modeling_aptm import APTMVisionModel
+
+    torch.manual_seed(0)
+    tower = APTMVisionModel(tiny_config().vision_config)
+    table = tower.layers[0].blocks[0].attn.relative_position_bias_table  # torch.empty until initialised
+    assert table.abs().max() <= 2 * tower.config.initializer_range  # truncated normal
+    assert torch.equal(tower.norm.weight, torch.ones_like(tower.norm.weight))
