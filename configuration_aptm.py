@@ -104,8 +104,7 @@ class APTMVisionConfig(PretrainedConfig):
 
 class APTMTextConfig(PretrainedConfig):
     r"""
-    Configuration of a BERT tower of APTM. The same class describes the text encoder (`text_config`) and the fusion
-    encoder (`cross_config`, whose layers add cross-attention to the image tokens).
+    Configuration of APTM's BERT text encoder (`text_config`); [`APTMCrossConfig`] extends it for the fusion encoder.
 
     Args:
         vocab_size (`int`, *optional*, defaults to 30522): WordPiece vocabulary size (bert-base-uncased).
@@ -163,13 +162,29 @@ class APTMTextConfig(PretrainedConfig):
             raise ValueError(f"hidden_size {hidden_size} is not a multiple of num_attention_heads {num_attention_heads}")
 
 
+class APTMCrossConfig(APTMTextConfig):
+    r"""
+    Configuration of APTM's fusion encoder (`cross_config`): BERT layers whose cross-attention reads the image tokens
+    (width `encoder_hidden_size`, filled in by `APTMConfig` from the vision config). Same arguments as
+    [`APTMTextConfig`]; its own class so that the composite config's `cross_config` saves and loads on its own.
+    """
+
+    model_type = "aptm_cross_model"
+    base_config_key = "cross_config"
+
+    def __init__(self, **kwargs):  # an explicit __init__: transformers builds one per config class otherwise
+        super().__init__(**kwargs)
+
+
 def _sub_config(value, config_class, name):
     if value is None:
         return config_class()
     if isinstance(value, dict):
         return config_class(**value)
-    if isinstance(value, config_class):
+    if type(value) is config_class:
         return value
+    if isinstance(value, APTMTextConfig) and issubclass(config_class, APTMTextConfig):  # a text config as cross_config
+        return config_class.from_dict(value.to_dict())
     raise TypeError(f"{name} must be a dict or {config_class.__name__}, got {type(value).__name__}")
 
 
@@ -180,7 +195,7 @@ class APTMConfig(PretrainedConfig):
     Args:
         vision_config (`dict` or `APTMVisionConfig`, *optional*): the Swin image encoder.
         text_config (`dict` or `APTMTextConfig`, *optional*): the BERT text encoder (6 layers in the paper).
-        cross_config (`dict` or `APTMTextConfig`, *optional*): the fusion encoder (6 BERT layers with
+        cross_config (`dict` or `APTMCrossConfig`, *optional*): the fusion encoder (6 BERT layers with
             cross-attention to the image tokens). Its `encoder_hidden_size` is set to the vision width.
         embed_dim (`int`, *optional*, defaults to 256): width of the projected, normalised features used for ITC.
         projection_head (`str`, *optional*, defaults to `"linear"`): how the ITC features are projected. `"linear"`
@@ -198,7 +213,6 @@ class APTMConfig(PretrainedConfig):
             averaged and the ITM scores of both are normalised separately and averaged (see `retrieval_aptm`).
         itm_cosine_weight (`float`, *optional*, defaults to 0.002): weight of the normalised cosine added to the
             normalised ITM score in APTM's score fusion (single-process rule, see the retrieval engine).
-        max_text_length (`int`, *optional*, defaults to 56): tokens per caption, [CLS] included.
         num_attributes (`int`, *optional*, defaults to 27): attributes of the prompt schema (MALS 27, PA-100K 26).
         itc_loss_weight, itm_loss_weight, mlm_loss_weight (`float`, *optional*, default to 1.0): weights of the
             text-matching losses.
@@ -232,7 +246,7 @@ class APTMConfig(PretrainedConfig):
     """
 
     model_type = "aptm"
-    sub_configs = {"vision_config": APTMVisionConfig, "text_config": APTMTextConfig, "cross_config": APTMTextConfig}
+    sub_configs = {"vision_config": APTMVisionConfig, "text_config": APTMTextConfig, "cross_config": APTMCrossConfig}
 
     def __init__(
         self,
@@ -246,7 +260,6 @@ class APTMConfig(PretrainedConfig):
         k_test=128,
         test_time_flip=False,
         itm_cosine_weight=0.002,
-        max_text_length=56,
         num_attributes=27,
         itc_loss_weight=1.0,
         itm_loss_weight=1.0,
@@ -262,7 +275,7 @@ class APTMConfig(PretrainedConfig):
     ):
         self.vision_config = _sub_config(vision_config, APTMVisionConfig, "vision_config")
         self.text_config = _sub_config(text_config, APTMTextConfig, "text_config")
-        self.cross_config = _sub_config(cross_config, APTMTextConfig, "cross_config")
+        self.cross_config = _sub_config(cross_config, APTMCrossConfig, "cross_config")
         self.cross_config.encoder_hidden_size = self.vision_config.hidden_size
         if self.cross_config.hidden_size != self.text_config.hidden_size:
             raise ValueError(
@@ -276,7 +289,6 @@ class APTMConfig(PretrainedConfig):
         self.k_test = k_test
         self.test_time_flip = test_time_flip
         self.itm_cosine_weight = itm_cosine_weight
-        self.max_text_length = max_text_length
         self.num_attributes = num_attributes
         self.itc_loss_weight = itc_loss_weight
         self.itm_loss_weight = itm_loss_weight
@@ -351,4 +363,4 @@ PRESETS = {
 
 APTMConfig.register_for_auto_class()
 
-__all__ = ["APTMConfig", "APTMTextConfig", "APTMVisionConfig", "PRESETS"]
+__all__ = ["APTMConfig", "APTMCrossConfig", "APTMTextConfig", "APTMVisionConfig", "PRESETS"]

@@ -2,7 +2,7 @@
 tokens, with image-text contrastive (ITC), image-text matching (ITM) and masked-language-model (MLM) heads."""
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -11,13 +11,18 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
-from transformers.modeling_outputs import BaseModelOutput, ImageClassifierOutput
+from transformers.modeling_outputs import (
+    BaseModelOutput,
+    BaseModelOutputWithCrossAttentions,
+    BaseModelOutputWithPooling,
+    ImageClassifierOutput,
+)
 from transformers.utils import ModelOutput
 
 try:  # remote code (a package in the Hub module cache)
-    from .configuration_aptm import APTMConfig, APTMTextConfig, APTMVisionConfig
+    from .configuration_aptm import APTMConfig, APTMCrossConfig, APTMTextConfig, APTMVisionConfig
 except ImportError:  # installed top-level module
-    from configuration_aptm import APTMConfig, APTMTextConfig, APTMVisionConfig
+    from configuration_aptm import APTMConfig, APTMCrossConfig, APTMTextConfig, APTMVisionConfig
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -25,16 +30,34 @@ except ImportError:  # installed top-level module
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def attention_forward(query, key, value, attention_mask=None, dropout=0.0, implementation="sdpa"):
+def attention_forward(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: Optional[torch.Tensor] = None,
+    dropout: float = 0.0,
+    implementation: str = "sdpa",
+) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
     """Scaled dot-product attention over `[..., heads, length, head_dim]` tensors with an additive
-    `attention_mask` broadcastable to the scores. `implementation` is `"sdpa"` (PyTorch kernel) or `"eager"`."""
+    `attention_mask` broadcastable to the scores. `implementation` is `"sdpa"` (PyTorch kernel) or `"eager"`.
+    Returns `(context, weights)`: the attention weights `[..., heads, length, key_length]` with `"eager"`, None with
+    `"sdpa"`, whose kernel does not expose them (as transformers' SDPA path: ask for attentions with `"eager"`)."""
     if implementation == "eager":
         scores = torch.matmul(query * query.shape[-1] ** -0.5, key.transpose(-1, -2))
         if attention_mask is not None:
             scores = scores + attention_mask
-        probs = F.dropout(scores.softmax(dim=-1), p=dropout, training=dropout > 0)
-        return torch.matmul(probs, value)
-    return F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, dropout_p=dropout)
+        weights = scores.softmax(dim=-1)
+        return torch.matmul(F.dropout(weights, p=dropout, training=dropout > 0), value), weights
+    return F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, dropout_p=dropout), None
+
+
+def _output_flags(config, output_attentions, output_hidden_states, return_dict):
+    """The three output switches of a `forward`, each from `config` where the call leaves it None."""
+    return (
+        config.output_attentions if output_attentions is None else output_attentions,
+        config.output_hidden_states if output_hidden_states is None else output_hidden_states,
+        config.return_dict if return_dict is None else return_dict,
+    )
 
 
 def additive_attention_mask(attention_mask, dtype):
@@ -242,7 +265,8 @@ class APTMWindowAttention(nn.Module):
         self.proj_drop = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, windows, window_mask=None):
-        """`windows`: `[B, num_windows, N, C]`; `window_mask`: additive `[num_windows, N, N]` or None."""
+        """`windows`: `[B, num_windows, N, C]`; `window_mask`: additive `[num_windows, N, N]` or None. Returns the
+        projected context and the attention weights `[B * num_windows, heads, N, N]` (eager only, else None)."""
         batch, num_windows, length, channels = windows.shape
         qkv = self.qkv(windows).view(batch * num_windows, length, 3, self.num_heads, channels // self.num_heads)
         # [batch x windows, heads, N, head_dim] views of the projection, no copies: PyTorch's fused CPU kernel
@@ -251,9 +275,10 @@ class APTMWindowAttention(nn.Module):
         bias = bias.view(length, length, self.num_heads).permute(2, 0, 1)
         mask = bias[None] if window_mask is None else (bias + window_mask[:, None]).repeat(batch, 1, 1, 1)
         dropout = self.config.attention_probs_dropout_prob if self.training else 0.0
-        context = attention_forward(query, key, value, mask.to(query.dtype), dropout, self.config._attn_implementation)
+        context, weights = attention_forward(query, key, value, mask.to(query.dtype), dropout,
+                                             self.config._attn_implementation)
         context = context.transpose(1, 2).reshape(batch, num_windows, length, channels)
-        return self.proj_drop(self.proj(context))
+        return self.proj_drop(self.proj(context)), weights
 
 
 class APTMSwinMLP(nn.Module):
@@ -292,12 +317,16 @@ class APTMSwinBlock(GradientCheckpointingLayer):
 
     def forward(self, hidden_states):
         """`hidden_states` `[B, H*W, C]` in this block's window order (`window_order`): each window's tokens are
-        consecutive, so the shift and the windows cost no copy (LayerNorm, MLP and residuals act per token)."""
+        consecutive, so the shift and the windows cost no copy (LayerNorm, MLP and residuals act per token). Returns
+        the new states and the window attention weights (eager only, else None)."""
         batch, length, channels = hidden_states.shape
         windows = self.norm1(hidden_states).view(batch, -1, self.window_size**2, channels)
-        attended = self.attn(windows, self.attn_mask).view(batch, length, channels)
-        hidden_states = hidden_states + drop_path(attended, self.drop_path_rate, self.training)
-        return hidden_states + drop_path(self.mlp(self.norm2(hidden_states)), self.drop_path_rate, self.training)
+        attended, weights = self.attn(windows, self.attn_mask)
+        hidden_states = hidden_states + drop_path(attended.view(batch, length, channels), self.drop_path_rate,
+                                                  self.training)
+        hidden_states = hidden_states + drop_path(self.mlp(self.norm2(hidden_states)), self.drop_path_rate,
+                                                  self.training)
+        return hidden_states, weights
 
 
 def merge_order(height, width, device=None):
@@ -354,19 +383,87 @@ class APTMSwinStage(nn.Module):
         return hidden_states.index_select(1, self.token_reorders[step]) if self.reorder_needed[step] else hidden_states
 
     def forward(self, hidden_states):
+        """Row-major tokens `[B, H*W, C]` -> the stage's output tokens and the attention weights of each block."""
+        attentions = []
         for step, block in enumerate(self.blocks):
-            hidden_states = block(self.reorder(hidden_states, step))
+            hidden_states, weights = block(self.reorder(hidden_states, step))
+            attentions.append(weights)
         hidden_states = self.reorder(hidden_states, len(self.blocks))
-        return hidden_states if self.downsample is None else self.downsample(hidden_states)
+        hidden_states = hidden_states if self.downsample is None else self.downsample(hidden_states)
+        return hidden_states, tuple(attentions)
 
 
-class APTMVisionModel(nn.Module):
+class APTMPreTrainedModel(PreTrainedModel):
+    config_class = APTMConfig
+    base_model_prefix = "aptm"
+    main_input_name = "pixel_values"
+    input_modalities = ("image", "text")
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _no_split_modules = ["APTMSwinBlock", "APTMLayer"]
+
+    # set by a tower built inside a composite model (`inside_model=True`): its own `post_init` then leaves the weights
+    # to the composite's, which initialises every module in one pass in definition order, so a seed gives the same
+    # weights as it did before the towers were models of their own
+    _weights_initialised_by_parent = False
+
+    def init_weights(self):
+        if self._weights_initialised_by_parent:
+            self._weights_initialised_by_parent = False
+            return
+        super().init_weights()
+
+    @classmethod
+    def _can_set_attn_implementation(cls) -> bool:
+        # Every attention of the model (`attention_forward`) reads `config._attn_implementation` of its tower at call
+        # time, so `set_attn_implementation` takes effect at once, for the whole model or per tower (transformers'
+        # source heuristic looks for its own attention-function registry, which APTM's one code path does not use).
+        return True
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        # a tower (its own config) or a composite model (every head initialised as the text towers, as the original)
+        config = self.config.text_config if hasattr(self.config, "text_config") else self.config
+        std = config.initializer_range
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            init.normal_(module.weight, mean=0.0, std=std)
+            if module.padding_idx is not None and not getattr(module.weight, "_is_hf_initialized", False):
+                module.weight[module.padding_idx].zero_()
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+        elif isinstance(module, nn.BatchNorm1d):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+            init.zeros_(module.running_mean)
+            init.ones_(module.running_var)
+            init.zeros_(module.num_batches_tracked)
+        elif isinstance(module, APTMWindowAttention):
+            init.trunc_normal_(module.relative_position_bias_table, std=std)
+            init.copy_(module.relative_position_index, relative_position_index(module.window_size))
+        elif isinstance(module, APTMSwinBlock) and module.attn_mask is not None:
+            init.copy_(module.attn_mask, module.compute_attn_mask())
+        elif isinstance(module, APTMSwinStage):
+            init.copy_(module.token_reorders, module.compute_token_reorders())
+        elif isinstance(module, APTMModel):
+            init.constant_(module.temp, self.config.temp)
+
+
+class APTMVisionModel(APTMPreTrainedModel):
     """Swin image encoder. Returns `[B, 1 + N, C]` tokens: the mean of the final normalised patch tokens, then the
     N patch tokens (N = 48 at 384x128)."""
 
-    def __init__(self, config: APTMVisionConfig):
-        super().__init__()
-        self.config = config
+    config_class = APTMVisionConfig
+    input_modalities = ("image",)
+    _no_split_modules = ["APTMSwinBlock"]
+
+    def __init__(self, config: APTMVisionConfig, inside_model: bool = False):
+        super().__init__(config)
+        self._weights_initialised_by_parent = inside_model
         self.patch_embed = APTMPatchEmbeddings(config)
         total = sum(config.depths)
         rates = [config.drop_path_rate * i / max(total - 1, 1) for i in range(total)]
@@ -376,8 +473,33 @@ class APTMVisionModel(nn.Module):
             for i, (start, depth) in enumerate(zip(starts, config.depths))
         )
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.post_init()
 
-    def forward(self, pixel_values, output_hidden_states=False):
+    def get_input_embeddings(self) -> nn.Module:
+        return self.patch_embed
+
+    def forward(
+        self,
+        pixel_values: torch.FloatTensor,
+        output_attentions: Optional[bool] = None,
+        output_hidden_states: Optional[bool] = None,
+        return_dict: Optional[bool] = None,
+    ) -> Union[BaseModelOutput, tuple]:
+        r"""
+        Args:
+            pixel_values (`torch.FloatTensor` of shape `(batch_size, num_channels, height, width)`): images at
+                `config.image_size`.
+
+        Returns `BaseModelOutput`:
+            - `last_hidden_state` `(batch_size, 1 + num_patches, hidden_size)`: token 0 is the global (mean) token.
+            - `hidden_states` (with `output_hidden_states`): the patch embeddings `(batch_size, H/4 * W/4, embed_dim)`
+              and the output of each stage (row-major tokens; width and resolution change at each patch merging),
+              `len(depths) + 1` tensors.
+            - `attentions` (with `output_attentions`, eager attention only): one per Swin block, `sum(depths)`
+              tensors of shape `(batch_size * num_windows, num_heads, window_size**2, window_size**2)`.
+        """
+        output_attentions, output_hidden_states, return_dict = _output_flags(
+            self.config, output_attentions, output_hidden_states, return_dict)
         expected = (self.config.num_channels, *self.config.image_size)
         if pixel_values.ndim != 4 or tuple(pixel_values.shape[1:]) != expected:
             raise ValueError(
@@ -385,15 +507,19 @@ class APTMVisionModel(nn.Module):
                 f"got {list(pixel_values.shape)}; resize images with APTMProcessor"
             )
         hidden_states = self.patch_embed(pixel_values)
-        all_hidden_states = [hidden_states]
+        all_hidden_states, all_attentions = [hidden_states], []
         for stage in self.layers:
-            hidden_states = stage(hidden_states)
+            hidden_states, attentions = stage(hidden_states)
             all_hidden_states.append(hidden_states)
+            all_attentions.extend(attentions)
         hidden_states = self.norm(hidden_states)
         hidden_states = torch.cat([hidden_states.mean(dim=1, keepdim=True), hidden_states], dim=1)
-        return BaseModelOutput(
-            last_hidden_state=hidden_states, hidden_states=tuple(all_hidden_states) if output_hidden_states else None
+        output = BaseModelOutput(
+            last_hidden_state=hidden_states,
+            hidden_states=tuple(all_hidden_states) if output_hidden_states else None,
+            attentions=tuple(all_attentions) if output_attentions else None,
         )
+        return output if return_dict else output.to_tuple()
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -446,12 +572,14 @@ class APTMSelfAttention(nn.Module):
         return self.split_heads(self.key(states)), self.split_heads(self.value(states))
 
     def forward(self, hidden_states, attention_mask=None, key_value_states=None, key_value=None):
+        """Context `[B, L, H]` and the attention weights `[B, heads, L, key_length]` (eager only, else None)."""
         if key_value is None:
             key_value = self.key_value(hidden_states if key_value_states is None else key_value_states)
         query = self.split_heads(self.query(hidden_states))
         dropout = self.config.attention_probs_dropout_prob if self.training else 0.0
-        context = attention_forward(query, *key_value, attention_mask, dropout, self.config._attn_implementation)
-        return context.transpose(1, 2).flatten(2)
+        context, weights = attention_forward(query, *key_value, attention_mask, dropout,
+                                             self.config._attn_implementation)
+        return context.transpose(1, 2).flatten(2), weights
 
 
 class APTMResidualOutput(nn.Module):
@@ -475,7 +603,8 @@ class APTMAttention(nn.Module):
         self.output = APTMResidualOutput(config, config.hidden_size)
 
     def forward(self, hidden_states, attention_mask=None, key_value_states=None, key_value=None):
-        return self.output(self.self(hidden_states, attention_mask, key_value_states, key_value), hidden_states)
+        context, weights = self.self(hidden_states, attention_mask, key_value_states, key_value)
+        return self.output(context, hidden_states), weights
 
 
 class APTMIntermediate(nn.Module):
@@ -504,28 +633,37 @@ class APTMLayer(GradientCheckpointingLayer):
         """`repeats > 1`: each text of `hidden_states` is paired with `repeats` consecutive images (of
         `encoder_hidden_states` or `cross_key_value`): the self-attention runs once per text and its output is
         repeated. `first_token_only`: only the first token's output is computed (keys and values still come from
-        every token), as a caller that reads only [CLS] needs."""
+        every token), as a caller that reads only [CLS] needs. Returns the new states, the self-attention weights and
+        the cross-attention weights (None without cross-attention; both None unless the attention is eager)."""
         query_states = hidden_states[:, :1] if first_token_only else hidden_states
-        hidden_states = self.attention(query_states, attention_mask, key_value_states=hidden_states)
+        hidden_states, self_weights = self.attention(query_states, attention_mask, key_value_states=hidden_states)
         if repeats > 1:
             hidden_states = hidden_states.repeat_interleave(repeats, dim=0)
+        cross_weights = None
         if self.crossattention is not None:
-            hidden_states = self.crossattention(hidden_states, None, encoder_hidden_states, cross_key_value)
-        return self.output(self.intermediate(hidden_states), hidden_states)
+            hidden_states, cross_weights = self.crossattention(hidden_states, None, encoder_hidden_states,
+                                                               cross_key_value)
+        return self.output(self.intermediate(hidden_states), hidden_states), self_weights, cross_weights
 
 
-def run_layers(layers, hidden_states, attention_mask, output_hidden_states, encoder_hidden_states=None,
-               cross_key_values=None):
+def run_layers(layers, hidden_states, attention_mask, output_attentions, output_hidden_states,
+               encoder_hidden_states=None, cross_key_values=None):
     """Run BERT layers (with cross-attention to `encoder_hidden_states` or cached `cross_key_values` when the layers
-    have it) and collect the hidden states."""
+    have it) and collect the hidden states and attention weights asked for."""
     mask = additive_attention_mask(attention_mask, hidden_states.dtype)
-    all_hidden_states = [hidden_states]
+    all_hidden_states, self_attentions, cross_attentions = [hidden_states], [], []
     for index, layer in enumerate(layers):
         key_value = None if cross_key_values is None else cross_key_values[index]
-        hidden_states = layer(hidden_states, mask, encoder_hidden_states, key_value)
+        hidden_states, self_weights, cross_weights = layer(hidden_states, mask, encoder_hidden_states, key_value)
         all_hidden_states.append(hidden_states)
-    return BaseModelOutput(
-        last_hidden_state=hidden_states, hidden_states=tuple(all_hidden_states) if output_hidden_states else None
+        self_attentions.append(self_weights)
+        cross_attentions.append(cross_weights)
+    has_cross = layers[0].crossattention is not None if len(layers) else False
+    return BaseModelOutputWithCrossAttentions(
+        last_hidden_state=hidden_states,
+        hidden_states=tuple(all_hidden_states) if output_hidden_states else None,
+        attentions=tuple(self_attentions) if output_attentions else None,
+        cross_attentions=tuple(cross_attentions) if output_attentions and has_cross else None,
     )
 
 
@@ -535,40 +673,108 @@ class APTMTextEncoder(nn.Module):
         self.layer = nn.ModuleList(APTMLayer(config) for _ in range(config.num_hidden_layers))
 
 
-class APTMTextModel(nn.Module):
+class APTMTextModel(APTMPreTrainedModel):
     """BERT text encoder (embeddings and the text layers). Parameter names equal `transformers.BertModel`'s, so BERT
     checkpoints load into it directly."""
 
-    def __init__(self, config: APTMTextConfig):
-        super().__init__()
-        self.config = config
+    config_class = APTMTextConfig
+    main_input_name = "input_ids"
+    input_modalities = ("text",)
+    _no_split_modules = ["APTMLayer"]
+
+    def __init__(self, config: APTMTextConfig, inside_model: bool = False):
+        super().__init__(config)
+        self._weights_initialised_by_parent = inside_model
         self.embeddings = APTMTextEmbeddings(config)
         self.encoder = APTMTextEncoder(config)
+        self.post_init()
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, output_hidden_states=False):
+    def get_input_embeddings(self) -> nn.Module:
+        return self.embeddings.word_embeddings
+
+    def set_input_embeddings(self, value: nn.Module):
+        self.embeddings.word_embeddings = value
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: Optional[torch.Tensor] = None,
+        token_type_ids: Optional[torch.LongTensor] = None,
+        output_attentions: Optional[bool] = None,
+        output_hidden_states: Optional[bool] = None,
+        return_dict: Optional[bool] = None,
+    ) -> Union[BaseModelOutput, tuple]:
+        r"""
+        Args:
+            input_ids (`torch.LongTensor` of shape `(batch_size, sequence_length)`): token ids (`APTMProcessor`).
+            attention_mask (`torch.Tensor` of shape `(batch_size, sequence_length)`, *optional*): 1 = token, 0 = pad.
+            token_type_ids (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*): segment ids.
+
+        Returns `BaseModelOutput`: `last_hidden_state` `(batch_size, sequence_length, hidden_size)`; with
+        `output_hidden_states`, the embeddings and every layer's output (`num_hidden_layers + 1` tensors of that
+        shape); with `output_attentions` (eager attention only), every layer's self-attention weights
+        `(batch_size, num_attention_heads, sequence_length, sequence_length)`.
+        """
+        output_attentions, output_hidden_states, return_dict = _output_flags(
+            self.config, output_attentions, output_hidden_states, return_dict)
         hidden_states = self.embeddings(input_ids, token_type_ids)
-        return run_layers(self.encoder.layer, hidden_states, attention_mask, output_hidden_states)
+        encoded = run_layers(self.encoder.layer, hidden_states, attention_mask, output_attentions,
+                             output_hidden_states)
+        output = BaseModelOutput(last_hidden_state=encoded.last_hidden_state, hidden_states=encoded.hidden_states,
+                                 attentions=encoded.attentions)
+        return output if return_dict else output.to_tuple()
 
 
-class APTMFusionModel(nn.Module):
+class APTMFusionModel(APTMPreTrainedModel):
     """Fusion encoder: BERT layers with cross-attention, continuing the text encoder's hidden states."""
 
-    def __init__(self, config: APTMTextConfig):
-        super().__init__()
-        self.config = config
+    config_class = APTMCrossConfig
+    main_input_name = "hidden_states"
+    input_modalities = ("text", "image")
+    _no_split_modules = ["APTMLayer"]
+
+    def __init__(self, config: APTMCrossConfig, inside_model: bool = False):
+        super().__init__(config)
+        self._weights_initialised_by_parent = inside_model
         self.layer = nn.ModuleList(APTMLayer(config, cross_attention=True) for _ in range(config.num_hidden_layers))
+        self.post_init()
 
     def cross_key_values(self, encoder_hidden_states):
         """Per-layer cross-attention `(key, value)` of image tokens, each `[B, heads, N, head_dim]`. Pass the result as
         `cross_key_values` to attend to the same images again without recomputing them."""
         return tuple(layer.crossattention.self.key_value(encoder_hidden_states) for layer in self.layer)
 
-    def forward(self, hidden_states, attention_mask=None, encoder_hidden_states=None, cross_key_values=None,
-                output_hidden_states=False):
+    def forward(
+        self,
+        hidden_states: torch.FloatTensor,
+        attention_mask: Optional[torch.Tensor] = None,
+        encoder_hidden_states: Optional[torch.FloatTensor] = None,
+        cross_key_values: Optional[tuple[tuple[torch.Tensor, torch.Tensor], ...]] = None,
+        output_attentions: Optional[bool] = None,
+        output_hidden_states: Optional[bool] = None,
+        return_dict: Optional[bool] = None,
+    ) -> Union[BaseModelOutputWithCrossAttentions, tuple]:
+        r"""
+        Args:
+            hidden_states (`torch.FloatTensor` of shape `(batch_size, sequence_length, hidden_size)`): the text
+                encoder's last hidden states.
+            attention_mask (`torch.Tensor` of shape `(batch_size, sequence_length)`, *optional*): the text mask.
+            encoder_hidden_states (`torch.FloatTensor` of shape `(batch_size, 1 + num_patches, vision_hidden_size)`,
+                *optional*): image tokens; or pass their `cross_key_values` (exactly one of the two).
+
+        Returns `BaseModelOutputWithCrossAttentions`: `last_hidden_state` `(batch_size, sequence_length,
+        hidden_size)`; with `output_hidden_states`, the input and every layer's output (`num_hidden_layers + 1`
+        tensors); with `output_attentions` (eager attention only), every layer's self-attention weights
+        `(batch_size, num_attention_heads, sequence_length, sequence_length)` and cross-attention weights
+        `(batch_size, num_attention_heads, sequence_length, 1 + num_patches)`.
+        """
         if (encoder_hidden_states is None) == (cross_key_values is None):
             raise ValueError("pass exactly one of encoder_hidden_states and cross_key_values")
-        return run_layers(self.layer, hidden_states, attention_mask, output_hidden_states, encoder_hidden_states,
-                          cross_key_values)
+        output_attentions, output_hidden_states, return_dict = _output_flags(
+            self.config, output_attentions, output_hidden_states, return_dict)
+        output = run_layers(self.layer, hidden_states, attention_mask, output_attentions, output_hidden_states,
+                            encoder_hidden_states, cross_key_values)
+        return output if return_dict else output.to_tuple()
 
     def first_token_states(self, hidden_states, attention_mask=None, encoder_hidden_states=None,
                            cross_key_values=None, images_per_text=1):
@@ -583,7 +789,7 @@ class APTMFusionModel(nn.Module):
         for index, layer in enumerate(self.layer):
             key_value = None if cross_key_values is None else cross_key_values[index]
             hidden_states = layer(hidden_states, mask, encoder_hidden_states, key_value,
-                                  repeats=images_per_text if index == 0 else 1, first_token_only=index == last)
+                                  repeats=images_per_text if index == 0 else 1, first_token_only=index == last)[0]
             if index == 0 and mask is not None and images_per_text > 1:
                 mask = mask.repeat_interleave(images_per_text, dim=0)
         return hidden_states[:, 0]
@@ -665,6 +871,14 @@ class APTMOutput(ModelOutput):
             Projected, L2-normalised global image token.
         text_features (`torch.FloatTensor` of shape `(batch_size, embed_dim)`):
             Projected, L2-normalised [CLS] text state.
+        vision_model_output (`BaseModelOutput`):
+            Output of [`APTMVisionModel`], with its `hidden_states`/`attentions` when asked for.
+        text_model_output (`BaseModelOutput`):
+            Output of [`APTMTextModel`], with its `hidden_states`/`attentions` when asked for.
+        fusion_model_output (`BaseModelOutputWithCrossAttentions`, *optional*):
+            Output of [`APTMFusionModel`] over every token of each pair (its [CLS] state gives `itm_logits`), with its
+            `hidden_states`, `attentions` and `cross_attentions`; only when hidden states or attentions are asked for
+            (otherwise the ITM logits come from the cheaper [CLS]-only pass).
     """
 
     loss: Optional[torch.FloatTensor] = None
@@ -674,6 +888,12 @@ class APTMOutput(ModelOutput):
     text_embeds: Optional[torch.FloatTensor] = None
     image_features: Optional[torch.FloatTensor] = None
     text_features: Optional[torch.FloatTensor] = None
+    vision_model_output: Optional[BaseModelOutput] = None
+    text_model_output: Optional[BaseModelOutput] = None
+    fusion_model_output: Optional[BaseModelOutputWithCrossAttentions] = None
+
+    def to_tuple(self) -> tuple:
+        return tuple(value.to_tuple() if isinstance(value, ModelOutput) else value for value in self.values())
 
 
 @dataclass
@@ -697,6 +917,10 @@ class APTMForPreTrainingOutput(ModelOutput):
             ITM logits of the positives, the (negative image, text) and the (image, negative text) pairs.
         image_features (`torch.FloatTensor` of shape `(batch_size, embed_dim)`): normalised image features.
         text_features (`torch.FloatTensor` of shape `(batch_size, embed_dim)`, *optional*): normalised text features.
+        logits_per_text (`torch.FloatTensor` of shape `(batch_size, batch_size)`, *optional*): the ITC similarities
+            of the captions to the images divided by the temperature.
+        vision_model_output (`BaseModelOutput`): output of [`APTMVisionModel`] on the images.
+        text_model_output (`BaseModelOutput`, *optional*): output of [`APTMTextModel`] on the captions.
     """
 
     loss: Optional[torch.FloatTensor] = None
@@ -711,51 +935,17 @@ class APTMForPreTrainingOutput(ModelOutput):
     itm_logits: Optional[torch.FloatTensor] = None
     image_features: Optional[torch.FloatTensor] = None
     text_features: Optional[torch.FloatTensor] = None
+    logits_per_text: Optional[torch.FloatTensor] = None
+    vision_model_output: Optional[BaseModelOutput] = None
+    text_model_output: Optional[BaseModelOutput] = None
+
+    def to_tuple(self) -> tuple:
+        return tuple(value.to_tuple() if isinstance(value, ModelOutput) else value for value in self.values())
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Models
 # ---------------------------------------------------------------------------------------------------------------------
-
-
-class APTMPreTrainedModel(PreTrainedModel):
-    config_class = APTMConfig
-    base_model_prefix = "aptm"
-    main_input_name = "pixel_values"
-    input_modalities = ("image", "text")
-    supports_gradient_checkpointing = True
-    _supports_sdpa = True
-    _no_split_modules = ["APTMSwinBlock", "APTMLayer"]
-
-    @torch.no_grad()
-    def _init_weights(self, module):
-        std = self.config.text_config.initializer_range
-        if isinstance(module, (nn.Linear, nn.Conv2d)):
-            init.normal_(module.weight, mean=0.0, std=std)
-            if module.bias is not None:
-                init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
-            init.normal_(module.weight, mean=0.0, std=std)
-            if module.padding_idx is not None and not getattr(module.weight, "_is_hf_initialized", False):
-                module.weight[module.padding_idx].zero_()
-        elif isinstance(module, nn.LayerNorm):
-            init.ones_(module.weight)
-            init.zeros_(module.bias)
-        elif isinstance(module, nn.BatchNorm1d):
-            init.ones_(module.weight)
-            init.zeros_(module.bias)
-            init.zeros_(module.running_mean)
-            init.ones_(module.running_var)
-            init.zeros_(module.num_batches_tracked)
-        elif isinstance(module, APTMWindowAttention):
-            init.trunc_normal_(module.relative_position_bias_table, std=std)
-            init.copy_(module.relative_position_index, relative_position_index(module.window_size))
-        elif isinstance(module, APTMSwinBlock) and module.attn_mask is not None:
-            init.copy_(module.attn_mask, module.compute_attn_mask())
-        elif isinstance(module, APTMSwinStage):
-            init.copy_(module.token_reorders, module.compute_token_reorders())
-        elif isinstance(module, APTMModel):
-            init.constant_(module.temp, self.config.temp)
 
 
 class APTMModel(APTMPreTrainedModel):
@@ -765,9 +955,9 @@ class APTMModel(APTMPreTrainedModel):
 
     def __init__(self, config: APTMConfig):
         super().__init__(config)
-        self.vision_model = APTMVisionModel(config.vision_config)
-        self.text_model = APTMTextModel(config.text_config)
-        self.fusion_model = APTMFusionModel(config.cross_config)
+        self.vision_model = APTMVisionModel(config.vision_config, inside_model=True)
+        self.text_model = APTMTextModel(config.text_config, inside_model=True)
+        self.fusion_model = APTMFusionModel(config.cross_config, inside_model=True)
         self._build_heads(config)
         self.post_init()
 
@@ -785,60 +975,140 @@ class APTMModel(APTMPreTrainedModel):
         )
         self.temp = nn.Parameter(torch.empty(()))
 
-    def get_input_embeddings(self):
-        return self.text_model.embeddings.word_embeddings
+    def get_input_embeddings(self) -> nn.Module:
+        return self.text_model.get_input_embeddings()
 
-    def set_input_embeddings(self, value):
-        self.text_model.embeddings.word_embeddings = value
+    def set_input_embeddings(self, value: nn.Module):
+        self.text_model.set_input_embeddings(value)
 
-    def image_features_from_embeds(self, image_embeds):
+    def image_features_from_embeds(self, image_embeds: torch.Tensor) -> torch.Tensor:
         """Projected, L2-normalised global token (or, with MRA's pooled head, chunk means) of `image_embeds`
         `[B, 1 + N, C]` -> `[B, embed_dim]`."""
         return F.normalize(project_tokens(self.vision_proj, image_embeds), dim=-1)
 
-    def text_features_from_embeds(self, text_embeds):
+    def text_features_from_embeds(self, text_embeds: torch.Tensor) -> torch.Tensor:
         """Projected, L2-normalised [CLS] state (or, with MRA's pooled head, [CLS] and chunk means) of `text_embeds`
         `[B, L, H]` -> `[B, embed_dim]`."""
         return F.normalize(project_tokens(self.text_proj, text_embeds), dim=-1)
 
-    def get_image_features(self, pixel_values):
-        """Normalised image features `[B, embed_dim]` for ITC retrieval."""
-        return self.image_features_from_embeds(self.vision_model(pixel_values).last_hidden_state)
+    def get_image_features(
+        self,
+        pixel_values: torch.FloatTensor,
+        output_attentions: Optional[bool] = None,
+        output_hidden_states: Optional[bool] = None,
+        return_dict: Optional[bool] = None,
+    ) -> Union[BaseModelOutputWithPooling, tuple]:
+        r"""
+        The vision tower's output with the retrieval features: `pooler_output` `(batch_size, embed_dim)` holds the
+        projected, L2-normalised global tokens that ITC retrieval compares
+        (`model.get_image_features(pixel_values).pooler_output`), `last_hidden_state` the image tokens
+        `(batch_size, 1 + num_patches, vision_hidden_size)`, and `hidden_states`/`attentions` those of
+        [`APTMVisionModel`] when asked for.
+        """
+        vision = self.vision_model(pixel_values, output_attentions, output_hidden_states, return_dict=True)
+        return self._features_output(vision, self.image_features_from_embeds(vision.last_hidden_state), return_dict)
 
-    def get_text_features(self, input_ids, attention_mask=None):
-        """Normalised text features `[B, embed_dim]` for ITC retrieval."""
-        return self.text_features_from_embeds(self.text_model(input_ids, attention_mask).last_hidden_state)
+    def get_text_features(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: Optional[torch.Tensor] = None,
+        token_type_ids: Optional[torch.LongTensor] = None,
+        output_attentions: Optional[bool] = None,
+        output_hidden_states: Optional[bool] = None,
+        return_dict: Optional[bool] = None,
+    ) -> Union[BaseModelOutputWithPooling, tuple]:
+        r"""
+        The text tower's output with the retrieval features: `pooler_output` `(batch_size, embed_dim)` holds the
+        projected, L2-normalised [CLS] states that ITC retrieval compares
+        (`model.get_text_features(input_ids, attention_mask).pooler_output`), `last_hidden_state` the text states
+        `(batch_size, sequence_length, hidden_size)`, and `hidden_states`/`attentions` those of [`APTMTextModel`]
+        when asked for.
+        """
+        text = self.text_model(input_ids, attention_mask, token_type_ids, output_attentions, output_hidden_states,
+                               return_dict=True)
+        return self._features_output(text, self.text_features_from_embeds(text.last_hidden_state), return_dict)
 
-    def itm_logits(self, text_embeds, attention_mask, image_embeds=None, cross_key_values=None, images_per_text=1):
+    def _features_output(self, tower_output, features, return_dict):
+        """A tower's output with the retrieval `features` as `pooler_output` (what `get_*_features` return)."""
+        output = BaseModelOutputWithPooling(last_hidden_state=tower_output.last_hidden_state, pooler_output=features,
+                                            hidden_states=tower_output.hidden_states,
+                                            attentions=tower_output.attentions)
+        return output if (self.config.return_dict if return_dict is None else return_dict) else output.to_tuple()
+
+    def itm_logits(
+        self,
+        text_embeds: torch.Tensor,
+        attention_mask: Optional[torch.Tensor],
+        image_embeds: Optional[torch.Tensor] = None,
+        cross_key_values: Optional[tuple[tuple[torch.Tensor, torch.Tensor], ...]] = None,
+        images_per_text: int = 1,
+    ) -> torch.Tensor:
         """Matching logits `[B * images_per_text, 2]` (index 1 = match) of text states `[B, L, H]` with their mask,
         each paired with `images_per_text` consecutive images: image tokens `[B * images_per_text, 1 + N, C]` or
         their precomputed `fusion_model.cross_key_values`."""
         return self.itm_head(self.fusion_model.first_token_states(text_embeds, attention_mask, image_embeds,
                                                                   cross_key_values, images_per_text))
 
-    def forward(self, input_ids, pixel_values, attention_mask=None, token_type_ids=None, person_ids=None,
-                return_loss=False, return_dict=True):
-        """Aligned (text, image) pairs -> `APTMOutput`; with `return_loss`, the ITC loss (pairs with equal
-        `person_ids` are positives; default: each pair its own identity)."""
+    def forward(
+        self,
+        pixel_values: torch.FloatTensor,
+        input_ids: torch.LongTensor,
+        attention_mask: Optional[torch.Tensor] = None,
+        token_type_ids: Optional[torch.LongTensor] = None,
+        person_ids: Optional[torch.LongTensor] = None,
+        return_loss: bool = False,
+        output_attentions: Optional[bool] = None,
+        output_hidden_states: Optional[bool] = None,
+        return_dict: Optional[bool] = None,
+    ) -> Union[APTMOutput, tuple]:
+        r"""
+        Aligned (image, text) pairs -> [`APTMOutput`].
+
+        Args:
+            pixel_values (`torch.FloatTensor` of shape `(batch_size, 3, height, width)`): images.
+            input_ids, attention_mask (`torch.LongTensor` of shape `(batch_size, sequence_length)`): one caption per
+                image.
+            token_type_ids (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*): segment ids.
+            person_ids (`torch.LongTensor` of shape `(batch_size,)`, *optional*): with `return_loss`, pairs with equal
+                ids are ITC positives (default: each pair its own identity).
+            return_loss (`bool`, *optional*, defaults to `False`): compute the ITC loss.
+            output_attentions, output_hidden_states (`bool`, *optional*): return each tower's attention weights
+                (eager attention only) or hidden states in `vision_model_output`, `text_model_output` and
+                `fusion_model_output` (shapes in [`APTMVisionModel`], [`APTMTextModel`], [`APTMFusionModel`]).
+        """
+        output_attentions, output_hidden_states, return_dict = _output_flags(
+            self.config, output_attentions, output_hidden_states, return_dict)
         if input_ids.shape[0] != pixel_values.shape[0]:
             raise ValueError(
                 f"forward takes aligned pairs: got {input_ids.shape[0]} texts and {pixel_values.shape[0]} images"
             )
-        image_embeds = self.vision_model(pixel_values).last_hidden_state
-        text_embeds = self.text_model(input_ids, attention_mask, token_type_ids).last_hidden_state
+        vision = self.vision_model(pixel_values, output_attentions, output_hidden_states, return_dict=True)
+        text = self.text_model(input_ids, attention_mask, token_type_ids, output_attentions, output_hidden_states,
+                               return_dict=True)
+        image_embeds, text_embeds = vision.last_hidden_state, text.last_hidden_state
         image_features = self.image_features_from_embeds(image_embeds)
         text_features = self.text_features_from_embeds(text_embeds)
         if return_loss and person_ids is None:
             person_ids = torch.arange(len(input_ids), device=input_ids.device)
+        fusion = None
+        if output_attentions or output_hidden_states:
+            fusion = self.fusion_model(text_embeds, attention_mask, image_embeds, None, output_attentions,
+                                       output_hidden_states, return_dict=True)
+            itm_logits = self.itm_head(fusion.last_hidden_state[:, 0])
+        else:
+            itm_logits = self.itm_logits(text_embeds, attention_mask, image_embeds)
         output = APTMOutput(
             loss=image_text_contrastive_loss(image_features, text_features, self.temp, person_ids,
                                              self.config.itc_gradient) if return_loss else None,
-            itm_logits=self.itm_logits(text_embeds, attention_mask, image_embeds),
+            itm_logits=itm_logits,
             logits_per_text=text_features @ image_features.t() / self.temp,
             image_embeds=image_embeds,
             text_embeds=text_embeds,
             image_features=image_features,
             text_features=text_features,
+            vision_model_output=vision,
+            text_model_output=text,
+            fusion_model_output=fusion,
         )
         return output if return_dict else output.to_tuple()
 
@@ -859,10 +1129,10 @@ class APTMForPreTraining(APTMModel):
         super()._build_heads(config)
         self.mlm_head = APTMMLMHead(config.text_config)
 
-    def get_output_embeddings(self):
+    def get_output_embeddings(self) -> nn.Module:
         return self.mlm_head.decoder
 
-    def set_output_embeddings(self, value):
+    def set_output_embeddings(self, value: nn.Module):
         self.mlm_head.decoder = value
 
     def mlm_logits(self, input_ids, attention_mask, image_embeds, masked_positions=None):
@@ -884,7 +1154,8 @@ class APTMForPreTraining(APTMModel):
         with_image, with_text = negative_images >= 0, negative_texts >= 0
         image_index = torch.cat([batch, negative_images[with_image], batch[with_text]])
         text_index = torch.cat([batch, batch[with_image], negative_texts[with_text]])
-        logits = self.itm_logits(text_embeds[text_index], text_mask[text_index], image_embeds[image_index])
+        text_mask = None if text_mask is None else text_mask[text_index]
+        logits = self.itm_logits(text_embeds[text_index], text_mask, image_embeds[image_index])
         labels = (torch.arange(len(logits), device=logits.device) < len(batch)).long()
         if len(logits) == len(batch):  # no sample has a batch-mate of another person: nothing to contrast
             return logits.sum() * 0.0, logits
@@ -892,26 +1163,28 @@ class APTMForPreTraining(APTMModel):
 
     def forward(
         self,
-        pixel_values,
-        input_ids=None,
-        attention_mask=None,
-        person_ids=None,
-        mlm_input_ids=None,
-        mlm_positions=None,
-        mlm_labels=None,
-        eda_input_ids=None,
-        eda_attention_mask=None,
-        attribute_labels=None,
-        attribute_input_ids=None,
-        attribute_attention_mask=None,
-        attribute_mlm_input_ids=None,
-        attribute_mlm_positions=None,
-        attribute_mlm_labels=None,
-        itm_negatives=None,
-        attribute_matching_prompts=None,
-        attribute_mlm_images=None,
-        return_dict=True,
-    ):
+        pixel_values: torch.FloatTensor,
+        input_ids: Optional[torch.LongTensor] = None,
+        attention_mask: Optional[torch.Tensor] = None,
+        person_ids: Optional[torch.LongTensor] = None,
+        mlm_input_ids: Optional[torch.LongTensor] = None,
+        mlm_positions: Optional[torch.LongTensor] = None,
+        mlm_labels: Optional[torch.LongTensor] = None,
+        eda_input_ids: Optional[torch.LongTensor] = None,
+        eda_attention_mask: Optional[torch.Tensor] = None,
+        attribute_labels: Optional[torch.LongTensor] = None,
+        attribute_input_ids: Optional[torch.LongTensor] = None,
+        attribute_attention_mask: Optional[torch.Tensor] = None,
+        attribute_mlm_input_ids: Optional[torch.LongTensor] = None,
+        attribute_mlm_positions: Optional[torch.LongTensor] = None,
+        attribute_mlm_labels: Optional[torch.LongTensor] = None,
+        itm_negatives: Optional[tuple[torch.LongTensor, torch.LongTensor]] = None,
+        attribute_matching_prompts: Optional[torch.LongTensor] = None,
+        attribute_mlm_images: Optional[torch.LongTensor] = None,
+        output_attentions: Optional[bool] = None,
+        output_hidden_states: Optional[bool] = None,
+        return_dict: Optional[bool] = None,
+    ) -> Union[APTMForPreTrainingOutput, tuple]:
         r"""
         Args:
             pixel_values (`torch.FloatTensor` of shape `(B, 3, H, W)`): images.
@@ -931,21 +1204,29 @@ class APTMForPreTraining(APTMModel):
                 draw of `config.num_attribute_matching_prompts`).
             attribute_mlm_images (`torch.LongTensor`, *optional*): for each prompt with a positive image in the
                 batch (in prompt order), the image it is paired with for MAM (default: a random positive image).
+            output_attentions, output_hidden_states (`bool`, *optional*): return the vision and text towers' attention
+                weights (eager attention only) or hidden states in `vision_model_output` and `text_model_output`.
         """
-        image_embeds = self.vision_model(pixel_values).last_hidden_state
+        output_attentions, output_hidden_states, return_dict = _output_flags(
+            self.config, output_attentions, output_hidden_states, return_dict)
+        vision = self.vision_model(pixel_values, output_attentions, output_hidden_states, return_dict=True)
+        image_embeds = vision.last_hidden_state
         image_features = self.image_features_from_embeds(image_embeds)
         batch = len(pixel_values)
         if person_ids is None:
             person_ids = torch.arange(batch, device=pixel_values.device)
-        terms, output = {}, {"image_features": image_features}
+        terms, output = {}, {"image_features": image_features, "vision_model_output": vision}
         if input_ids is not None:
-            text_embeds = self.text_model(input_ids, attention_mask).last_hidden_state
+            text = self.text_model(input_ids, attention_mask, None, output_attentions, output_hidden_states,
+                                   return_dict=True)
+            text_embeds = text.last_hidden_state
             text_features = self.text_features_from_embeds(text_embeds)
             terms["loss_itc"] = image_text_contrastive_loss(image_features, text_features, self.temp, person_ids,
                                                             self.config.itc_gradient)
             terms["loss_itm"], output["itm_logits"] = self.matching_loss(
                 image_embeds, image_features, text_embeds, attention_mask, text_features, person_ids, itm_negatives)
-            output["text_features"] = text_features
+            output.update(text_features=text_features, logits_per_text=text_features @ image_features.t() / self.temp,
+                          text_model_output=text)
         if mlm_labels is not None:
             logits = self.mlm_logits(mlm_input_ids, attention_mask, image_embeds, mlm_positions)
             terms["loss_mlm"] = masked_lm_loss(logits, mlm_labels)
@@ -1032,7 +1313,7 @@ class APTMForImageClassification(APTMPreTrainedModel):
 
     def __init__(self, config: APTMConfig):
         super().__init__(config)
-        self.vision_model = APTMVisionModel(config.vision_config)
+        self.vision_model = APTMVisionModel(config.vision_config, inside_model=True)
         self.classifier = nn.Sequential(
             nn.Linear(config.vision_config.hidden_size, config.embed_dim), nn.BatchNorm1d(config.embed_dim),
             nn.Dropout(config.classifier_dropout), nn.Linear(config.embed_dim, config.num_attributes),
@@ -1048,20 +1329,38 @@ class APTMForImageClassification(APTMPreTrainedModel):
         else:
             super()._init_weights(module)
 
-    def forward(self, pixel_values, attribute_labels=None, return_dict=True):
-        """Logits `[B, num_attributes]`, and the mean binary cross-entropy when `attribute_labels` (0/1) are given."""
-        logits = self.classifier(self.vision_model(pixel_values).last_hidden_state[:, 0])
+    def get_input_embeddings(self) -> nn.Module:
+        return self.vision_model.get_input_embeddings()
+
+    def forward(
+        self,
+        pixel_values: torch.FloatTensor,
+        attribute_labels: Optional[torch.Tensor] = None,
+        output_attentions: Optional[bool] = None,
+        output_hidden_states: Optional[bool] = None,
+        return_dict: Optional[bool] = None,
+    ) -> Union[ImageClassifierOutput, tuple]:
+        r"""
+        Logits `(batch_size, num_attributes)`, and the mean binary cross-entropy when `attribute_labels` (0/1,
+        `(batch_size, num_attributes)`) are given; `hidden_states`/`attentions` are the vision tower's (shapes in
+        [`APTMVisionModel`]).
+        """
+        output_attentions, output_hidden_states, return_dict = _output_flags(
+            self.config, output_attentions, output_hidden_states, return_dict)
+        vision = self.vision_model(pixel_values, output_attentions, output_hidden_states, return_dict=True)
+        logits = self.classifier(vision.last_hidden_state[:, 0])
         loss = None
         if attribute_labels is not None:
             loss = F.binary_cross_entropy_with_logits(logits, attribute_labels.to(logits.dtype))
-        output = ImageClassifierOutput(loss=loss, logits=logits)
+        output = ImageClassifierOutput(loss=loss, logits=logits, hidden_states=vision.hidden_states,
+                                       attentions=vision.attentions)
         return output if return_dict else output.to_tuple()
 
     @torch.no_grad()
-    def classify_attributes(self, pixel_values):
+    def classify_attributes(self, pixel_values: torch.FloatTensor) -> tuple[torch.Tensor, torch.Tensor]:
         """`(predictions, probabilities)`, both `[B, num_attributes]`: sigmoid of the logits, and 1 where it is >= 0.5
         (the original's evaluation)."""
-        probabilities = torch.sigmoid(self(pixel_values).logits)
+        probabilities = torch.sigmoid(self(pixel_values, return_dict=True).logits)
         return (probabilities >= 0.5).long(), probabilities
 
 
@@ -1070,8 +1369,8 @@ APTMForPreTraining.register_for_auto_class("AutoModelForPreTraining")
 APTMForImageClassification.register_for_auto_class("AutoModelForImageClassification")
 
 __all__ = [
-    "APTMPreTrainedModel", "APTMModel", "APTMForPreTraining", "APTMForImageClassification", "APTMOutput",
-    "APTMForPreTrainingOutput", "APTMPooledProjection",
+    "APTMPreTrainedModel", "APTMVisionModel", "APTMTextModel", "APTMFusionModel", "APTMModel", "APTMForPreTraining",
+    "APTMForImageClassification", "APTMOutput", "APTMForPreTrainingOutput", "APTMPooledProjection",
     "attribute_contrastive_loss", "image_text_contrastive_loss", "masked_lm_loss", "prompt_targets",
     "sample_hard_negatives", "two_way_loss",
 ]

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModel, AutoModelForImageClassification, AutoProcessor, BertTokenizer
 
-from processing_aptm import APTMImageProcessor, APTMProcessor
+from processing_aptm import CAPTION_LENGTH, APTMImageProcessor, APTMProcessor
 
 
 def minilm_dir():
@@ -30,8 +30,10 @@ def load_tokenizer(path=None):
     return BertTokenizer.from_pretrained(str(path), do_lower_case=True)
 
 
-def build_processor(normalization="mals", schema="mals", tokenizer=None, max_length=56):
-    """APTMProcessor with a dataset's mean/std (`DATASET_NORMALIZATION` key) and an attribute schema."""
+def build_processor(normalization: str = "mals", schema: str = "mals", tokenizer=None,
+                    max_length: int = CAPTION_LENGTH) -> APTMProcessor:
+    """APTMProcessor with a dataset's mean/std (`DATASET_NORMALIZATION` key), an attribute schema and captions of
+    `max_length` tokens."""
     image_processor = APTMImageProcessor.for_dataset(normalization)
     return APTMProcessor.from_schema(image_processor, tokenizer or load_tokenizer(), schema, max_length=max_length)
 

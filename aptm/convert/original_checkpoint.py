@@ -31,9 +31,9 @@ from pathlib import Path
 
 import torch
 
-from configuration_aptm import APTMConfig
+from configuration_aptm import APTMConfig, APTMVisionConfig
 from modeling_aptm import APTMForPreTraining
-from processing_aptm import APTMImageProcessor, APTMProcessor
+from processing_aptm import ATTRIBUTE_SCHEMAS, CAPTION_LENGTH, APTMImageProcessor, APTMProcessor
 
 from ..factory import load_tokenizer
 from ..hub import add_pipelines, write_model_card
@@ -198,8 +198,8 @@ def infer_config(state_dict, original_config=None, checkpoint_dir=".", vision_co
     height = vision_json.get("h", original_config.get("h"))
     width = vision_json.get("w", original_config.get("w"))
     if height is None or width is None:
-        height, width = 384, 128
-        report.defaulted.append("image_size = [384, 128] (paper value)")
+        height, width = APTMVisionConfig().image_size  # the paper's values are the configuration's defaults
+        report.defaulted.append(f"image_size = [{height}, {width}] (paper value)")
     vision = {"image_size": [height, width], "patch_size": patch, "num_channels": channels, "embed_dim": embed_dim,
               "depths": depths, "num_heads": num_heads, "window_size": window, "mlp_ratio": mlp_ratio,
               "qkv_bias": "vision_encoder.layers.0.blocks.0.attn.qkv.bias" in state_dict}
@@ -245,14 +245,14 @@ def infer_config(state_dict, original_config=None, checkpoint_dir=".", vision_co
         projection_head="pooled_batchnorm" if pooled else "linear",
         projection_dropout=float(original_config.get("itc_dop", 0.0)) if pooled else 0.0,
         test_time_flip=bool(original_config.get("test_hflip", family == "mra")),
-        temp=float(state_dict["temp"]) if "temp" in state_dict else 0.07,
-        k_test=original_config.get("k_test", 128),
-        max_text_length=original_config.get("max_tokens", 56),
-        num_attributes=26 if original_config.get("pa100k") else 27,
+        # what the checkpoint does not state keeps the configuration's default (the paper's value)
+        **({"temp": float(state_dict["temp"])} if "temp" in state_dict else {}),
+        **({"k_test": original_config["k_test"]} if "k_test" in original_config else {}),
+        num_attributes=len(ATTRIBUTE_SCHEMAS["pa100k" if original_config.get("pa100k") else "mals"][0]),
         attribute_label_smoothing=float(original_config.get("LabelSmooth", 0.0) or 0.0),
     )
     report.inferred.append(f"embed_dim {config.embed_dim}, temp {config.temp:.6g} (from the state dict), "
-                           f"k_test {config.k_test}, max_text_length {config.max_text_length}")
+                           f"k_test {config.k_test}")
     if family == "mra":
         report.inferred.append(f"an MRA checkpoint: projection head {config.projection_head}, test-time flip "
                                f"{config.test_time_flip}, [SEP]-terminated text, CLIP normalisation")
@@ -375,15 +375,17 @@ def load_original_checkpoint(path, tokenizer_dir=None, vision_config_file=None, 
         normalization = MRA_NORMALIZATION
         report.inferred.append("normalisation clip (MRA's, for every dataset)")
     normalization = normalization or dataset_of(original_config, report)
-    schema = "pa100k" if config.num_attributes == 26 else "mals"
+    schema = "pa100k" if config.num_attributes == len(ATTRIBUTE_SCHEMAS["pa100k"][0]) else "mals"
     tokenizer_dir = tokenizer_dir or find_tokenizer(original_config.get("text_encoder"), path.parent, report)
     tokenizer = load_tokenizer(tokenizer_dir)
     if len(tokenizer) != config.text_config.vocab_size:
         raise ConversionError(f"the tokenizer has {len(tokenizer)} tokens but the checkpoint's vocabulary has "
                               f"{config.text_config.vocab_size}; pass the matching vocab.txt folder with --tokenizer")
+    caption_length = original_config.get("max_tokens", CAPTION_LENGTH)
+    report.inferred.append(f"caption length {caption_length} tokens")
     height, width = config.vision_config.image_size
     image_processor = APTMImageProcessor.for_dataset(normalization, size={"height": height, "width": width})
-    processor = APTMProcessor.from_schema(image_processor, tokenizer, schema, max_length=config.max_text_length,
+    processor = APTMProcessor.from_schema(image_processor, tokenizer, schema, max_length=caption_length,
                                           add_sep_token=mra)
     return model.eval(), processor, report
 

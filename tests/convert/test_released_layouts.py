@@ -101,7 +101,7 @@ def test_pa100k_and_mals_checkpoints_get_their_attribute_schema(tmp_path):
         torch.save({"model": state, "config": task_config}, tmp_path / f"{name}.pth")
     model, processor, _ = load_original_checkpoint(tmp_path / "pa100k.pth")
     assert model.config.num_attributes == 26 and len(processor.attribute_names) == 26
-    assert model.config.max_text_length == 15 and processor(text=["a man"])["input_ids"].shape == (1, 15)
+    assert processor.max_length == 15 and processor(text=["a man"])["input_ids"].shape == (1, 15)
     assert tuple(processor.image_processor.image_mean) == pytest.approx(DATASET_NORMALIZATION["pa100k"][0])
     model, processor, _ = load_original_checkpoint(tmp_path / "mals.pth")
     assert model.config.num_attributes == 27 and len(processor.attribute_prompts) == 27

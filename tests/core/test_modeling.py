@@ -33,7 +33,8 @@ def test_output_shapes(batch):
     torch.testing.assert_close(out.image_features.norm(dim=-1), torch.ones(3))
     torch.testing.assert_close(out.text_features.norm(dim=-1), torch.ones(3))
     torch.testing.assert_close(out.logits_per_text, out.text_features @ out.image_features.t() / model.temp)
-    assert len(model(**batch, return_dict=False)) == len(OUTPUT_KEYS)
+    as_tuple = model(**batch, return_dict=False)  # the six tensors, then the two towers' outputs as tuples
+    assert len(as_tuple) == len(OUTPUT_KEYS) + 2 and all(isinstance(item, tuple) for item in as_tuple[-2:])
     with torch.no_grad():
         with_loss = model(**batch, return_loss=True, person_ids=torch.tensor([0, 0, 1]))
     assert with_loss.loss.item() == pytest.approx(image_text_contrastive_loss(
@@ -62,8 +63,14 @@ def test_features_methods_match_forward(batch):
     model = build()
     with torch.no_grad():
         out = model(**batch)
-        torch.testing.assert_close(model.get_image_features(batch["pixel_values"]), out.image_features)
-        torch.testing.assert_close(model.get_text_features(batch["input_ids"], batch["attention_mask"]), out.text_features)
+        image = model.get_image_features(batch["pixel_values"])
+        text = model.get_text_features(batch["input_ids"], batch["attention_mask"])
+        as_tuple = model.get_text_features(batch["input_ids"], batch["attention_mask"], return_dict=False)
+    torch.testing.assert_close(image.pooler_output, out.image_features)
+    torch.testing.assert_close(image.last_hidden_state, out.image_embeds)
+    torch.testing.assert_close(text.pooler_output, out.text_features)
+    torch.testing.assert_close(text.last_hidden_state, out.text_embeds)
+    torch.testing.assert_close(as_tuple[1], out.text_features)
 
 
 def test_cached_cross_key_values_give_the_same_itm_logits(batch):
@@ -136,7 +143,7 @@ def reference_swin_block(block, hidden_states):
     batch, _, channels = hidden_states.shape
     grid = block.norm1(hidden_states).view(batch, height, width, channels)
     grid = torch.roll(grid, shifts=(-shift, -shift), dims=(1, 2))
-    windows = block.attn(window_partition(grid, size), block.attn_mask)
+    windows, _ = block.attn(window_partition(grid, size), block.attn_mask)
     windows = windows.view(batch, height // size, width // size, size, size, channels)
     grid = windows.permute(0, 1, 3, 2, 4, 5).reshape(batch, height, width, channels)
     grid = torch.roll(grid, shifts=(shift, shift), dims=(1, 2))
@@ -160,7 +167,7 @@ def test_swin_stages_in_window_order_equal_roll_and_partition():
             expected = hidden_states
             for block in stage.blocks:
                 expected = reference_swin_block(block, expected)
-            got = stage(hidden_states)
+            got, _ = stage(hidden_states)
             expected = expected if stage.downsample is None else reference_patch_merging(stage.downsample, expected)
             torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
             hidden_states = got
@@ -285,3 +292,68 @@ def test_first_token_states_equal_the_full_fusion_pass_on_repeated_texts(fusion_
     torch.testing.assert_close(logits, model.itm_head(full), rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="exactly one"):
         model.fusion_model.first_token_states(hidden, mask)
+
+
+def test_hidden_states_and_attentions_on_request(batch):
+    """Each tower's hidden states and (eager) attention weights, with the shapes the docstrings give; the ITM logits
+    of the full fusion pass that produces them equal those of the [CLS]-only pass."""
+    vision = {"embed_dim": 8, "depths": [2, 1, 1, 1], "num_heads": [1, 2, 2, 2]}
+    model = build(vision_config=vision)
+    model.set_attn_implementation("eager")
+    length = batch["input_ids"].shape[1]
+    with torch.no_grad():
+        plain = model(**batch)
+        out = model(**batch, output_hidden_states=True, output_attentions=True)
+    assert plain.vision_model_output.hidden_states is None and plain.fusion_model_output is None
+    torch.testing.assert_close(out.itm_logits, plain.itm_logits)
+    vision_states = out.vision_model_output.hidden_states
+    assert [tuple(h.shape) for h in vision_states] == [(3, 96 * 32, 8), (3, 48 * 16, 16), (3, 24 * 8, 32),
+                                                        (3, 12 * 4, 64), (3, 12 * 4, 64)]
+    # one map per block: stage 1 has 48 windows of 8x8 (its second block shifted), stage 4 three of 4x4
+    assert [tuple(a.shape) for a in out.vision_model_output.attentions] == [
+        (3 * 48, 1, 64, 64), (3 * 48, 1, 64, 64), (3 * 12, 2, 64, 64), (3 * 3, 2, 64, 64), (3 * 3, 2, 16, 16)]
+    text, fusion = out.text_model_output, out.fusion_model_output
+    assert len(text.hidden_states) == model.config.text_config.num_hidden_layers + 1
+    assert all(h.shape == (3, length, 32) for h in text.hidden_states + fusion.hidden_states)
+    torch.testing.assert_close(text.hidden_states[-1], out.text_embeds)
+    torch.testing.assert_close(fusion.hidden_states[0], out.text_embeds)
+    heads = model.config.text_config.num_attention_heads
+    assert all(a.shape == (3, heads, length, length) for a in text.attentions + fusion.attentions)
+    assert [a.shape for a in fusion.cross_attentions] == [(3, heads, length, 49)] * len(fusion.hidden_states[1:])
+    torch.testing.assert_close(fusion.cross_attentions[0].sum(-1), torch.ones(3, heads, length))
+    padded = batch["attention_mask"] == 0  # no weight on padding
+    assert padded.any() and (text.attentions[0] * padded[:, None, None, :]).abs().max() == 0
+
+
+def test_attention_implementation_switches_per_tower(batch):
+    model = build()
+    assert model.config.vision_config._attn_implementation == "sdpa"
+    with torch.no_grad():
+        reference = model(**batch).itm_logits
+        model.set_attn_implementation({"vision_config": "eager"})
+        assert model.vision_model.config._attn_implementation == "eager"
+        assert model.text_model.config._attn_implementation == model.fusion_model.config._attn_implementation == "sdpa"
+        out = model(**batch, output_attentions=True)
+    assert all(a is not None for a in out.vision_model_output.attentions)
+    assert all(a is None for a in out.text_model_output.attentions)  # SDPA exposes no weights
+    torch.testing.assert_close(out.itm_logits, reference, atol=1e-5, rtol=1e-5)
+
+
+def test_cross_config_round_trips_on_its_own(tmp_path):
+    from configuration_aptm import APTMCrossConfig
+
+    config = tiny_config()
+    config.save_pretrained(tmp_path)
+    cross = APTMCrossConfig.from_pretrained(tmp_path)
+    assert cross.to_dict() == config.cross_config.to_dict()
+    assert cross.encoder_hidden_size == config.vision_config.hidden_size
+
+
+def test_a_tower_on_its_own_initialises_its_weights():
+    from modeling_aptm import APTMVisionModel
+
+    torch.manual_seed(0)
+    tower = APTMVisionModel(tiny_config().vision_config)
+    table = tower.layers[0].blocks[0].attn.relative_position_bias_table  # torch.empty until initialised
+    assert table.abs().max() <= 2 * tower.config.initializer_range  # truncated normal
+    assert torch.equal(tower.norm.weight, torch.ones_like(tower.norm.weight))

@@ -129,3 +129,42 @@ def test_schema_and_normalisation_errors(tokenizer):
         APTMProcessor(APTMImageProcessor(), tokenizer, attribute_names=["a"])
     with pytest.raises(ValueError, match="pair per attribute"):
         APTMProcessor(APTMImageProcessor(), tokenizer, attribute_names=["a"], attribute_prompts=[["x"]])
+
+
+def test_call_takes_images_then_text_and_processing_kwargs(processor):
+    image = Image.new("RGB", (64, 160), (10, 200, 30))
+    positional = processor(image, "a man")
+    keywords = processor(text="a man", images=image)
+    assert torch.equal(positional["input_ids"], keywords["input_ids"])
+    assert torch.equal(positional["pixel_values"], keywords["pixel_values"])
+    flat = processor(text="a man", images=image, max_length=20, do_normalize=False, return_tensors="np")
+    nested = processor(text="a man", images=image, text_kwargs={"max_length": 20},
+                       images_kwargs={"do_normalize": False}, return_tensors="np")
+    assert isinstance(flat["input_ids"], np.ndarray) and flat["input_ids"].shape == (1, 20)
+    np.testing.assert_array_equal(flat["pixel_values"], nested["pixel_values"])
+    assert flat["pixel_values"].min() >= 0 and flat["pixel_values"].max() <= 1  # rescaled, not normalised
+    assert processor(text="a man", padding="longest")["input_ids"].shape == (1, 3)
+    assert processor.model_input_names == ["input_ids", "attention_mask", "pixel_values"]
+
+
+def test_image_processor_options_and_tensor_images(processor):
+    array = np.random.default_rng(0).integers(0, 256, (160, 64, 3), dtype=np.uint8)
+    expected = processor.image_processor(array)["pixel_values"]
+    chw = torch.from_numpy(array).permute(2, 0, 1)
+    assert torch.equal(processor.image_processor(chw)["pixel_values"], expected)
+    raw = processor.image_processor(array, do_resize=False, do_rescale=False, do_normalize=False)["pixel_values"]
+    assert torch.equal(raw[0], torch.from_numpy(array).permute(2, 0, 1).float())
+    rgba = np.dstack([array, np.full((160, 64), 255, np.uint8)])
+    four = processor.image_processor(rgba, do_convert_rgb=False, image_mean=[0.5] * 4, image_std=[0.5] * 4)
+    assert four["pixel_values"].shape == (1, 4, 384, 128)
+    with pytest.raises(ValueError, match="image 0: 4 channels"):
+        processor.image_processor(rgba, do_convert_rgb=False)
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        processor.image_processor(array, do_sharpen=True)
+
+
+def test_caption_length_is_the_tokenizers(tokenizer):
+    processor = APTMProcessor.from_schema(APTMImageProcessor(), tokenizer, max_length=24)
+    assert processor.tokenizer.model_max_length == processor.max_length == 24
+    assert tokenizer.model_max_length != 24  # the caller's tokenizer is left as it was
+    assert processor(text="a man")["input_ids"].shape == (1, 24)

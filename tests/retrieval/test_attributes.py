@@ -33,8 +33,8 @@ def test_contrastive_attribute_scoring_is_the_iac_logit(setup):
     recognizer = AttributeRecognizer(model, processor, scoring="contrastive", batch_size=2, progress=False)
     prompts = processor.encode_attribute_prompts()
     with torch.no_grad():
-        prompt_features = model.get_text_features(prompts["input_ids"], prompts["attention_mask"])
-        image_features = model.get_image_features(processor.image_processor(images[:3])["pixel_values"])
+        prompt_features = model.get_text_features(prompts["input_ids"], prompts["attention_mask"]).pooler_output
+        image_features = model.get_image_features(processor.image_processor(images[:3])["pixel_values"]).pooler_output
     expected = image_features @ prompt_features.t() / model.temp
     torch.testing.assert_close(recognizer.prompt_scores(images[:3]), expected, rtol=1e-5, atol=1e-5)
     predictions, probabilities = recognizer.recognize(images[:3])

@@ -77,9 +77,10 @@ def test_cli_attributes_and_fusion_option(setup, capsys):
     results, _, _ = run(setup, capsys, "--fusion", "cosine")
     gallery, queries = columns(data["test_gallery"]), columns(data["test_queries"])
     with torch.no_grad():
-        image_features = model.get_image_features(processor.image_processor(gallery["image"])["pixel_values"])
+        image_features = model.get_image_features(
+            processor.image_processor(gallery["image"])["pixel_values"]).pooler_output
         encoded = processor(text=queries["caption"])
-        text_features = model.get_text_features(encoded["input_ids"], encoded["attention_mask"])
+        text_features = model.get_text_features(encoded["input_ids"], encoded["attention_mask"]).pooler_output
     expected = retrieval_metrics(text_features @ image_features.t(), queries["person_id"], gallery["person_id"])
     assert results["retrieval"] == pytest.approx(expected, abs=1e-6)
     attributes = columns(data["attributes_test"])
@@ -116,8 +117,9 @@ def test_cli_contrastive_attribute_scoring(setup, capsys):
     attributes = columns(data["attributes_test"])
     prompts = processor.encode_attribute_prompts()
     with torch.no_grad():
-        prompt_features = model.get_text_features(prompts["input_ids"], prompts["attention_mask"])
-        image_features = model.get_image_features(processor.image_processor(attributes["image"])["pixel_values"])
+        prompt_features = model.get_text_features(prompts["input_ids"], prompts["attention_mask"]).pooler_output
+        image_features = model.get_image_features(
+            processor.image_processor(attributes["image"])["pixel_values"]).pooler_output
     expected = attribute_metrics(attribute_predictions(image_features @ prompt_features.t()),
                                  np.asarray(attributes["attribute_labels"]))
     assert results["attributes"] == pytest.approx({k: v for k, v in expected.items() if k != "per_attribute_mA"})

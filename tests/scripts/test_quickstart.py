@@ -41,11 +41,13 @@ def dual_encoder_metrics(checkpoint, data_dir):
     gallery, queries, attributes = data["test_gallery"], data["test_queries"], data["attributes_test"]
     prompts = processor.encode_attribute_prompts()
     with torch.no_grad():
-        images = model.get_image_features(processor.image_processor(list(gallery["image"]))["pixel_values"])
+        images = model.get_image_features(
+            processor.image_processor(list(gallery["image"]))["pixel_values"]).pooler_output
         text = processor.tokenize([clean_caption(c, "procedural") for c in queries["caption"]])
-        texts = model.get_text_features(text["input_ids"], text["attention_mask"])
-        people = model.get_image_features(processor.image_processor(list(attributes["image"]))["pixel_values"])
-        statements = model.get_text_features(prompts["input_ids"], prompts["attention_mask"])
+        texts = model.get_text_features(text["input_ids"], text["attention_mask"]).pooler_output
+        people = model.get_image_features(
+            processor.image_processor(list(attributes["image"]))["pixel_values"]).pooler_output
+        statements = model.get_text_features(prompts["input_ids"], prompts["attention_mask"]).pooler_output
     attribute = attribute_metrics(attribute_predictions(people @ statements.t()), attributes["attribute_labels"])
     return (retrieval_metrics(texts @ images.t(), queries["person_id"], gallery["person_id"]),
             {k: v for k, v in attribute.items() if k != "per_attribute_mA"})
