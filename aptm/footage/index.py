@@ -301,6 +301,15 @@ class FootageIndex:
         return list(dict.fromkeys(track["source"] for track in self.tracks))
 
     @property
+    def durations(self):
+        """Seconds of each video source up to its last sighting, `{source: seconds}`."""
+        durations = {}
+        for track in self.tracks:
+            if track["end"] is not None:
+                durations[track["source"]] = max(durations.get(track["source"], 0.0), track["end"])
+        return durations
+
+    @property
     def records(self):
         """Provenance of every encoded crop, in index order (`source`, `member`, `frame`, `timestamp`, `box`,
         `detection_score`, `track`, `thumbnail`)."""

@@ -92,13 +92,15 @@ class Track:
             chosen.add(index)
         return sorted(chosen)
 
-    def is_static(self, min_sightings=3, min_overlap=0.6, share=0.8):
-        """Whether the box stays put: seen at least `min_sightings` times, and at least `share` of its boxes overlap
-        the track's median box by `min_overlap` (intersection over union) or more."""
+    def is_static(self, min_sightings=3, tolerance=0.1, share=0.8):
+        """Whether the box stays put: seen at least `min_sightings` times, and at least `share` of its sightings have
+        their centre within `tolerance` times the median box's width (across) and height (up and down) of the median
+        centre."""
         if len(self.crops) < min_sightings:
             return False
         boxes = self.boxes
-        still = box_overlaps(boxes, np.median(boxes, axis=0))[:, 0] >= min_overlap
+        centres, sizes = (boxes[:, :2] + boxes[:, 2:]) / 2, boxes[:, 2:] - boxes[:, :2]
+        still = (np.abs(centres - np.median(centres, axis=0)) <= tolerance * np.median(sizes, axis=0)).all(axis=1)
         return bool(still.mean() >= share)
 
 
@@ -141,12 +143,14 @@ class Tracker:
         matched_tracks, matched_crops = set(), set()
         if self.live and crops:
             frame = crops[0].frame
-            predicted = widened([track.predicted_box(frame) for track in self.live], self.buffer)
-            overlap = box_overlaps(predicted, widened([crop.box for crop in crops], self.buffer))
+            predicted = np.array([track.predicted_box(frame) for track in self.live])
+            detected = np.array([crop.box for crop in crops], np.float64)
+            near = box_overlaps(widened(predicted, self.buffer), widened(detected, self.buffer))
+            overlap = (near + box_overlaps(predicted, detected)) / 2
             likeness = np.array([[float(track.signature @ signature) for signature in signatures]
                                  for track in self.live])
             score = (1 - self.appearance_weight) * overlap + self.appearance_weight * likeness
-            score[overlap < self.min_overlap] = -np.inf
+            score[near < self.min_overlap] = -np.inf
             for flat in np.argsort(-score, axis=None, kind="stable"):
                 t, c = np.unravel_index(flat, score.shape)
                 if not np.isfinite(score[t, c]):
