@@ -16,8 +16,17 @@ from pathlib import Path
 
 from aptm.footage import FootageIndex, matches_grid, matches_table
 from aptm.footage.labels import parse_time
-from aptm.footage.presentation import matches_timeline, tracks_table
+from aptm.footage.presentation import tracks_table
+from aptm.footage.timeline import matches_timeline
 from aptm.retrieval import FUSIONS
+
+
+def time_argument(text):
+    """`parse_time` for argparse: its message on a bad time."""
+    try:
+        return parse_time(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
 
 
 def main(argv=None):
@@ -30,8 +39,8 @@ def main(argv=None):
     parser.add_argument("--fusion", choices=FUSIONS, help="text score fusion (default: aptm, ITM re-ranking)")
     parser.add_argument("--crops", action="store_true", help="rank crops (several per person), not people")
     parser.add_argument("--source", help="search only the people of this indexed file (a video, an archive...)")
-    parser.add_argument("--after", type=parse_time, help="only people seen at or after this time (s, m:ss, h:mm:ss)")
-    parser.add_argument("--before", type=parse_time, help="only people seen at or before this time")
+    parser.add_argument("--after", type=time_argument, help="only people seen at or after this time (s, m:ss, h:mm:ss)")
+    parser.add_argument("--before", type=time_argument, help="only people seen at or before this time")
     parser.add_argument("--min-duration", type=float, default=0.0, help="only people followed this many seconds")
     parser.add_argument("--include-static", action="store_true",
                         help="keep tracks that do not move (parked vehicles, posters, people standing still)")

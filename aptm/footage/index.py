@@ -30,7 +30,7 @@ from ..retrieval import GalleryIndex, RetrievalEngine
 from ..retrieval.index import ShardedFolder
 from .crops import Provenance, is_person_crop, people_in
 from .detection import HOGPersonDetector
-from .ranking import rank_crops
+from .ranking import rank_crops, track_gallery
 from .sources import SkipLog, SourceError, SourceReader, decode_image, list_files
 from .tracking import Tracker, single_tracks
 
@@ -268,17 +268,16 @@ class FootageIndex:
                             "best": first_crop + track["best"]} for number, track in enumerate(contents["tracks"])]
                 if contents["crops"]:
                     parts.append(shard)
-            gallery = track_gallery = None
+            gallery = people = None
             if parts:
                 gallery = GalleryIndex.load_shards(parts)
                 if len(gallery) != len(records):
                     raise ValueError(f"{self.folder}: crops.json files list {len(records)} crops, the shards' "
                                      f"gallery indices {len(gallery)}")
                 gallery.paths = [str(record["thumbnail"]) for record in records]
-                features = torch.stack([gallery.image_features[track["crops"]].mean(0) for track in tracks])
-                track_gallery = GalleryIndex(torch.nn.functional.normalize(features, dim=-1),
-                                             gallery.image_embeds[torch.tensor([track["best"] for track in tracks])])
-            self._loaded = gallery, records, track_gallery, tracks
+                people = track_gallery(gallery, [track["crops"] for track in tracks],
+                                       [track["best"] for track in tracks])
+            self._loaded = gallery, records, people, tracks
         return self._loaded
 
     def __len__(self):
@@ -470,8 +469,8 @@ class FootageIndex:
             filters: `source`, `after`, `before`, `min_duration`, `include_static` (see `select_tracks`).
         """
         ids, image = self._query(text, image, filters)
-        _, records, track_gallery, tracks = self._load()
-        indices, scores = rank_crops(self.engine, _rows(track_gallery, ids), text, image, top, image_weight, fusion)
+        _, records, people, tracks = self._load()
+        indices, scores = rank_crops(self.engine, _rows(people, ids), text, image, top, image_weight, fusion)
         found = [tracks[ids[index]] for index in indices]
         rows = [row for track in found for row in track["crops"]]
         moments = self._crop_matches(rows, text, image, len(rows), image_weight, fusion)

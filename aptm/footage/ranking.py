@@ -1,10 +1,12 @@
 """Ranking encoded person crops by a sentence, an example image of the person, or both. The one source of the rule
 that combines the two: `(1 - image_weight) x text + image_weight x image`, each score min-max normalised over
-the crops (a fused text score and a cosine similarity have different scales). Imports only numpy and works with any
-`retrieval_aptm.TextPersonSearch` (the package's `RetrievalEngine` or the checkpoint's remote code), so the Space
-(`space/aptm_footage/`) links this module."""
+the crops (a fused text score and a cosine similarity have different scales); and the one source of a track's
+encoding (`track_gallery`). Imports only numpy and torch and works with any `retrieval_aptm.TextPersonSearch` (the
+package's `RetrievalEngine` or the checkpoint's remote code), so the Space (`space/aptm_footage/`) links this
+module."""
 
 import numpy as np
+import torch
 
 
 def normalised(scores):
@@ -17,6 +19,19 @@ def combined_scores(text_scores, image_scores, image_weight):
     """`(1 - image_weight) x text + image_weight x image` of the min-max normalised scores `[G]` of a sentence and of
     an example image."""
     return (1 - image_weight) * normalised(text_scores) + image_weight * normalised(image_scores)
+
+
+def track_gallery(gallery, crops, best):
+    """An encoded gallery (of `gallery`'s type) with one row per track: its feature the normalised mean of its crops'
+    features, its image tokens (what ITM re-ranking attends to) those of its best crop.
+
+    Args:
+        gallery (`retrieval_aptm.EncodedGallery`): the encoded crops.
+        crops (`list[list[int]]`): per track, its rows of `gallery`.
+        best (`list[int]`): per track, the row of its best crop.
+    """
+    features = torch.stack([gallery.image_features[rows].mean(0) for rows in crops])
+    return type(gallery)(torch.nn.functional.normalize(features, dim=-1), gallery.image_embeds[torch.tensor(best)])
 
 
 def rank_crops(search, gallery, text=None, image=None, top=10, image_weight=0.5, fusion=None):

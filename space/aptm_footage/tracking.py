@@ -1,0 +1,1 @@
+../../aptm/footage/tracking.py
