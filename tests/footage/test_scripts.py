@@ -8,7 +8,7 @@ import json
 import pytest
 from PIL import Image
 
-from aptm.footage import format_time
+from aptm.footage import FootageIndex, format_time
 
 from helpers.footage import VTEST_MISSING, overlap, pedestrian_video, vtest_path
 from helpers.paths import load_script
@@ -45,6 +45,27 @@ def test_vtest_footage_end_to_end(checkpoint, tmp_path, capsys):
     again = index_gallery([str(video), "--out", str(out), "--frame-step", "200", "--no-progress"])
     assert (again.already_indexed, again.pictures, again.crops) == (1, 0, 0)
     assert f"{out}: {report.tracks} tracks" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(vtest_path() is None, reason=VTEST_MISSING)
+def test_vtest_people_are_tracks_and_the_parked_van_is_static(checkpoint, tmp_path, capsys):
+    out = tmp_path / "vtest-tracks"
+    report = index_gallery([str(vtest_path()), "--model", str(checkpoint), "--out", str(out), "--frame-step", "20",
+                            "--no-progress"])
+    assert report.pictures == 40 and report.detections >= 3 * report.tracks  # people followed, not cut per frame
+    index = FootageIndex(out)
+    static = [track for track in index.tracks if track["static"]]
+    assert len(static) == report.static_tracks >= 1
+    van = static[0]  # HOG's "person" in the van parked at the top right, seen all along
+    assert len(van["frames"]) >= 30 and van["boxes"][0][0] > 600 and van["boxes"][0][3] < 160
+    for query in ("a woman in a white coat", "a man in a dark jacket walking"):
+        people = search([str(out), query, "--top", str(len(index)), "--grid", str(tmp_path / "grid.png")])
+        assert van["id"] not in {m.track for m in people} and not any(m.static for m in people)
+        assert len(people) == len(index) - len(static)
+    shown = search([str(out), "a white van", "--top", str(len(index)), "--include-static", "--grid",
+                    str(tmp_path / "all.png")])
+    assert van["id"] in {m.track for m in shown}
+    capsys.readouterr()
 
 
 def test_index_and_search_generated_footage(checkpoint, tmp_path, capsys, monkeypatch):
