@@ -30,7 +30,7 @@ from ..retrieval import GalleryIndex, RetrievalEngine
 from ..retrieval.index import ShardedFolder
 from .crops import Provenance, is_person_crop, people_in
 from .detection import HOGPersonDetector
-from .ranking import rank_crops, track_gallery
+from .ranking import rank_crops, rank_tracks, track_gallery
 from .sources import SkipLog, SourceError, SourceReader, decode_image, list_files
 from .tracking import Tracker, single_tracks
 
@@ -469,25 +469,26 @@ class FootageIndex:
             filters: `source`, `after`, `before`, `min_duration`, `include_static` (see `select_tracks`).
         """
         ids, image = self._query(text, image, filters)
-        _, records, people, tracks = self._load()
-        indices, scores = rank_crops(self.engine, _rows(people, ids), text, image, top, image_weight, fusion)
-        found = [tracks[ids[index]] for index in indices]
-        rows = [row for track in found for row in track["crops"]]
-        moments = self._crop_matches(rows, text, image, len(rows), image_weight, fusion)
-        best = {}
-        for moment in moments:
-            best.setdefault(moment.track, moment)
-        return [TrackMatch(rank + 1, score, track["id"], track["source"], track["member"], track["start"],
-                           track["end"], track["static"], track["frames"], track["timestamps"],
-                           [tuple(box) for box in track["boxes"]], best[track["id"]])
-                for rank, (track, score) in enumerate(zip(found, scores))]
+        gallery, records, people, tracks = self._load()
+        found = rank_tracks(self.engine, _rows(people, ids), gallery, [tracks[i]["crops"] for i in ids], text, image,
+                            top, image_weight, fusion)
+        matches = []
+        for rank, (index, score, moment, moment_score) in enumerate(found):
+            track = tracks[ids[index]]
+            best = _crop_match(records[moment], rank + 1, moment_score)
+            matches.append(TrackMatch(rank + 1, score, track["id"], track["source"], track["member"], track["start"],
+                                      track["end"], track["static"], track["frames"], track["timestamps"],
+                                      [tuple(box) for box in track["boxes"]], best))
+        return matches
 
     def search_crops(self, text=None, image=None, top=10, image_weight=0.5, fusion=None, **filters):
         """The `top` encoded crops best matching, as `search` (same arguments and filters), several per person."""
         ids, image = self._query(text, image, filters)
-        tracks = self.tracks
+        gallery, records, _, tracks = self._load()
         rows = [row for track in ids for row in tracks[track]["crops"]]
-        return self._crop_matches(rows, text, image, top, image_weight, fusion)
+        indices, scores = rank_crops(self.engine, _rows(gallery, rows), text, image, top, image_weight, fusion)
+        return [_crop_match(records[rows[index]], rank + 1, score)
+                for rank, (index, score) in enumerate(zip(indices, scores))]
 
     def _query(self, text, image, filters):
         """The ids of the tracks `filters` select (an error when none) and the example image decoded."""
@@ -500,12 +501,10 @@ class FootageIndex:
             image = decode_image(Path(image), image, Image.MAX_IMAGE_PIXELS)
         return ids, image
 
-    def _crop_matches(self, rows, text, image, top, image_weight, fusion):
-        """`FootageMatch`es of the best `top` crops among `rows` of the crop gallery."""
-        gallery, records = self._load()[:2]
-        indices, scores = rank_crops(self.engine, _rows(gallery, rows), text, image, top, image_weight, fusion)
-        return [FootageMatch(**{**records[rows[index]], "box": tuple(records[rows[index]]["box"])}, rank=rank + 1,
-                             score=score) for rank, (index, score) in enumerate(zip(indices, scores))]
+
+def _crop_match(record, rank, score):
+    """The `FootageMatch` of a crop record (as `FootageIndex.records` lists them)."""
+    return FootageMatch(**{**record, "box": tuple(record["box"])}, rank=rank, score=score)
 
 
 def _rows(gallery, rows):

@@ -66,3 +66,31 @@ def rank_crops(search, gallery, text=None, image=None, top=10, image_weight=0.5,
         scores = combined_scores(text_scores, scores, image_weight)
     order = np.argsort(-scores, kind="stable")[:top]
     return order.tolist(), scores[order].tolist()
+
+
+def rank_tracks(search, tracks, gallery, crops, text=None, image=None, top=10, image_weight=0.5, fusion=None):
+    r"""
+    The `top` tracks (people) best matching a sentence, an example image, or both, best first, each with its
+    best-matching moment: of the crops of the tracks found, the one that `rank_crops` ranks highest.
+
+    Args:
+        search (`retrieval_aptm.TextPersonSearch`): the search object of the model the crops were encoded with.
+        tracks (`retrieval_aptm.EncodedGallery`): the tracks, encoded by `track_gallery`.
+        gallery (`retrieval_aptm.EncodedGallery`): the encoded crops.
+        crops (`list[list[int]]`): per track, its rows of `gallery`.
+        text, image, top, image_weight, fusion: as `rank_crops`.
+    Returns:
+        `list` of `(track, score, moment, moment_score)`: the track's index in `tracks`, its score, the row of its
+        best-matching crop in `gallery` and that crop's score (among the crops of the tracks found).
+    """
+    indices, scores = rank_crops(search, tracks, text, image, top, image_weight, fusion)
+    rows = [row for index in indices for row in crops[index]]
+    owner = {row: index for index in indices for row in crops[index]}
+    selected = torch.tensor(rows)
+    order, moment_scores = rank_crops(search, type(gallery)(gallery.image_features[selected],
+                                                            gallery.image_embeds[selected]),
+                                      text, image, len(rows), image_weight, fusion)
+    moments = {}
+    for position, score in zip(order, moment_scores):
+        moments.setdefault(owner[rows[position]], (rows[position], score))
+    return [(index, score, *moments[index]) for index, score in zip(indices, scores)]
