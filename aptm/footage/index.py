@@ -30,7 +30,7 @@ from ..retrieval import GalleryIndex, RetrievalEngine
 from ..retrieval.index import ShardedFolder
 from .crops import Provenance, is_person_crop, people_in
 from .detection import HOGPersonDetector
-from .ranking import rank_crops, rank_tracks, track_gallery
+from .ranking import gallery_rows, rank_crops, rank_tracks, track_gallery
 from .sources import SkipLog, SourceError, SourceReader, decode_image, list_files
 from .tracking import Tracker, single_tracks
 
@@ -470,8 +470,8 @@ class FootageIndex:
         """
         ids, image = self._query(text, image, filters)
         gallery, records, people, tracks = self._load()
-        found = rank_tracks(self.engine, _rows(people, ids), gallery, [tracks[i]["crops"] for i in ids], text, image,
-                            top, image_weight, fusion)
+        found = rank_tracks(self.engine, gallery_rows(people, ids), gallery, [tracks[i]["crops"] for i in ids], text,
+                            image, top, image_weight, fusion)
         matches = []
         for rank, (index, score, moment, moment_score) in enumerate(found):
             track = tracks[ids[index]]
@@ -486,7 +486,8 @@ class FootageIndex:
         ids, image = self._query(text, image, filters)
         gallery, records, _, tracks = self._load()
         rows = [row for track in ids for row in tracks[track]["crops"]]
-        indices, scores = rank_crops(self.engine, _rows(gallery, rows), text, image, top, image_weight, fusion)
+        indices, scores = rank_crops(self.engine, gallery_rows(gallery, rows), text, image, top, image_weight,
+                                     fusion)
         return [_crop_match(records[rows[index]], rank + 1, score)
                 for rank, (index, score) in enumerate(zip(indices, scores))]
 
@@ -505,12 +506,3 @@ class FootageIndex:
 def _crop_match(record, rank, score):
     """The `FootageMatch` of a crop record (as `FootageIndex.records` lists them)."""
     return FootageMatch(**{**record, "box": tuple(record["box"])}, rank=rank, score=score)
-
-
-def _rows(gallery, rows):
-    """The gallery's `rows` (a list of indices) as a `GalleryIndex`; the gallery itself when they are all of it in
-    order (its cached cross-attention keys then serve again)."""
-    if rows == list(range(len(gallery))):
-        return gallery
-    rows = torch.tensor(rows)
-    return GalleryIndex(gallery.image_features[rows], gallery.image_embeds[rows])

@@ -21,6 +21,15 @@ def combined_scores(text_scores, image_scores, image_weight):
     return (1 - image_weight) * normalised(text_scores) + image_weight * normalised(image_scores)
 
 
+def gallery_rows(gallery, rows):
+    """The encoded gallery's `rows` (a list of indices), of `gallery`'s type; the gallery itself when they are all of
+    it in order (a search object's cached cross-attention keys of it then serve again)."""
+    if list(rows) == list(range(len(gallery))):
+        return gallery
+    rows = torch.tensor(rows, dtype=torch.long)
+    return type(gallery)(gallery.image_features[rows], gallery.image_embeds[rows])
+
+
 def track_gallery(gallery, crops, best):
     """An encoded gallery (of `gallery`'s type) with one row per track: its feature the normalised mean of its crops'
     features, its image tokens (what ITM re-ranking attends to) those of its best crop.
@@ -86,10 +95,8 @@ def rank_tracks(search, tracks, gallery, crops, text=None, image=None, top=10, i
     indices, scores = rank_crops(search, tracks, text, image, top, image_weight, fusion)
     rows = [row for index in indices for row in crops[index]]
     owner = {row: index for index in indices for row in crops[index]}
-    selected = torch.tensor(rows)
-    order, moment_scores = rank_crops(search, type(gallery)(gallery.image_features[selected],
-                                                            gallery.image_embeds[selected]),
-                                      text, image, len(rows), image_weight, fusion)
+    order, moment_scores = rank_crops(search, gallery_rows(gallery, rows), text, image, len(rows), image_weight,
+                                      fusion)
     moments = {}
     for position, score in zip(order, moment_scores):
         moments.setdefault(owner[rows[position]], (rows[position], score))

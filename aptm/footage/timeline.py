@@ -31,15 +31,20 @@ def lanes_of(matches):
 
 
 def matches_timeline(matches, query, path, width=900, lane_height=18, durations=None):
+    """Save `timeline_image` (same arguments) as a PNG at `path`; returns `path`."""
+    timeline_image(matches, query, width, lane_height, durations).save(path)
+    return path
+
+
+def timeline_image(matches, query, width=900, lane_height=18, durations=None):
     r"""
-    Save a PNG timeline: a band per video, time across, a bar per person from their first to their last sighting
+    A timeline as an RGB PIL image: a band per video, time across, a bar per person from their first to their last sighting
     (the best five by rank in colour, the rest grey) labelled with rank and score, the best-matching moment marked by
-    a black tick. People found in photos (no time) are counted under the title. Returns `path`.
+    a black tick. People found in photos (no time) are counted under the title.
 
     Args:
         matches: `TrackMatch`es (anything with their `rank`, `score`, `source`, `start`, `end`, `moment.timestamp`).
         query (`str`): the title.
-        path (`str` or `Path`): the PNG written.
         width (`int`, *optional*, defaults to 900), lane_height (`int`, *optional*, defaults to 18): pixels.
         durations (`dict`, *optional*): seconds shown per source (default: up to the last sighting among `matches`).
     """
@@ -78,5 +83,4 @@ def matches_timeline(matches, query, path, width=900, lane_height=18, durations=
             draw.line([x, y, x, y + 4], fill=BLACK)
             draw.text((min(x, right - 40), y + 6), format_time(mark * step), fill=BLACK, font=font)
         y += axis
-    canvas.save(path)
-    return path
+    return canvas
