@@ -140,7 +140,8 @@ class Demo:
     def index_video(self, video, frame_step, videos):
         """Find and follow the people of an uploaded video, one frame in `frame_step`, and encode a few crops of each.
         Returns the session's videos (`videos`, a new dict: name -> encoded crops and tracks, the crops' thumbnails
-        and times, the tracks' spans, with this one added last), a message, and the choice of videos with this one chosen."""
+        and times, the tracks' spans, with this one added last), a message, and the choice of videos with this one
+        chosen."""
         if not video:
             raise gr.Error("Upload a video.")
         path = Path(video if isinstance(video, str) else video.name)

@@ -4,8 +4,9 @@ thumbnails), searched by a sentence, an
 example image of the person, or both. Person detection (`PersonDetector`, OpenCV's `HOGPersonDetector` by default)
 and video reading need the `footage` extra (opencv-python-headless 4.x), imported only when used.
 
-`detection`, `sources`, `crops`, `tracking`, `ranking` and `labels` import nothing of this package but each other (only numpy,
-Pillow, tqdm and OpenCV): the Space links them (`space/aptm_footage/`) and runs them with the model's remote code.
+`detection`, `sources`, `crops`, `tracking`, `ranking`, `labels` and `timeline` import nothing of this package but
+each other (only numpy, torch, Pillow, tqdm and OpenCV): the Space links them (`space/aptm_footage/`) and runs them
+with the model's remote code.
 `index` (the index on disk) and `presentation` (table and grid) build on the rest of the package."""
 
 from .crops import Crop, people_in

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from ..factory import load_checkpoint
 from ..retrieval import GalleryIndex, RetrievalEngine
+from ..retrieval.calibration import Calibration, itm_margins
 from ..retrieval.index import ShardedFolder
 from .crops import Provenance, is_person_crop, people_in
 from .detection import HOGPersonDetector
@@ -70,7 +71,9 @@ class FootageMatch(Provenance):
 class TrackMatch:
     """One person found: the track's `rank` and `score`, its id (`track`), `source` and `member`, its time span
     (`start`, `end`, seconds; None for a photo), whether it is `static`, its sightings (`frames`, `timestamps`,
-    `boxes`) and `moment`, the `FootageMatch` of its encoded crop that matches the query best."""
+    `boxes`), `moment`, the `FootageMatch` of its encoded crop that matches the query best, and `probability`, the
+    calibrated ITM probability that the description matches the person (the highest over its encoded crops; None
+    unless asked for)."""
 
     rank: int
     score: float
@@ -84,6 +87,7 @@ class TrackMatch:
     timestamps: list
     boxes: list
     moment: FootageMatch
+    probability: float = None
 
     @property
     def duration(self):
@@ -98,7 +102,7 @@ class TrackMatch:
         """JSON-ready fields: the time span, the best moment and the per-frame boxes."""
         return {"rank": self.rank, "score": self.score, "track": self.track, "source": self.source,
                 "member": self.member, "start": self.start, "end": self.end, "duration": self.duration,
-                "static": self.static, "moment": self.moment.to_dict(),
+                "static": self.static, "probability": self.probability, "moment": self.moment.to_dict(),
                 "boxes": [{"frame": frame, "timestamp": timestamp, "box": list(box)}
                           for frame, timestamp, box in zip(self.frames, self.timestamps, self.boxes)]}
 
@@ -237,6 +241,7 @@ class FootageIndex:
         elif float(probe @ torch.tensor(manifest["probe"])) < PROBE_AGREEMENT:
             raise ValueError(f"{self.folder} was encoded with the model {manifest['model']}, not {name}: features of "
                              "two models do not compare; search it with its own model or index into a new folder")
+        self.calibration = Calibration.load(name) if name and Path(name).is_dir() else Calibration()
         (self.folder / "shards").mkdir(exist_ok=True)
         self._store = ShardedFolder(self.folder / "shards")
         self._store.remove_partial()  # a batch in flight when a run crashed
@@ -452,7 +457,7 @@ class FootageIndex:
                   and (0.0 if track["start"] is None else track["end"] - track["start"]) >= min_duration]
         return [track["id"] for track in chosen]
 
-    def search(self, text=None, image=None, top=10, image_weight=0.5, fusion=None, **filters):
+    def search(self, text=None, image=None, top=10, image_weight=0.5, fusion=None, min_probability=None, **filters):
         r"""
         The `top` tracks (people) best matching a sentence, an example image of the person, or both, best first, each
         with its best-matching moment.
@@ -466,20 +471,55 @@ class FootageIndex:
                 `(1 - image_weight) * text + image_weight * image`, each min-max normalised over the tracks searched
                 (`ranking.combined_scores`).
             fusion (`str`, *optional*): text score fusion for this call (default: the index's).
+            min_probability (`float`, *optional*): keep only the people whose calibrated match probability with
+                `text` (`probabilities`) is at least this; their `probability` is filled in.
             filters: `source`, `after`, `before`, `min_duration`, `include_static` (see `select_tracks`).
         """
+        if min_probability is not None and text is None:
+            raise ValueError("min_probability needs a text: the probability is the text's match with the person")
         ids, image = self._query(text, image, filters)
         gallery, records, people, tracks = self._load()
         found = rank_tracks(self.engine, gallery_rows(people, ids), gallery, [tracks[i]["crops"] for i in ids], text,
                             image, top, image_weight, fusion)
-        matches = []
-        for rank, (index, score, moment, moment_score) in enumerate(found):
-            track = tracks[ids[index]]
-            best = _crop_match(records[moment], rank + 1, moment_score)
-            matches.append(TrackMatch(rank + 1, score, track["id"], track["source"], track["member"], track["start"],
-                                      track["end"], track["static"], track["frames"], track["timestamps"],
-                                      [tuple(box) for box in track["boxes"]], best))
+        matches = [_track_match(tracks[ids[index]], rank + 1, score,
+                                _crop_match(records[moment], rank + 1, moment_score))
+                   for rank, (index, score, moment, moment_score) in enumerate(found)]
+        if min_probability is not None:
+            for match, probability in zip(matches, self.probabilities(text, [m.track for m in matches])):
+                match.probability = probability
+            matches = [match for match in matches if match.probability >= min_probability]
         return matches
+
+    def probabilities(self, text, ids):
+        r"""
+        Calibrated probabilities that `text` describes each of the tracks `ids`: the highest over the track's encoded
+        crops of `self.calibration.probability` of the ITM margin (the checkpoint's `calibration.json`; the head's
+        raw probability without one).
+        """
+        gallery, _, _, tracks = self._load()
+        text_embeds, mask, _ = self.engine.encode_text_batch([text])
+        rows = [row for track in ids for row in tracks[track]["crops"]]
+        margins = []
+        for start in range(0, len(rows), self.batch_size):
+            chunk = torch.tensor(rows[start : start + self.batch_size])
+            image_embeds = gallery.image_embeds[chunk].to(self.engine.device, torch.float32)
+            margins.append(itm_margins(self.engine.model, text_embeds.expand(len(chunk), -1, -1),
+                                       mask.expand(len(chunk), -1), image_embeds).cpu())
+        probability = self.calibration.probability(torch.cat(margins)) if margins else torch.zeros(0)
+        best, position = [], 0
+        for track in ids:
+            count = len(tracks[track]["crops"])
+            best.append(float(probability[position : position + count].max()))
+            position += count
+        return best
+
+    def watch(self, text, probability, **filters):
+        r"""
+        A standing query: a `Watch` whose `poll()` returns the people added to the index since the last poll (or
+        since now) whom `text` describes with a calibrated probability of at least `probability`, most probable
+        first. `filters` as `select_tracks` (static tracks are left out by default).
+        """
+        return Watch(self, text, probability, filters)
 
     def search_crops(self, text=None, image=None, top=10, image_weight=0.5, fusion=None, **filters):
         """The `top` encoded crops best matching, as `search` (same arguments and filters), several per person."""
@@ -503,6 +543,40 @@ class FootageIndex:
         return ids, image
 
 
+def _track_match(track, rank, score, moment, probability=None):
+    """The `TrackMatch` of a track record (as `FootageIndex.tracks` lists them)."""
+    return TrackMatch(rank, score, track["id"], track["source"], track["member"], track["start"], track["end"],
+                      track["static"], track["frames"], track["timestamps"], [tuple(box) for box in track["boxes"]],
+                      moment, probability)
+
+
 def _crop_match(record, rank, score):
     """The `FootageMatch` of a crop record (as `FootageIndex.records` lists them)."""
     return FootageMatch(**{**record, "box": tuple(record["box"])}, rank=rank, score=score)
+
+
+class Watch:
+    """A standing query on a `FootageIndex` (see `FootageIndex.watch`): `poll()` reports, once each, the tracks added
+    since the last poll whose calibrated probability reaches the threshold."""
+
+    def __init__(self, index, text, probability, filters):
+        if not 0 <= probability <= 1:
+            raise ValueError(f"probability must be in [0, 1], got {probability}")
+        self.index, self.text, self.threshold, self.filters = index, text, probability, filters
+        self.seen = len(index.tracks)
+
+    def poll(self) -> list:
+        """`TrackMatch`es (rank by probability, `score` and `probability` the calibrated probability, `moment` the
+        track's best crop) of the new tracks that reach the threshold."""
+        tracks = self.index.tracks
+        new = [i for i in (self.index.select_tracks(**self.filters) if len(tracks) > self.seen else [])
+               if i >= self.seen]
+        self.seen = len(tracks)
+        if not new:
+            return []
+        probabilities = self.index.probabilities(self.text, new)
+        alerts = sorted((p, i) for p, i in zip(probabilities, new) if p >= self.threshold)[::-1]
+        records = self.index.records
+        return [_track_match(tracks[i], rank + 1, probability, _crop_match(records[tracks[i]["best"]], rank + 1,
+                                                                           probability), probability)
+                for rank, (probability, i) in enumerate(alerts)]

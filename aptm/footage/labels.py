@@ -1,5 +1,5 @@
-"""Short texts that say where a person was seen: time stamps, time spans and the caption under a result. Imports only the
-standard library, so the Space (`space/aptm_footage/`) links this module."""
+"""Short texts that say where a person was seen: time stamps, time spans and the caption under a result. Imports only
+the standard library, so the Space (`space/aptm_footage/`) links this module."""
 
 import os
 

@@ -38,9 +38,9 @@ def matches_timeline(matches, query, path, width=900, lane_height=18, durations=
 
 def timeline_image(matches, query, width=900, lane_height=18, durations=None):
     r"""
-    A timeline as an RGB PIL image: a band per video, time across, a bar per person from their first to their last sighting
-    (the best five by rank in colour, the rest grey) labelled with rank and score, the best-matching moment marked by
-    a black tick. People found in photos (no time) are counted under the title.
+    A timeline as an RGB PIL image: a band per video, time across, a bar per person from their first to their last
+    sighting (the best five by rank in colour, the rest grey) labelled with rank and score, the best-matching moment
+    marked by a black tick. People found in photos (no time) are counted under the title.
 
     Args:
         matches: `TrackMatch`es (anything with their `rank`, `score`, `source`, `start`, `end`, `moment.timestamp`).

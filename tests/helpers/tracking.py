@@ -25,8 +25,8 @@ class TrackingFigures:
 
 
 def frame_pairs(truth, tracked):
-    """Per frame, `{person: track}` of the true boxes `truth[frame] = {person: box}` paired greedily (best overlap first,
-    at least `MATCH`) with the tracked boxes `tracked[frame] = {track: box}`."""
+    """Per frame, `{person: track}` of the true boxes `truth[frame] = {person: box}` paired greedily (best overlap
+    first, at least `MATCH`) with the tracked boxes `tracked[frame] = {track: box}`."""
     pairs = {}
     for frame, people in truth.items():
         found = tracked.get(frame, {})
