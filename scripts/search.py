@@ -5,6 +5,7 @@ person). Static tracks (parked vehicles, posters, people standing still) are lef
 
     python scripts/search.py outputs/footage "a woman in a red coat" --top 10
     python scripts/search.py outputs/footage "a man with a backpack" --after 0:30 --before 1:10 --min-duration 2
+    python scripts/search.py outputs/footage "a woman in a red coat" --min-probability 0.9
     python scripts/search.py outputs/footage --image query.jpg --json
     python scripts/search.py outputs/footage "a man with a backpack" --image query.jpg --image-weight 0.3 --crops
 """
@@ -44,6 +45,9 @@ def main(argv=None):
     parser.add_argument("--min-duration", type=float, default=0.0, help="only people followed this many seconds")
     parser.add_argument("--include-static", action="store_true",
                         help="keep tracks that do not move (parked vehicles, posters, people standing still)")
+    parser.add_argument("--min-probability", type=float,
+                        help="only people the text describes with at least this calibrated match probability (the "
+                             "checkpoint's calibration.json, see scripts/calibrate.py)")
     parser.add_argument("--model", help="checkpoint folder or Hub id (default: the index's own)")
     parser.add_argument("--grid", default="search_results.png", help="ranked grid PNG written here")
     parser.add_argument("--timeline", help="timeline PNG written here (default: the grid's name + _timeline)")
@@ -51,18 +55,27 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.text is None and args.image is None:
         parser.error("give a text, --image, or both")
+    if args.min_probability is not None and (args.crops or args.text is None):
+        parser.error("--min-probability needs a text and ranks people (not --crops)")
 
     index = FootageIndex(args.index, model=args.model)
-    search = index.search_crops if args.crops else index.search
-    matches = search(text=args.text, image=args.image, top=args.top, image_weight=args.image_weight,
-                     fusion=args.fusion, source=args.source, after=args.after, before=args.before,
-                     min_duration=args.min_duration, include_static=args.include_static)
-    query = " + ".join(part for part in (args.text, args.image and f"[image {args.image}]") if part)
-    matches_grid(matches, query, args.grid)
+    filters = {"source": args.source, "after": args.after, "before": args.before, "min_duration": args.min_duration,
+               "include_static": args.include_static}
+    query = {"text": args.text, "image": args.image, "top": args.top, "image_weight": args.image_weight,
+             "fusion": args.fusion}
+    if args.crops:
+        matches = index.search_crops(**query, **filters)
+    else:
+        matches = index.search(**query, min_probability=args.min_probability, **filters)
+    title = " + ".join(part for part in (args.text, args.image and f"[image {args.image}]") if part)
+    if not matches:
+        print("[]" if args.json else "no person reaches --min-probability")
+        return matches
+    matches_grid(matches, title, args.grid)
     written = [args.grid]
     if not args.crops:
         timeline = args.timeline or str(Path(args.grid).with_name(Path(args.grid).stem + "_timeline.png"))
-        matches_timeline(matches, query, timeline, durations=index.durations)
+        matches_timeline(matches, title, timeline, durations=index.durations)
         written.append(timeline)
     if args.json:
         print(json.dumps([match.to_dict() for match in matches], indent=1))

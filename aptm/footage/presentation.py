@@ -37,10 +37,11 @@ def matches_table(matches):
 
 def tracks_table(matches):
     """A text table of `TrackMatch`es (people): rank, score, source, sightings, time span, best moment's time and box,
-    `static` when the track is."""
-    rows = [("rank", "score", "source", "seen", "span", "best moment", "box", "")]
+    the calibrated match probability when known, `static` when the track is."""
+    rows = [("rank", "score", "source", "seen", "span", "best moment", "box", "p(match)", "")]
     rows += [(str(m.rank), f"{m.score:.4f}", origin(m), str(len(m.frames)), span(m.start, m.end),
-              format_time(m.moment.timestamp), ",".join(map(str, m.moment.box)), "static" if m.static else "")
+              format_time(m.moment.timestamp), ",".join(map(str, m.moment.box)),
+              "-" if m.probability is None else f"{m.probability:.3f}", "static" if m.static else "")
              for m in matches]
     return _table(rows)
 

@@ -81,10 +81,55 @@ def reliability(probabilities, labels, bins=10):
     return table, error / max(len(labels), 1)
 
 
+def held_out_pairs(queries, gallery, negatives=1, seed=0):
+    """`(texts, images, labels)`: each query's caption with an image of its person (label 1) and with `negatives`
+    images of other people drawn at random (label 0). `queries` has `caption` and `person_id` columns, `gallery`
+    `image` and `person_id` (a dataset split's `*_queries` and `*_gallery`)."""
+    rng = np.random.default_rng(seed)
+    people = np.asarray(gallery["person_id"])
+    texts, rows, labels = [], [], []
+    for caption, person in zip(queries["caption"], queries["person_id"]):
+        own, others = np.flatnonzero(people == person), np.flatnonzero(people != person)
+        if not len(own) or not len(others):
+            continue
+        chosen = [int(rng.choice(own))] + rng.choice(others, size=min(negatives, len(others)), replace=False).tolist()
+        texts += [caption] * len(chosen)
+        rows += chosen
+        labels += [1] + [0] * (len(chosen) - 1)
+    if not labels:
+        raise ValueError("no query has both an image of its person and of another person in the gallery")
+    return texts, [gallery[row]["image"] for row in rows], labels
+
+
+def reliability_diagram(before, after, path, bins=10):
+    """Save a reliability diagram of two `reliability` tables (the head's probability and the calibrated one): per
+    bin, the share of matches against the mean probability, the diagonal being perfect calibration. Returns `path`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="calibrated")
+    for table, label in ((before, "ITM head"), (after, "temperature-scaled")):
+        points = [(confidence, accuracy) for count, confidence, accuracy in table if count]
+        ax.plot(*zip(*points), marker="o", label=label)
+    ax.set_xlabel("mean predicted match probability (per bin)")
+    ax.set_ylabel("share of true matches")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
 @dataclass
 class Calibration:
     """A fitted temperature and how it was measured: `pairs` (held-out pairs fitted on, `matches` of them true),
-    `data` (what they were), expected calibration error before and after (10 bins)."""
+    `data` (what they were and where the errors were measured), expected calibration error before and after (10
+    bins)."""
 
     temperature: float = 1.0
     pairs: int = 0
@@ -95,13 +140,18 @@ class Calibration:
 
     @classmethod
     def fit(cls, margins, labels, data=""):
-        """Fit the temperature on held-out `margins` and `labels`; measures the ECE before and after."""
-        margins, labels = np.asarray(margins, np.float64), np.asarray(labels)
-        temperature = fit_temperature(margins, labels)
-        fitted = cls(temperature, len(labels), int(labels.sum()), data)
-        fitted.ece_before = reliability(1 / (1 + np.exp(-margins)), labels)[1]
-        fitted.ece_after = reliability(fitted.probability(margins), labels)[1]
-        return fitted
+        """Fit the temperature on held-out `margins` and `labels` (what `data` says they are)."""
+        labels = np.asarray(labels)
+        return cls(fit_temperature(margins, labels), len(labels), int(labels.sum()), data)
+
+    def measure(self, margins, labels):
+        """Set the expected calibration errors before (the head's probability) and after (this temperature) on
+        `margins` and `labels` (better other held-out pairs than those fitted on); returns the reliability tables
+        `(before, after)`."""
+        margins = np.asarray(margins, np.float64)
+        before, self.ece_before = reliability(1 / (1 + np.exp(-margins)), labels)
+        after, self.ece_after = reliability(self.probability(margins), labels)
+        return before, after
 
     def probability(self, margins):
         """Calibrated match probabilities of ITM margins (array or tensor, the same type back)."""

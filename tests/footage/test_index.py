@@ -2,7 +2,8 @@
 through the video) whose crops are stored with provenance and thumbnails, encoded as the retrieval engine encodes
 them; search of people (tracks, with their best moment) or crops by text, example image or both, with filters;
 incremental indexing (re-runs skip, new sources append, a crash loses only the batch in flight); bad sources are
-counted and leave the index as it was; the index refuses another model's features."""
+counted and leave the index as it was; the index refuses another model's features; calibrated match probabilities
+(the checkpoint's `calibration.json`), `min_probability` and standing queries (`watch`)."""
 
 import json
 import shutil
@@ -16,6 +17,7 @@ from PIL import Image
 from aptm import load_checkpoint
 from aptm.footage import FootageIndex, HOGPersonDetector, SourceError
 from aptm.retrieval import RetrievalEngine, min_max
+from aptm.retrieval.calibration import Calibration, itm_margins
 
 from helpers.footage import SceneDifference, overlap, pedestrian_video, save_tiny_checkpoint
 from helpers.images import person_image
@@ -260,3 +262,39 @@ def test_loaded_model_and_missing_or_empty_index(built, checkpoint, tmp_path):
         empty.search(text=TEXT)
     with pytest.raises(FileNotFoundError, match="missing.avi does not exist"):
         empty.add_sources([tmp_path / "missing.avi"], progress=False)
+
+
+def test_calibrated_probabilities_and_standing_queries(walk, checkpoint, tmp_path):
+    calibrated = tmp_path / "calibrated"
+    shutil.copytree(checkpoint, calibrated)
+    Calibration(temperature=0.5, pairs=10, matches=5, data="made up").save(calibrated)
+    index = FootageIndex(tmp_path / "watched", calibrated)
+    assert index.calibration.temperature == 0.5 and not FootageIndex(tmp_path / "plain", checkpoint).calibration.fitted
+    everyone = index.watch(TEXT, 0.0)
+    assert everyone.poll() == []
+    index.add_sources([walk.path], detector=SceneDifference(walk.scene), progress=False)
+    text_embeds, mask, _ = index.engine.encode_text_batch([TEXT])
+    expected = []  # per person, the best over their encoded crops of sigmoid(ITM margin / temperature)
+    for track in index.tracks:
+        embeds = index.gallery.image_embeds[track["crops"]]
+        margins = itm_margins(index.engine.model, text_embeds.expand(len(embeds), -1, -1),
+                              mask.expand(len(embeds), -1), embeds)
+        expected.append(float(torch.sigmoid(margins / 0.5).max()))
+    assert index.probabilities(TEXT, [0, 1, 2]) == pytest.approx(expected, abs=1e-5)
+    alerts = everyone.poll()
+    assert [a.track for a in alerts] == sorted(range(3), key=lambda i: -expected[i])
+    assert [a.probability for a in alerts] == pytest.approx(sorted(expected, reverse=True), abs=1e-5)
+    assert everyone.poll() == []  # each person is reported once
+    threshold = sorted(expected)[1]
+    found = index.search(text=TEXT, top=3, min_probability=threshold)
+    assert {m.track for m in found} == {i for i, p in enumerate(expected) if p >= threshold}
+    assert all(m.probability == pytest.approx(expected[m.track], abs=1e-5) for m in found)
+    assert all(m.probability is None for m in index.search(text=TEXT, top=3))
+    strict = index.watch(TEXT, threshold)
+    shutil.copy(walk.path, tmp_path / "again.avi")
+    index.add_sources([tmp_path / "again.avi"], detector=SceneDifference(walk.scene), progress=False)
+    assert sorted(a.track - 3 for a in strict.poll()) == sorted(i for i, p in enumerate(expected) if p >= threshold)
+    with pytest.raises(ValueError, match="min_probability needs a text"):
+        index.search(image=index.records[0]["thumbnail"], min_probability=0.5)
+    with pytest.raises(ValueError, match="probability must be in"):
+        index.watch(TEXT, 2)

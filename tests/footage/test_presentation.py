@@ -60,9 +60,11 @@ def test_people_table_and_captions():
     people = [person(1, 0.9, 2, 14, 5), person(2, 0.5, None, None, None, "/p/photo.jpg")]
     people[1].static = True
     rows = [line.split() for line in tracks_table(people).splitlines()]
-    assert rows[0] == ["rank", "score", "source", "seen", "span", "best", "moment", "box"]
-    assert rows[1] == ["1", "0.9000", "/v/street.avi", "13", "0:02.0-0:14.0", "0:05.0", "5,5,45,105"]
-    assert rows[2] == ["2", "0.5000", "/p/photo.jpg", "1", "-", "-", "5,5,45,105", "static"]
+    assert rows[0] == ["rank", "score", "source", "seen", "span", "best", "moment", "box", "p(match)"]
+    assert rows[1] == ["1", "0.9000", "/v/street.avi", "13", "0:02.0-0:14.0", "0:05.0", "5,5,45,105", "-"]
+    assert rows[2] == ["2", "0.5000", "/p/photo.jpg", "1", "-", "-", "5,5,45,105", "-", "static"]
+    people[0].probability = 0.25
+    assert tracks_table(people).splitlines()[1].split()[-1] == "0.250"
     assert [caption(p) for p in people] == ["0:02.0-0:14.0", "photo.jpg"] and span(61, 62.5) == "1:01.0-1:02.5"
     row = people[0].to_dict()
     assert (row["start"], row["end"], row["duration"], row["moment"]["timestamp"]) == (2, 14, 12, 5)

@@ -92,7 +92,7 @@ def test_index_and_search_generated_footage(checkpoint, tmp_path, capsys, monkey
     assert (tmp_path / "people.png").is_file() and (tmp_path / "people_timeline.png").is_file()
     table = search(["index", "--image", str(example), "--include-static", "--timeline", "when.png"])
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["rank", "score", "source", "seen", "span", "best", "moment", "box"]
+    assert lines[0].split() == ["rank", "score", "source", "seen", "span", "best", "moment", "box", "p(match)"]
     assert len(table) == 3 and [line.split()[3:5] for line in lines[1:]] == [["4", "0:00.0-0:03.0"]] * 3
     assert [line.endswith("static") for line in lines[1:]].count(True) == 1
     assert [m.static for m in table].count(True) == 1
@@ -112,6 +112,15 @@ def test_index_and_search_generated_footage(checkpoint, tmp_path, capsys, monkey
             search(["index", "a person in white", *window])
     with pytest.raises(ValueError, match=r"the time window ends \(1.0 s\) before it begins \(2.0 s\)"):
         search(["index", "a person in white", "--after", "2", "--before", "0:01"])
+    capsys.readouterr()
+    probable = search(["index", "a person in white", "--min-probability", "0", "--json", "--grid", "p.png"])
+    printed = json.loads(capsys.readouterr().out)
+    assert len(probable) == 2 and all(0 < row["probability"] < 1 for row in printed)
+    assert search(["index", "a person in white", "--min-probability", "1.01", "--grid", "none.png"]) == []
+    assert capsys.readouterr().out.strip() == "no person reaches --min-probability" and not (tmp_path / "none.png").exists()
+    with pytest.raises(SystemExit):
+        search(["index", "a person in white", "--min-probability", "0.5", "--crops"])
+    assert "--min-probability needs a text and ranks people" in capsys.readouterr().err
     with pytest.raises(ValueError, match="elsewhere.avi has no people"):
         search(["index", "a person in white", "--source", "elsewhere.avi"])
     with pytest.raises(SystemExit):
