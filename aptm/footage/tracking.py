@@ -69,12 +69,13 @@ class Track:
         """Time stamp (seconds) of the last sighting."""
         return self.crops[-1].timestamp
 
-    def predicted_box(self, frame):
-        """Where the box should be at `frame`: the last box moved at the velocity of the last two sightings."""
+    def predicted_box(self, frame, history=4):
+        """Where the box should be at `frame`: the last box moved at the mean velocity over the last `history`
+        sightings (several, so that a detector's jitter does not swing it)."""
         last = np.array(self.crops[-1].box, np.float64)
         if len(self.crops) < 2 or frame is None:
             return last
-        previous = self.crops[-2]
+        previous = self.crops[-min(history, len(self.crops))]
         velocity = (last - np.array(previous.box, np.float64)) / max(self.crops[-1].frame - previous.frame, 1)
         return last + velocity * (frame - self.crops[-1].frame)
 
