@@ -19,13 +19,14 @@ def tick_step(duration, most=8):
     return next((step for step in TICKS if duration / step <= most), TICKS[-1] * (int(duration / TICKS[-1] / most) + 1))
 
 
-def lanes_of(matches):
+def lanes_of(matches, label=0.0):
     """`(lane, match)` of matches of one video, sorted by start: a match takes the first lane free at its start, so
-    bars that overlap in time never share a lane. Returns the pairs and the number of lanes."""
+    bars (each followed by its label, `label` seconds wide) never overlap in a lane. Returns the pairs and the number
+    of lanes."""
     ends, placed = [], []
     for match in sorted(matches, key=lambda m: (m.start, m.rank)):
         lane = next((i for i, end in enumerate(ends) if end < match.start), len(ends))
-        ends[lane : lane + 1] = [match.end + 1e-9]
+        ends[lane : lane + 1] = [match.end + label + 1e-9]
         placed.append((lane, match))
     return placed, len(ends)
 
@@ -50,11 +51,12 @@ def timeline_image(matches, query, width=900, lane_height=18, durations=None):
     """
     timed = [m for m in matches if m.start is not None]
     font = ImageFont.load_default()
-    margin, line, axis = 12, 16, 24
+    margin, line, axis, label = 12, 16, 24, 64
     bands = []
     for source in dict.fromkeys(m.source for m in timed):
-        placed, count = lanes_of([m for m in timed if m.source == source])
-        duration = max((durations or {}).get(source) or 0, max(m.end for _, m in placed)) or 1.0
+        mine = [m for m in timed if m.source == source]
+        duration = max((durations or {}).get(source) or 0, max(m.end for m in mine)) or 1.0
+        placed, count = lanes_of(mine, label * duration / (width - 2 * margin))
         bands.append((source, duration, placed, count))
     height = margin + 2 * line + sum(line + count * lane_height + axis for _, _, _, count in bands) + margin
     canvas = Image.new("RGB", (width, height), WHITE)

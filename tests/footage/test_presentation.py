@@ -76,6 +76,8 @@ def test_timeline_lanes_and_ticks():
     people = [person(1, 0.9, 2, 14, 5), person(2, 0.8, 10, 20, 12), person(3, 0.7, 15, 30, 20), person(4, 0.1, 0, 1, 0)]
     placed, lanes = lanes_of(people)
     assert lanes == 2 and [(lane, m.rank) for lane, m in placed] == [(0, 4), (0, 1), (1, 2), (0, 3)]
+    placed, lanes = lanes_of(people, label=2)  # each bar followed by a label 2 s wide
+    assert lanes == 3 and [(lane, m.rank) for lane, m in placed] == [(0, 4), (1, 1), (0, 2), (2, 3)]
     assert [tick_step(d) for d in (5, 30, 80, 100, 600, 5000)] == [1, 5, 10, 15, 120, 900]
 
 
