@@ -36,11 +36,11 @@ outputs.itm_logits.softmax(-1)[:, 1]   # matching probability of each (text, ima
 LOCAL_REPO = "path/to/this/folder"
 LIBRARY = Path(__file__).resolve().parent
 # The package's modules a Hub artefact runs, as (path in the artefact folder, path in this package): standalone modules
-# (numpy, Pillow, tqdm, OpenCV and each other), copied as files because a folder on the Hub, in a zip or on Windows
-# carries no links. The Space keeps the package's layout under `aptm_parts/`, so the modules' relative imports hold.
+# (numpy, torch, Pillow, tqdm, OpenCV and each other), copied as files because a folder on the Hub, in a zip or on
+# Windows carries no links. The Space keeps the package's layout under `aptm_parts/`, so the modules' relative imports hold.
 SPACE_LIBRARY_FILES = tuple((f"aptm_parts/{name}", name) for name in (
     "images.py", "footage/crops.py", "footage/detection.py", "footage/labels.py", "footage/ranking.py",
-    "footage/sources.py"))
+    "footage/sources.py", "footage/timeline.py", "footage/tracking.py"))
 METRIC_LIBRARY_FILES = (("aptm_metrics.py", "metrics.py"),)
 TAGS = ["aptm", "text-based-person-retrieval", "pedestrian-attribute-recognition", "person-search", "custom_code"]
 RETRIEVAL_METRICS = {"R@1": "recall@1", "R@5": "recall@5", "R@10": "recall@10", "mAP": "map", "mINP": "minp"}

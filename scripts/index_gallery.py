@@ -1,7 +1,8 @@
 """Index folders (recursively), zip/tar archives, photos and videos of people for search: person crops are indexed
-as they are, wide images and every Nth video frame go through a person detector, and each crop is stored with its
-provenance (file, archive member, frame, time stamp, box) and a thumbnail. Re-running adds only what is new; a crash
-loses at most the batch in flight.
+as they are, wide images and every Nth video frame go through a person detector, the people of a video are followed
+from frame to frame into tracks (one per person; static ones flagged), and a few crops of each track are encoded and
+stored with their provenance (file, archive member, frame, time stamp, box) and a thumbnail. Re-running adds only
+what is new; a crash loses at most the batch in flight.
 
     python scripts/index_gallery.py my_videos/ photos.zip --model outputs/quickstart/checkpoint --out outputs/footage
     python scripts/index_gallery.py more_videos/ --out outputs/footage --frame-step 5
@@ -30,6 +31,7 @@ def main(argv=None):
     parser.add_argument("--min-width", type=int, default=24, help="smallest person crop width, pixels")
     parser.add_argument("--min-height", type=int, default=64, help="smallest person crop height, pixels")
     parser.add_argument("--max-pixels", type=int, help="skip larger images (default: Pillow's limit, about 89 million)")
+    parser.add_argument("--crops-per-track", type=int, default=3, help="crops of each person encoded and stored")
     parser.add_argument("--batch-size", type=int, default=32, help="crops encoded and written at once")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
@@ -41,9 +43,10 @@ def main(argv=None):
     with logging_redirect_tqdm():
         report = index.add_sources(args.sources, detector=detector, frame_step=args.frame_step,
                                    crop_aspect=args.crop_aspect, max_pixels=args.max_pixels,
-                                   progress=not args.no_progress)
+                                   crops_per_track=args.crops_per_track, progress=not args.no_progress)
     print(report.summary())
-    print(f"{args.out}: {len(index)} crops")
+    static = sum(track["static"] for track in index.tracks)
+    print(f"{args.out}: {len(index)} tracks ({static} static), {len(index.records)} crops")
     return report
 
 

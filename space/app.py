@@ -23,7 +23,10 @@ refused before decoding); nothing is extracted; each problem is reported and the
 
 Footage: an uploaded video (at most 20 MB, frames of at most `MAX_IMAGE_PIXELS` pixels) is read every Nth frame, at
 most `MAX_VIDEO_FRAMES` sampled frames (the rest of a longer video is left out, and the message says so); people are
-found with OpenCV's HOG detector, cropped (at most `MAX_VIDEO_CROPS`) and encoded. The videos indexed stay in the
+found with OpenCV's HOG detector (at most `MAX_VIDEO_CROPS` sightings), followed from frame to frame into tracks (one
+per person; static ones, such as a parked van, are left out of results) and a few crops of each are encoded, as
+`aptm.footage.FootageIndex` does. A search shows one card per person (their best-matching moment and time span) and
+a timeline of when they appear. The videos indexed stay in the
 session that indexed them (gradio's per-user state, at most `MAX_SESSION_VIDEOS`, the oldest dropped) and can be
 chosen again there; no index is read from disk (an index built by `scripts/index_gallery.py` is searched with
 `scripts/search.py` or `aptm.footage.FootageIndex`).
@@ -32,6 +35,7 @@ chosen again there; no index is read from disk (an index built by `scripts/index
 import os
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import gradio as gr
 from datasets import load_dataset
@@ -40,9 +44,11 @@ from transformers import pipeline
 
 from aptm_parts.footage.crops import people_in
 from aptm_parts.footage.detection import HOGPersonDetector
-from aptm_parts.footage.labels import caption
-from aptm_parts.footage.ranking import rank_crops
+from aptm_parts.footage.labels import span
+from aptm_parts.footage.ranking import gallery_rows, rank_tracks, track_gallery
 from aptm_parts.footage.sources import SkipLog, SourceReader
+from aptm_parts.footage.timeline import timeline_image
+from aptm_parts.footage.tracking import Tracker
 from aptm_parts.images import ARCHIVE_SUFFIXES, IMAGE_SUFFIXES, VIDEO_SUFFIXES, SourceError, kind_of
 
 MAX_QUERY_CHARS = 300
@@ -56,6 +62,7 @@ MAX_VIDEO_FRAMES = 60
 MAX_VIDEO_CROPS = 300
 MAX_SESSION_VIDEOS = 4
 THUMBNAIL_SIZE = 256
+CROPS_PER_TRACK = 3  # as `FootageIndex.add_sources`
 VIDEO_NOTES = {"truncated video": "the video stops before its announced end: only its start was indexed",
                "video longer than the limit": "the video is longer than the limit: only its first {frames} sampled "
                                               "frames were read"}
@@ -137,9 +144,10 @@ class Demo:
         return self.search(query, top, False, state["gallery"], state["images"], state["names"])
 
     def index_video(self, video, frame_step, videos):
-        """Find, crop and encode the people of an uploaded video, one frame in `frame_step`. Returns the session's
-        videos (`videos`, a new dict: name -> encoded crops, thumbnails and captions, with this one added last), a
-        message, and the choice of videos with this one chosen."""
+        """Find and follow the people of an uploaded video, one frame in `frame_step`, and encode a few crops of each.
+        Returns the session's videos (`videos`, a new dict: name -> encoded crops and tracks, the crops' thumbnails
+        and times, the tracks' spans, with this one added last), a message, and the choice of videos with this one
+        chosen."""
         if not video:
             raise gr.Error("Upload a video.")
         path = Path(video if isinstance(video, str) else video.name)
@@ -147,45 +155,70 @@ class Demo:
             raise gr.Error(f"{path.name} is not a video (allowed: {', '.join(VIDEO_SUFFIXES)}).")
         reader = SourceReader(frame_step=int(frame_step), max_pixels=MAX_IMAGE_PIXELS, max_frames=MAX_VIDEO_FRAMES,
                               progress=False)
-        skips, crops, frames = SkipLog(), [], 0
+        skips, tracker, tracks, frames, found, kept = SkipLog(), Tracker(), [], 0, 0, 0
         try:
             detector = HOGPersonDetector()
             for picture in reader.read(path, set(), skips):
                 frames += 1
-                crops += people_in(picture, detector)
+                crops = people_in(picture, detector)
+                found += len(crops)
+                crops = crops[: max(0, MAX_VIDEO_CROPS - kept)]
+                kept += len(crops)
+                tracks += tracker.update(crops)
         except SourceError as error:
             raise gr.Error(f"{path.name}: {error.reason}" + (f" ({error.detail})." if error.detail else "."))
         except ImportError as error:  # OpenCV missing or 5.x
             raise gr.Error(f"Videos cannot be read here: {error}")
-        if not crops:
+        tracks += tracker.finish()
+        if not found:
             raise gr.Error(f"No person was found in the {frames} frames read from {path.name} (one in "
                            f"{int(frame_step)}). Try a smaller frame step, or a video where people look larger.")
         notes = [VIDEO_NOTES.get(reason, reason).format(frames=MAX_VIDEO_FRAMES) for reason in skips.counts]
-        if len(crops) > MAX_VIDEO_CROPS:
-            notes.append(f"only the first {MAX_VIDEO_CROPS} of {len(crops)} people found are indexed")
-            crops = crops[:MAX_VIDEO_CROPS]
-        encoded = {"gallery": self.search_pipeline.encode_gallery([crop.image for crop in crops]),
+        if found > kept:
+            notes.append(f"only the first {kept} of {found} sightings of people are indexed")
+        crops, rows, best, static = [], [], [], []
+        for track in tracks:
+            static.append(track.is_static())
+            chosen = track.chosen(1 if static[-1] else CROPS_PER_TRACK)
+            rows.append(list(range(len(crops), len(crops) + len(chosen))))
+            best.append(rows[-1][chosen.index(track.best())])
+            crops += [track.crops[index] for index in chosen]
+        gallery = self.search_pipeline.encode_gallery([crop.image for crop in crops])
+        encoded = {"gallery": gallery, "tracks": track_gallery(gallery, rows, best), "crops": rows, "static": static,
+                   "spans": [(track.start, track.end) for track in tracks],
                    "thumbnails": [crop.thumbnail(THUMBNAIL_SIZE) for crop in crops],
-                   "captions": [caption(crop) for crop in crops]}
-        kept = [(name, value) for name, value in (videos or {}).items() if name != path.name]
-        videos = dict(kept[max(0, len(kept) - MAX_SESSION_VIDEOS + 1):] + [(path.name, encoded)])
-        message = f"Indexed {len(crops)} people in {frames} frames of {path.name} (one frame in {int(frame_step)})."
+                   "times": [crop.timestamp for crop in crops]}
+        kept_videos = [(name, value) for name, value in (videos or {}).items() if name != path.name]
+        videos = dict(kept_videos[max(0, len(kept_videos) - MAX_SESSION_VIDEOS + 1):] + [(path.name, encoded)])
+        message = (f"Indexed {len(tracks)} people ({sum(static)} static, left out of results; {kept} sightings) in "
+                   f"{frames} frames of {path.name} (one frame in {int(frame_step)}).")
         message += "".join(f" Note: {note}." for note in notes)
         return videos, message, gr.Dropdown(choices=list(videos), value=path.name)
 
     def search_footage(self, query, example, image_weight, top, choice, videos):
-        """Ranked crops `(thumbnail, caption)` of the video `choice` of this session for a description, an example
-        image of the person, or both (`(1 - image_weight) x text + image_weight x image`, as `aptm.footage`)."""
+        """One card `(thumbnail of the best-matching moment, caption)` per person of the video `choice` of this
+        session for a description, an example image of the person, or both (`(1 - image_weight) x text +
+        image_weight x image`, as `aptm.footage`), best first, and the timeline of when they appear."""
         if not videos or choice not in videos:
             raise gr.Error("Index a video first, or choose one indexed in this session.")
         query = checked_query(query, required=example is None)
         video = videos[choice]
+        moving = [number for number, static in enumerate(video["static"]) if not static]
+        if not moving:
+            raise gr.Error(f"Every person found in {choice} stands still (static tracks are left out).")
         search = self.remote.TextPersonSearch(self.search_pipeline.model, self.search_pipeline.processor,
                                               progress=False)
-        indices, scores = rank_crops(search, video["gallery"], query or None,
-                                     None if example is None else example.convert("RGB"), int(top), float(image_weight))
-        return [(video["thumbnails"][i], f"#{rank + 1} {video['captions'][i]} score {score:.3f}")
-                for rank, (i, score) in enumerate(zip(indices, scores))]
+        found = rank_tracks(search, gallery_rows(video["tracks"], moving), video["gallery"],
+                            [video["crops"][number] for number in moving],
+                            query or None, None if example is None else example.convert("RGB"), int(top),
+                            float(image_weight))
+        cards, people = [], []
+        for rank, (index, score, moment, _) in enumerate(found):
+            start, end = video["spans"][moving[index]]
+            cards.append((video["thumbnails"][moment], f"#{rank + 1} {span(start, end)} score {score:.3f}"))
+            people.append(SimpleNamespace(rank=rank + 1, score=score, source=choice, start=start, end=end,
+                                          moment=SimpleNamespace(timestamp=video["times"][moment])))
+        return cards, timeline_image(people, query or "the example image")
 
 
 def upload_problem(name, reason, detail):
@@ -237,7 +270,8 @@ def build_demo(demo):
             own_button.click(demo.search_uploads, [own_query, own_top, state], own_results, api_name="search_uploads")
         with gr.Tab("Footage"):
             gr.Markdown(f"Upload a short video (at most 20 MB; {MAX_VIDEO_FRAMES} frames are read at most): people are "
-                        "found every Nth frame and indexed with their time stamps. Search them by a description, an "
+                        "found every Nth frame and followed from frame to frame, one result per person with their "
+                        "time span. Search them by a description, an "
                         "example image of the person (click a result to use it), or both. Videos indexed stay in "
                         "this session only.")
             with gr.Row():
@@ -260,13 +294,15 @@ def build_demo(demo):
                 example = gr.Image(type="pil", label="example image of the person (optional; or click a result)",
                                    height=220, elem_id="footage-example")
             footage_button = gr.Button("Search the video", variant="primary", elem_id="search-footage")
-            footage_results = gr.Gallery(label="ranked people: time stamp, frame, score", columns=6, height=480,
-                                         object_fit="contain", type="pil", elem_id="footage-results")
+            footage_results = gr.Gallery(label="people found: best moment, time span, score", columns=6,
+                                         height=480, object_fit="contain", type="pil", elem_id="footage-results")
+            footage_timeline = gr.Image(label="when they appear (best moment: black tick)", type="pil",
+                                        interactive=False, elem_id="footage-timeline")
             video_button.click(demo.index_video, [video, frame_step, videos], [videos, video_status, choice],
                                api_name="index_video")
             footage_button.click(demo.search_footage,
-                                 [footage_query, example, image_weight, footage_top, choice, videos], footage_results,
-                                 api_name="search_footage")
+                                 [footage_query, example, image_weight, footage_top, choice, videos],
+                                 [footage_results, footage_timeline], api_name="search_footage")
             footage_results.select(example_from_results, footage_results, example, api_name=False)
     return app
 

@@ -1,7 +1,9 @@
-"""The footage index: a generated video, a wide photo and person crops become crops with provenance and thumbnails,
-encoded as the retrieval engine encodes them; search by text, example image or both; incremental indexing (re-runs
-skip, new sources append, a crash loses only the batch in flight); bad sources are counted and leave the index as it
-was; the index refuses another model's features."""
+"""The footage index: a generated video, a wide photo and person crops become tracks (one per person, followed
+through the video) whose crops are stored with provenance and thumbnails, encoded as the retrieval engine encodes
+them; search of people (tracks, with their best moment) or crops by text, example image or both, with filters;
+incremental indexing (re-runs skip, new sources append, a crash loses only the batch in flight); bad sources are
+counted and leave the index as it was; the index refuses another model's features; calibrated match probabilities
+(the checkpoint's `calibration.json`), `min_probability` and standing queries (`watch`)."""
 
 import json
 import shutil
@@ -15,6 +17,7 @@ from PIL import Image
 from aptm import load_checkpoint
 from aptm.footage import FootageIndex, HOGPersonDetector, SourceError
 from aptm.retrieval import RetrievalEngine, min_max
+from aptm.retrieval.calibration import Calibration, itm_margins
 
 from helpers.footage import SceneDifference, overlap, pedestrian_video, save_tiny_checkpoint
 from helpers.images import person_image
@@ -65,8 +68,9 @@ def test_generated_people_are_found_with_provenance(built, walk, sources):
             assert max(overlap(box, truth) for box in found) > 0.25
     street = [r for r in index.records if r["source"].endswith("street.png")]
     assert len(street) == 3 and all(r["frame"] is None and r["detection_score"] > 0.5 for r in street)
-    assert (report.files, report.pictures, report.crops, report.pictures_without_people) == (4, 6, 2 + 9 + 3, 0)
-    assert len(index) == 14 and not report.skipped
+    assert (report.files, report.pictures, report.detections, report.pictures_without_people) == (4, 6, 2 + 9 + 3, 0)
+    assert (report.tracks, report.static_tracks, report.crops) == (2 + 3 + 3, 0, 2 + 9 + 3)
+    assert len(index) == 8 and len(index.records) == 14 and not report.skipped
 
 
 def test_person_crops_are_indexed_as_they_are(built, sources):
@@ -96,7 +100,7 @@ def test_stored_features_are_the_engines_features_of_the_crops_at_their_boxes(bu
     torch.testing.assert_close(index.gallery.image_features, expected.image_features, atol=1e-5, rtol=0)
     torch.testing.assert_close(index.gallery.image_embeds, expected.image_embeds, atol=1e-5, rtol=0)
     reference = engine.search([TEXT], expected, top=5)[0]
-    matches = index.search(text=TEXT, top=5)
+    matches = index.search_crops(text=TEXT, top=5)
     assert [m.rank for m in matches] == [1, 2, 3, 4, 5]
     assert [provenance_of(m) for m in matches] == [provenance(index)[i] for i in reference.indices]
     assert [m.score for m in matches] == pytest.approx(reference.scores, abs=1e-5)
@@ -109,14 +113,19 @@ def provenance_of(match):
 def test_query_by_example_ranks_the_same_person_first(walk, checkpoint, tmp_path):
     # a plug-in detector with boxes that fit the figures, so that crops of one person differ only by the street
     index = FootageIndex(tmp_path / "fitted", checkpoint)
-    report = index.add_sources([walk.path], detector=SceneDifference(walk.scene), frame_step=5, progress=False)
-    assert report.crops == 18
-    assert [r["box"] for r in index.records[:3]] == [list(box) for box in walk.boxes[0]]
+    report = index.add_sources([walk.path], detector=SceneDifference(walk.scene), frame_step=5, crops_per_track=6,
+                               progress=False)
+    assert (report.tracks, report.crops) == (3, 18)
+    assert [r["box"] for r in index.records[::6]] == [list(box) for box in walk.boxes[0]]
     for person in range(3):  # each person, by their crop in the first frame: their 6 crops come first
-        matches = index.search(image=index.records[person]["thumbnail"], top=6)
+        example = index.records[6 * person]["thumbnail"]
+        matches = index.search_crops(image=example, top=6)
         assert [tuple(m.box) == walk.boxes[m.frame][person] for m in matches] == [True] * 6
-        assert sorted(m.frame for m in matches) == [0, 5, 10, 15, 20, 25]
+        assert sorted(m.frame for m in matches) == [0, 5, 10, 15, 20, 25] and {m.track for m in matches} == {person}
         assert [m.score for m in matches] == sorted([m.score for m in matches], reverse=True)
+        people = index.search(image=example, top=3)  # one result per person, theirs first, at their closest moment
+        assert [m.track for m in people][0] == person and sorted(m.track for m in people) == [0, 1, 2]
+        assert (people[0].moment.frame, people[0].moment.score) == (matches[0].frame, pytest.approx(matches[0].score))
 
 
 def test_text_and_example_combined(built):
@@ -127,7 +136,7 @@ def test_text_and_example_combined(built):
     text = index.engine.score_matrix([TEXT], index.gallery)[0]
     for weight in (0.0, 0.3, 1.0):
         expected = (1 - weight) * min_max(text) + weight * min_max(cosine)
-        matches = index.search(text=TEXT, image=example, top=len(index), image_weight=weight)
+        matches = index.search_crops(text=TEXT, image=example, top=len(index.records), image_weight=weight)
         assert [m.score for m in matches] == pytest.approx(expected.sort(descending=True).values.tolist(), abs=1e-6)
     with pytest.raises(ValueError, match=r"image_weight must be in \[0, 1\], got 2"):
         index.search(text=TEXT, image=example, image_weight=2)
@@ -146,14 +155,16 @@ def test_search_within_one_source(built, walk, sources):
     index, _ = built
     photos = sorted(str(path.resolve()) for path in sources[1].iterdir())
     assert index.sources == [str(walk.path.resolve()), *photos]
-    video = index.search(text=TEXT, top=20, source=walk.path)
+    video = index.search_crops(text=TEXT, top=20, source=walk.path)
     assert len(video) == 9 and {m.source for m in video} == {str(walk.path)}
     engine = index.engine.search([TEXT], type(index.gallery)(index.gallery.image_features[:9],
                                                              index.gallery.image_embeds[:9]), top=9)[0]
     assert [m.score for m in video] == pytest.approx(engine.scores, abs=1e-6)
+    people = index.search(text=TEXT, top=20, source=walk.path)
+    assert sorted(m.track for m in people) == [0, 1, 2] and {m.source for m in people} == {str(walk.path)}
     street = index.search(image=video[0].thumbnail, top=20, source=photos[-1])
-    assert [m.source for m in street] == [photos[-1]] * 3
-    with pytest.raises(ValueError, match="elsewhere.avi has no crops in"):
+    assert [(m.source, m.start, len(m.frames)) for m in street] == [(photos[-1], None, 1)] * 3
+    with pytest.raises(ValueError, match="elsewhere.avi has no people in"):
         index.search(text=TEXT, source="elsewhere.avi")
 
 
@@ -164,38 +175,42 @@ def test_reindexing_skips_and_new_sources_append(built, sources, checkpoint, tmp
     reopened = FootageIndex(folder)  # the model recorded in the index
     shards = sorted(p.name for p in (folder / "shards").iterdir())
     report = reopened.add_sources(sources, progress=False)
-    assert (report.already_indexed, report.pictures, report.crops) == (4, 0, 0)
+    assert (report.already_indexed, report.pictures, report.tracks, report.crops) == (4, 0, 0, 0)
     assert sorted(p.name for p in (folder / "shards").iterdir()) == shards
     extra = tmp_path / "extra.png"
     person_image(5).save(extra)
     report = reopened.add_sources([extra, *sources], progress=False)
-    assert (report.already_indexed, report.crops) == (4, 1)
-    assert provenance(reopened)[: len(index)] == provenance(index)
+    assert (report.already_indexed, report.tracks, report.crops) == (4, 1, 1)
+    assert provenance(reopened)[: len(index.records)] == provenance(index)
     assert reopened.records[-1]["source"] == str(extra)
 
 
 def test_a_crash_loses_only_the_batch_in_flight(walk, checkpoint, tmp_path, monkeypatch):
+    videos = [walk.path, tmp_path / "again.avi"]
+    shutil.copy(walk.path, videos[1])
     clean = FootageIndex(tmp_path / "clean", checkpoint, batch_size=2)
-    clean.add_sources([walk.path], detector=SceneDifference(walk.scene), progress=False)
+    clean.add_sources(videos, detector=SceneDifference(walk.scene), progress=False)
     write, calls = FootageIndex._write, []
 
-    def crash_on_second_batch(self, batch):
-        calls.append(len(batch.crops))
+    def crash_on_second_batch(self, batch, thumbnail_size):
+        calls.append(batch.crops)
         if len(calls) == 2:
             (self.folder / "shards" / ".partial-1-000001").mkdir()  # what a killed process leaves
             raise KeyboardInterrupt
-        write(self, batch)
+        write(self, batch, thumbnail_size)
 
     monkeypatch.setattr(FootageIndex, "_write", crash_on_second_batch)
     crashed = FootageIndex(tmp_path / "crashed", checkpoint, batch_size=2)
     with pytest.raises(KeyboardInterrupt):
-        crashed.add_sources([walk.path], detector=SceneDifference(walk.scene), progress=False)
+        crashed.add_sources(videos, detector=SceneDifference(walk.scene), progress=False)
     monkeypatch.setattr(FootageIndex, "_write", write)
     resumed = FootageIndex(tmp_path / "crashed")
-    assert [r["frame"] for r in resumed.records] == [0, 0, 0]  # the first batch, the first frame's people
+    # the first batch: the first video's three people, written once they ended with the video
+    assert [(r["track"], r["frame"]) for r in resumed.records] == [(t, f) for t in range(3) for f in (0, 10, 20)]
+    assert resumed.sources == [str(walk.path)]
     assert not list((tmp_path / "crashed" / "shards").glob(".partial-*"))
-    report = resumed.add_sources([walk.path], detector=SceneDifference(walk.scene), progress=False)
-    assert (report.pictures, report.crops) == (2, 6)
+    report = resumed.add_sources(videos, detector=SceneDifference(walk.scene), progress=False)
+    assert (report.already_indexed, report.pictures, report.tracks, report.crops) == (1, 3, 3, 9)
     assert provenance(resumed) == provenance(clean)
     torch.testing.assert_close(resumed.gallery.image_features, clean.gallery.image_features)
 
@@ -217,8 +232,8 @@ def test_bad_sources_are_counted_and_leave_the_index_as_it_was(built, walk, tmp_
                                     "unreadable image": 1}
     assert report.pictures_without_people == 2  # the empty street's frames 0 and 10
     assert report.pictures == 2 + 2  # and the cut video's frames 0 and 10
-    assert provenance(reopened)[: len(index)] == provenance(index)
-    assert len(reopened) == len(index) + report.crops
+    assert provenance(reopened)[: len(index.records)] == provenance(index)
+    assert len(reopened.records) == len(index.records) + report.crops
     # files that could not be read are not marked indexed: they are reported again; the rest are skipped
     again = reopened.add_sources([bad], detector=HOGPersonDetector(upscale=1.0), progress=False)
     assert (again.already_indexed, dict(again.skipped)) == (2, {"unreadable video": 1, "not an image, video or archive": 1,
@@ -242,8 +257,44 @@ def test_loaded_model_and_missing_or_empty_index(built, checkpoint, tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere is not a footage index"):
         FootageIndex(tmp_path / "nowhere")
     empty = FootageIndex(tmp_path / "empty", model, processor)
-    assert json.loads((tmp_path / "empty" / "footage.json").read_text())["format"] == 1
-    with pytest.raises(ValueError, match="holds no crops yet"):
+    assert json.loads((tmp_path / "empty" / "footage.json").read_text())["format"] == 2
+    with pytest.raises(ValueError, match="holds no people yet"):
         empty.search(text=TEXT)
     with pytest.raises(FileNotFoundError, match="missing.avi does not exist"):
         empty.add_sources([tmp_path / "missing.avi"], progress=False)
+
+
+def test_calibrated_probabilities_and_standing_queries(walk, checkpoint, tmp_path):
+    calibrated = tmp_path / "calibrated"
+    shutil.copytree(checkpoint, calibrated)
+    Calibration(temperature=0.5, pairs=10, matches=5, data="made up").save(calibrated)
+    index = FootageIndex(tmp_path / "watched", calibrated)
+    assert index.calibration.temperature == 0.5 and not FootageIndex(tmp_path / "plain", checkpoint).calibration.fitted
+    everyone = index.watch(TEXT, 0.0)
+    assert everyone.poll() == []
+    index.add_sources([walk.path], detector=SceneDifference(walk.scene), progress=False)
+    text_embeds, mask, _ = index.engine.encode_text_batch([TEXT])
+    expected = []  # per person, the best over their encoded crops of sigmoid(ITM margin / temperature)
+    for track in index.tracks:
+        embeds = index.gallery.image_embeds[track["crops"]]
+        margins = itm_margins(index.engine.model, text_embeds.expand(len(embeds), -1, -1),
+                              mask.expand(len(embeds), -1), embeds)
+        expected.append(float(torch.sigmoid(margins / 0.5).max()))
+    assert index.probabilities(TEXT, [0, 1, 2]) == pytest.approx(expected, abs=1e-5)
+    alerts = everyone.poll()
+    assert [a.track for a in alerts] == sorted(range(3), key=lambda i: -expected[i])
+    assert [a.probability for a in alerts] == pytest.approx(sorted(expected, reverse=True), abs=1e-5)
+    assert everyone.poll() == []  # each person is reported once
+    threshold = sorted(expected)[1]
+    found = index.search(text=TEXT, top=3, min_probability=threshold)
+    assert {m.track for m in found} == {i for i, p in enumerate(expected) if p >= threshold}
+    assert all(m.probability == pytest.approx(expected[m.track], abs=1e-5) for m in found)
+    assert all(m.probability is None for m in index.search(text=TEXT, top=3))
+    strict = index.watch(TEXT, threshold)
+    shutil.copy(walk.path, tmp_path / "again.avi")
+    index.add_sources([tmp_path / "again.avi"], detector=SceneDifference(walk.scene), progress=False)
+    assert sorted(a.track - 3 for a in strict.poll()) == sorted(i for i, p in enumerate(expected) if p >= threshold)
+    with pytest.raises(ValueError, match="min_probability needs a text"):
+        index.search(image=index.records[0]["thumbnail"], min_probability=0.5)
+    with pytest.raises(ValueError, match="probability must be in"):
+        index.watch(TEXT, 2)

@@ -67,10 +67,11 @@ def street_scene(width=640, height=360, seed=0):
 CLOTHES = (("white", "white"), ("black", "black"), ("red", "blue"))  # far apart, even for a random model's features
 
 
-def pedestrian_video(path, people=3, frames=30, fps=10, speed=2, seed=7):
-    """Write an MJPG AVI of up to three procedural pedestrians (in `CLOTHES`' colours, trousers) walking right across
-    a street scene. Returns `(identities, boxes, scene)`: `boxes[frame][person]` is `(left, top, right, bottom)`,
-    `scene` the empty street."""
+def pedestrian_video(path, people=3, frames=30, fps=10, speed=2, seed=7, paths=None):
+    """Write an MJPG AVI of up to three procedural pedestrians (in `CLOTHES`' colours, trousers) walking across a
+    street scene: by default all right at `speed` pixels a frame, side by side; `paths` gives each person's
+    `(left, top, pixels per frame)` instead (0: standing still; later people are drawn in front). Returns
+    `(identities, boxes, scene)`: `boxes[frame][person]` is `(left, top, right, bottom)`, `scene` the empty street."""
     import cv2
 
     rng = np.random.default_rng(seed)
@@ -84,7 +85,8 @@ def pedestrian_video(path, people=3, frames=30, fps=10, speed=2, seed=7):
         picture = Image.fromarray(scene)
         frame_boxes = []
         for k, (figure, mask) in enumerate(cutouts):
-            left, top = 60 + 210 * k + speed * frame, 100
+            start, top, step = paths[k] if paths else (60 + 210 * k, 100, speed)
+            left = start + step * frame
             picture.paste(figure, (left, top), mask)
             frame_boxes.append((left, top, left + figure.width, top + figure.height))
         writer.write(np.asarray(picture)[:, :, ::-1].copy())

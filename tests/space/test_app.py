@@ -214,14 +214,17 @@ def test_footage_is_indexed_and_searched_as_the_package_does(space, tmp_path):
     url, root, _, _, _ = space
     pedestrian_video(tmp_path / "walk.avi")
     index = FootageIndex(tmp_path / "index", root / "checkpoint")
-    index.add_sources([tmp_path / "walk.avi"], frame_step=10, progress=False)
+    report = index.add_sources([tmp_path / "walk.avi"], frame_step=10, progress=False)
     client = gradio_client.Client(url, verbose=False)
     message, choice = client.predict(gradio_client.handle_file(str(tmp_path / "walk.avi")), 10, api_name="/index_video")
-    assert message == f"Indexed {len(index)} people in 3 frames of walk.avi (one frame in 10)."
+    assert message == (f"Indexed {len(index)} people (0 static, left out of results; {report.detections} sightings) "
+                       "in 3 frames of walk.avi (one frame in 10).")
     assert choice["value"] == "walk.avi"  # the choice of videos now holds it
-    results = client.predict("a woman in a white coat", None, 0.5, 4, "walk.avi", api_name="/search_footage")
+    results, timeline = client.predict("a woman in a white coat", None, 0.5, 4, "walk.avi",
+                                       api_name="/search_footage")
     matches = index.search(text="a woman in a white coat", top=4)
     assert [r["caption"] for r in results] == [f"#{m.rank} {caption(m)} score {m.score:.3f}" for m in matches]
+    assert Image.open(timeline).width == 900  # the timeline of the people found
     (tmp_path / "junk.mp4").write_text("not a video")
     with pytest.raises(Exception, match="junk.mp4: unreadable video"):
         client.predict(gradio_client.handle_file(str(tmp_path / "junk.mp4")), 10, api_name="/index_video")
@@ -287,15 +290,17 @@ def test_a_browser_searches_a_video(space, tmp_path):
         browser.evaluate("document.querySelector('#index-video').click()")
         message = browser.wait_for("document.querySelector('#video-status').textContent.includes('Indexed') && "
                                    "document.querySelector('#video-status').textContent.trim()", timeout=180)
-        assert message == "Indexed 9 people in 3 frames of walk.avi (one frame in 10)."
+        assert message == "Indexed 3 people (0 static, left out of results; 9 sightings) in 3 frames of walk.avi (one " \
+                          "frame in 10)."
         browser.evaluate("""(() => { const box = document.querySelector('#footage-query textarea');
             box.value = 'a man in a red shirt and blue trousers';
             box.dispatchEvent(new Event('input', {bubbles: true})); })()""")
         browser.evaluate("document.querySelector('#search-footage').click()")
         count = browser.wait_for("document.querySelectorAll('#footage-results img').length", timeout=120)
-        assert count == 8  # the slider's default number of results
+        assert count == 3  # one card per person (fewer than the slider's default of 8)
         captions = browser.evaluate("document.querySelector('#footage-results').textContent")
-        assert re.search(r"#1 0:0[012]\.0 f[12]?0 score \d\.\d{3}", captions)  # time stamp, frame and score shown
+        assert re.search(r"#1 0:00\.0-0:02\.0 score \d\.\d{3}", captions)  # time span and score shown
+        browser.wait_for("document.querySelector('#footage-timeline img') !== null")  # and the timeline
         browser.evaluate("document.querySelector('#search-footage').scrollIntoView()")  # the results in the picture
         shot = browser.screenshot(tmp_path / "footage.png")
         browser.evaluate("document.querySelectorAll('#footage-results img')[1].click()")  # query by this example

@@ -1,5 +1,6 @@
-"""The Space's footage tab, function by function: a generated video of pedestrians is indexed and searched by a
-description, an example image and both, with the results of the package's `FootageIndex`; bad videos (not a video,
+"""The Space's footage tab, function by function: a generated video of pedestrians is indexed (one track per person)
+and searched by a description, an example image and both, with the results of the package's `FootageIndex` (one
+card per person: best moment, time span, score) and a timeline; bad videos (not a video,
 unreadable, truncated, without people, too long, too large) get a message, never a traceback; each session keeps its
 own videos. The gallery tab reads uploads as the package does. The modules the Space runs are the package's files,
 importing nothing of the package but each other."""
@@ -16,6 +17,7 @@ from datasets import Dataset
 from PIL import Image
 
 from aptm.footage import FootageIndex, SkipLog, SourceReader, caption
+from aptm.footage.timeline import timeline_image
 from aptm.hub import SPACE_LIBRARY_FILES, add_pipelines
 
 from helpers.footage import pedestrian_video, save_tiny_checkpoint
@@ -25,7 +27,7 @@ from helpers.paths import REPO, load_script
 pytest.importorskip("cv2", reason="the footage extra (opencv-python-headless) is not installed")
 pytest.importorskip("gradio")
 TEXT = "a man in a black jacket and yellow trousers"
-STANDALONE = {"numpy", "PIL", "tqdm", "cv2"}  # what the copied modules may import besides the standard library
+STANDALONE = {"numpy", "PIL", "tqdm", "cv2", "torch"}  # what the copied modules may import besides the standard library
 
 
 @pytest.fixture(scope="module")
@@ -66,23 +68,26 @@ def test_a_video_is_indexed_and_searched_as_the_package_does(demo, indexed, walk
     videos, message, choice = indexed
     index = FootageIndex(tmp_path / "index", checkpoint)
     index.add_sources([walk], frame_step=10, progress=False)
-    assert len(index) == 9  # three people in each of frames 0, 10 and 20
-    assert message == "Indexed 9 people in 3 frames of walk.avi (one frame in 10)."
+    assert (len(index), len(index.records)) == (3, 9)  # three people, each seen in frames 0, 10 and 20
+    assert message == "Indexed 3 people (0 static, left out of results; 9 sightings) in 3 frames of walk.avi (one " \
+                      "frame in 10)."
     assert list(videos) == ["walk.avi"] and choice.value == "walk.avi"
     example = index.records[4]["thumbnail"]
     for text, image, weight in ((TEXT, None, 0.5), ("", example, 0.5), (TEXT, example, 0.3), (TEXT, example, 1.0)):
-        results = demo.search_footage(text, image and Image.open(image), weight, 5, "walk.avi", videos)
+        results, timeline = demo.search_footage(text, image and Image.open(image), weight, 5, "walk.avi", videos)
         matches = index.search(text=text or None, image=image, top=5, image_weight=weight)
         assert [label for _, label in results] == [f"#{m.rank} {caption(m)} score {m.score:.3f}" for m in matches]
         assert [thumbnail.size for thumbnail, _ in results] == [m.image().size for m in matches]
-    assert re.fullmatch(r"#1 0:0[012]\.0 f[12]?0 score \d\.\d{3}", results[0][1])  # time stamp, frame, score
+        expected = np.asarray(timeline_image(matches, text or "the example image"))
+        np.testing.assert_array_equal(np.asarray(timeline), expected)  # the package's timeline of the same people
+    assert re.fullmatch(r"#1 0:00\.0-0:02\.0 score \d\.\d{3}", results[0][1])  # time span, score
 
 
 def test_a_clicked_result_becomes_the_example(app, demo, indexed):
-    results = demo.search_footage(TEXT, None, 0.5, 3, "walk.avi", indexed[0])
+    results, _ = demo.search_footage(TEXT, None, 0.5, 3, "walk.avi", indexed[0])
     example = app.example_from_results(results, SimpleNamespace(index=2))
     assert example is results[2][0]
-    assert demo.search_footage("", example, 0.5, 1, "walk.avi", indexed[0])[0][0] is example  # itself first
+    assert demo.search_footage("", example, 0.5, 1, "walk.avi", indexed[0])[0][0][0] is example  # itself first
 
 
 def test_bad_videos_get_a_message(app, demo, walk, tmp_path, monkeypatch):
@@ -105,9 +110,9 @@ def test_bad_videos_get_a_message(app, demo, walk, tmp_path, monkeypatch):
     monkeypatch.setattr(app, "MAX_VIDEO_FRAMES", 2)
     monkeypatch.setattr(app, "MAX_VIDEO_CROPS", 4)
     videos, message, _ = demo.index_video(str(walk), 10, None)
-    assert message == ("Indexed 4 people in 2 frames of walk.avi (one frame in 10). Note: the video is longer than "
-                       "the limit: only its first 2 sampled frames were read. Note: only the first 4 of 6 people "
-                       "found are indexed.")
+    assert message == ("Indexed 3 people (0 static, left out of results; 4 sightings) in 2 frames of walk.avi (one "
+                       "frame in 10). Note: the video is longer than the limit: only its first 2 sampled frames were "
+                       "read. Note: only the first 4 of 6 sightings of people are indexed.")
     assert len(videos["walk.avi"]["thumbnails"]) == len(videos["walk.avi"]["gallery"]) == 4
     monkeypatch.setattr(app, "MAX_IMAGE_PIXELS", 1000)
     refused(walk, r"walk.avi: video frames too large \(640x360 pixels, over the limit of 1000\)")
@@ -129,8 +134,8 @@ def test_each_session_keeps_its_own_videos(app, demo, indexed, walk, tmp_path, m
     assert list(first) == ["walk.avi"]  # the other session's videos are left as they were
     assert list(second) == ["walk.avi", "again.avi"] and choice.value == "again.avi"
     assert len(second["again.avi"]["gallery"]) == 6 and second["walk.avi"] is first["walk.avi"]
-    assert demo.search_footage(TEXT, None, 0.5, 3, "walk.avi", second)[0][1] == \
-        demo.search_footage(TEXT, None, 0.5, 3, "walk.avi", first)[0][1]
+    assert demo.search_footage(TEXT, None, 0.5, 3, "walk.avi", second)[0][0][1] == \
+        demo.search_footage(TEXT, None, 0.5, 3, "walk.avi", first)[0][0][1]
     monkeypatch.setattr(app, "MAX_SESSION_VIDEOS", 2)
     shutil.copy(walk, tmp_path / "third.avi")
     third, _, _ = demo.index_video(str(tmp_path / "third.avi"), 20, second)
