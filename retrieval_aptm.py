@@ -24,7 +24,9 @@ min-max normalisation (per emulated process), and the fused score is their mean 
 `(S + S_flip) / 2 + 0.002 x minmax(cosine)`. The ITM logits then carry a last axis of the two views.
 
 Attribute scoring (`scoring=`): each attribute of the processor's schema has two prompts (label value 0 and 1), and
-the prediction is the value whose prompt scores higher.
+the prediction is the value whose prompt scores higher. The prompts' text states are computed once per call, each
+image's cross-attention keys/values once, and a batch of `batch_size` images is scored against every prompt in one
+fused batch (the prompts' states shared by their images).
   * `"itm"` (default): ITM logit[1] of each (image, prompt) pair through the fusion encoder, the original PA-100K
     evaluation.
   * `"contrastive"`: the IAC logits, image feature . prompt feature / temperature (dual encoder only, no fusion).
@@ -303,6 +305,7 @@ class Encoder:
         self.batch_size = batch_size
         self.autocast = autocast
         self.progress = progress
+        self._texts_shared = "images_per_text" in inspect.signature(model.itm_logits).parameters
 
     @property
     def device(self):
@@ -315,6 +318,20 @@ class Encoder:
 
     def _bar(self, iterable, description, total=None):
         return tqdm(iterable, desc=description, total=total, disable=not self.progress, leave=False)
+
+    def _match_logits(self, text_embeds: torch.Tensor, mask: torch.Tensor, cross_key_values,
+                      images_per_text: int) -> torch.Tensor:
+        """ITM logit[1] (float32) `[B * images_per_text]` of each text `[B, L, H]` paired with its `images_per_text`
+        consecutive entries of `cross_key_values`."""
+        with self._autocast():
+            if self._texts_shared:
+                logits = self.model.itm_logits(text_embeds, mask, cross_key_values=cross_key_values,
+                                               images_per_text=images_per_text)
+            else:  # a checkpoint whose remote code predates `images_per_text`: one text copy per pair
+                logits = self.model.itm_logits(text_embeds.repeat_interleave(images_per_text, dim=0),
+                                               mask.repeat_interleave(images_per_text, dim=0),
+                                               cross_key_values=cross_key_values)
+        return logits[:, 1].float()
 
     @torch.no_grad()
     def encode_images(self, images, flip=False):
@@ -408,7 +425,6 @@ class TextPersonSearch(Encoder):
         self.test_time_flip = (getattr(model.config, "test_time_flip", False) if test_time_flip is None
                                else test_time_flip)
         self._kv_cache = {}
-        self._texts_shared = "images_per_text" in inspect.signature(model.itm_logits).parameters
 
     def encode_gallery(self, images, flip=None):
         """`Encoder.encode_gallery`, mirrored images included under test-time flip (default: the object's)."""
@@ -456,13 +472,7 @@ class TextPersonSearch(Encoder):
         cross = GatheredKeyValues(kv, slots)
         length = int(mask.sum(1).max())
         text_embeds, mask = text_embeds[:, :length], mask[:, :length]
-        with self._autocast():
-            if self._texts_shared:
-                logits = self.model.itm_logits(text_embeds, mask, cross_key_values=cross, images_per_text=k)
-            else:  # a checkpoint whose remote code predates `images_per_text`: one text copy per pair
-                logits = self.model.itm_logits(text_embeds.repeat_interleave(k, dim=0),
-                                               mask.repeat_interleave(k, dim=0), cross_key_values=cross)
-        return logits[:, 1].float().view(queries, k)
+        return self._match_logits(text_embeds, mask, cross, k).view(queries, k)
 
     def _ranked_batches(self, texts, gallery, k, fusion):
         """Per batch of `batch_size` texts: text features `[q, E]`, cosine rows `[q, G]` (on the device), top-k
@@ -584,10 +594,10 @@ class AttributeRecognizer(Encoder):
                 continue
             with self._autocast():
                 per_layer = self.model.fusion_model.cross_key_values(image_embeds)
-                for row in range(len(image_embeds)):
-                    cross = tuple((key[row : row + 1].expand(len(ids), -1, -1, -1),
-                                   value[row : row + 1].expand(len(ids), -1, -1, -1)) for key, value in per_layer)
-                    rows.append(self.model.itm_logits(prompt_embeds, mask, cross_key_values=cross)[:, 1].float().cpu())
+            # every prompt paired with every image of the batch: prompt p's pairs are the images in order
+            cross = GatheredKeyValues(per_layer, torch.arange(len(image_embeds), device=self.device).repeat(len(ids)))
+            logits = self._match_logits(prompt_embeds, mask, cross, len(image_embeds))
+            rows.extend(logits.view(len(ids), len(image_embeds)).t().cpu())
         return torch.stack(rows)
 
     def recognize(self, images, scoring=None):

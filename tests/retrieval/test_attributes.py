@@ -63,3 +63,51 @@ def test_golden_attribute_scores():
     recognizer = AttributeRecognizer(model, pa100k, progress=False)
     np.testing.assert_allclose(recognizer.prompt_scores(pixels).numpy(),
                                np.load(folder / "pa100k_attr.npz")["score_i2t"], atol=1e-4)
+
+
+def per_image_prompt_scores(model, processor, images):
+    """The loop the recognizer replaced: ITM logit[1] of every prompt with one image at a time."""
+    prompts = processor.encode_attribute_prompts()
+    ids, mask = prompts["input_ids"], prompts["attention_mask"]
+    pixels = processor.image_processor(images)["pixel_values"]
+    rows = []
+    with torch.no_grad():
+        prompt_embeds = model.text_model(ids, mask).last_hidden_state
+        for pixel_values in pixels:
+            image_embeds = model.vision_model(pixel_values[None]).last_hidden_state
+            rows.append(model.itm_logits(prompt_embeds, mask, image_embeds.expand(len(ids), -1, -1))[:, 1])
+    return torch.stack(rows)
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 32])
+def test_fused_batch_equals_the_per_image_loop(setup, batch_size):
+    """Scoring a batch of images against every prompt at once (keys/values once per image, prompt states shared)
+    gives the per-image loop's scores, for batches that split the images or hold them all."""
+    model, processor, images = setup
+    recognizer = AttributeRecognizer(model, processor, batch_size=batch_size, progress=False)
+    expected = per_image_prompt_scores(model, processor, images)
+    scores = recognizer.prompt_scores(images)
+    assert scores.shape == expected.shape == (3, 54)
+    torch.testing.assert_close(scores, expected, rtol=1e-5, atol=1e-5)
+    assert not torch.equal(scores[0], scores[1])  # rows are not one image's copied
+
+
+def test_fused_batch_with_remote_code_before_images_per_text(setup):
+    """A checkpoint whose `itm_logits` has no `images_per_text` gets one prompt copy per pair: the same scores."""
+    model, processor, images = setup
+
+    class OlderModel(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = model
+
+        def __getattr__(self, name):
+            return getattr(super().__getattr__("inner"), name) if name != "inner" else super().__getattr__(name)
+
+        def itm_logits(self, text_embeds, attention_mask, image_embeds=None, cross_key_values=None):
+            return model.itm_logits(text_embeds, attention_mask, image_embeds, cross_key_values)
+
+    older = AttributeRecognizer(OlderModel(), processor, batch_size=2, progress=False)
+    assert not older._texts_shared
+    expected = AttributeRecognizer(model, processor, batch_size=2, progress=False).prompt_scores(images)
+    torch.testing.assert_close(older.prompt_scores(images), expected, rtol=1e-5, atol=1e-5)
