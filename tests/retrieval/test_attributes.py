@@ -1,5 +1,6 @@
 """Attribute recognition from prompt pairs: shapes and probabilities, the IAC logits of the contrastive scoring, and
-the original code's ITM prompt scores on the golden set (MALS and PA-100K prompts)."""
+the original code's ITM prompt scores on the golden set (MALS and PA-100K prompts), and the fused batch against
+the per-image loop."""
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ import torch
 import aptm
 from aptm.convert.original_checkpoint import load_original_checkpoint
 from aptm.retrieval import AttributeRecognizer
+from aptm.retrieval.reference import per_image_attribute_scores
 from processing_aptm import APTMImageProcessor, APTMProcessor
 
 from helpers.golden import golden_dir
@@ -65,27 +67,15 @@ def test_golden_attribute_scores():
                                np.load(folder / "pa100k_attr.npz")["score_i2t"], atol=1e-4)
 
 
-def per_image_prompt_scores(model, processor, images):
-    """The loop the recognizer replaced: ITM logit[1] of every prompt with one image at a time."""
-    prompts = processor.encode_attribute_prompts()
-    ids, mask = prompts["input_ids"], prompts["attention_mask"]
-    pixels = processor.image_processor(images)["pixel_values"]
-    rows = []
-    with torch.no_grad():
-        prompt_embeds = model.text_model(ids, mask).last_hidden_state
-        for pixel_values in pixels:
-            image_embeds = model.vision_model(pixel_values[None]).last_hidden_state
-            rows.append(model.itm_logits(prompt_embeds, mask, image_embeds.expand(len(ids), -1, -1))[:, 1])
-    return torch.stack(rows)
-
-
 @pytest.mark.parametrize("batch_size", [1, 2, 32])
 def test_fused_batch_equals_the_per_image_loop(setup, batch_size):
     """Scoring a batch of images against every prompt at once (keys/values once per image, prompt states shared)
     gives the per-image loop's scores, for batches that split the images or hold them all."""
     model, processor, images = setup
     recognizer = AttributeRecognizer(model, processor, batch_size=batch_size, progress=False)
-    expected = per_image_prompt_scores(model, processor, images)
+    prompts = processor.encode_attribute_prompts()
+    expected = per_image_attribute_scores(model, prompts["input_ids"], prompts["attention_mask"],
+                                          processor.image_processor(images)["pixel_values"])
     scores = recognizer.prompt_scores(images)
     assert scores.shape == expected.shape == (3, 54)
     torch.testing.assert_close(scores, expected, rtol=1e-5, atol=1e-5)

@@ -65,6 +65,19 @@ def test_memory_table_smoke():
     assert cells[1] == "0 MB" and all(cell.endswith(" MB") and float(cell[:-3]) >= 0 for cell in cells[2:])
 
 
+def test_attribute_throughput_smoke():
+    """`--attributes` prints one row per configuration: both paths' images/s, the speed-up and their scores'
+    largest difference, which is within float32 rounding (the fused batch scores what the per-image loop does)."""
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "benchmark.py"), "--configs", "tiny",
+                             "--attributes", "3"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "54 prompts), 3 images" in result.stdout
+    row = next(line for line in result.stdout.splitlines() if line.startswith("| aptm-tiny"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[1].endswith(" i/s") and cells[2].endswith(" i/s") and cells[3].endswith("x")
+    assert float(cells[4]) < 1e-4
+
+
 def test_memory_mapped_index_smoke():
     """`--index` writes, maps and searches a synthetic index; only the re-ranked candidates' tokens are read (16 for
     each of the 9 re-ranking searches, of 300 images)."""
