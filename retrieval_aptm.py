@@ -176,19 +176,27 @@ class StreamingFusion:
                                       (sentinel_terms.sum(dim=0) - sentinel_terms).mean(dim=1))
         return self._process_extremes
 
-    def scores(self, rows: slice | list | torch.Tensor, cosine: torch.Tensor) -> torch.Tensor:
-        """Final scores `[len(rows), G]` of query `rows` (a slice or indices) from their cosine rows `[len(rows), G]`."""
+    def scores(self, rows: slice | list | torch.Tensor, cosine: torch.Tensor, columns: slice | None = None
+               ) -> torch.Tensor:
+        """Final scores `[len(rows), C]` of query `rows` (a slice or indices) from their cosine rows `[len(rows), C]`:
+        against every gallery image (C = G), or against the images `columns` (a slice of the gallery, step 1) only,
+        whose cosine columns `cosine` then holds."""
         if self.fusion == "cosine":
             return cosine.clone()
         topk_indices, topk_itm = self._gathered()
         rows = torch.arange(len(topk_itm))[rows]
-        topk_indices = topk_indices[rows].to(cosine.device)
+        width = cosine.shape[1]
+        offset = 0 if columns is None else columns.start or 0
+        topk_indices = topk_indices[rows].to(cosine.device) - offset
+        # candidates outside the columns go to a spare last column, dropped after the scatter
+        topk_indices = torch.where((topk_indices >= 0) & (topk_indices < width), topk_indices, width)
         views = itm_views(topk_itm[rows].to(cosine.device, cosine.dtype))  # [q, k, V]
         if self.fusion == "itm":
-            return torch.full_like(cosine, -SENTINEL).scatter_(1, topk_indices, views.mean(dim=-1))
-        shape = (*cosine.shape, views.shape[-1])
+            return cosine.new_full((len(cosine), width + 1), -SENTINEL).scatter_(
+                1, topk_indices, views.mean(dim=-1))[:, :width]
+        shape = (len(cosine), width + 1, views.shape[-1])
         itm = views.min(dim=1, keepdim=True).values.expand(shape).clone().scatter_(
-            1, topk_indices[..., None].expand(-1, -1, shape[-1]), views)
+            1, topk_indices[..., None].expand(-1, -1, shape[-1]), views)[:, :width]
         step, lows, spans, other_processes = (value if isinstance(value, int) else value.to(cosine.device, cosine.dtype)
                                               for value in self._per_process())
         owner = (rows // step).to(cosine.device)
@@ -236,6 +244,23 @@ class FusedScores:
         for start in range(0, len(self), self.chunk_size):
             rows = slice(start, start + self.chunk_size)
             yield rows, self.rows(rows)
+
+    def columns(self, columns: slice) -> torch.Tensor:
+        """Final scores `[Q, len(columns)]` (on the CPU) of every query against the gallery images `columns` (a
+        slice, step 1): the columns of the whole matrix, computed from those images' cosine columns alone."""
+        gallery = self.gallery_features[columns]
+        cosine = (self.text_features.to(gallery.device, gallery.dtype) @ gallery.t()).float()
+        return self.fusion.scores(slice(None), cosine, columns).cpu()
+
+    def column_chunks(self, images: range | None = None):
+        """`(columns, scores)` for each chunk of gallery images `images` (a range, default all) in order, `columns` a
+        slice and `scores` `[Q, len(columns)]`, each chunk holding at most `CHUNK_SCORES` scores (at least one
+        image): the image-to-text direction in bounded memory."""
+        images = range(self.shape[1]) if images is None else images
+        step = max(1, CHUNK_SCORES // len(self))
+        for start in range(images.start, images.stop, step):
+            columns = slice(start, min(start + step, images.stop))
+            yield columns, self.columns(columns)
 
     def matrix(self):
         """The whole `[Q, G]` score matrix (queries x gallery memory: for small sets)."""

@@ -149,6 +149,45 @@ def test_evaluation_streams_the_whole_matrix_scores(setup, fusion, world_size):
         engine.fusion, engine.world_size = "aptm", 1
 
 
+@pytest.mark.parametrize("fusion, world_size", [("aptm", 1), ("aptm", 3), ("itm", 1), ("cosine", 1)])
+@pytest.mark.parametrize("ties", ["stable", "pessimistic"])
+def test_image_to_text_is_streamed_in_column_chunks_with_the_whole_matrix_metrics(setup, monkeypatch, fusion,
+                                                                                   world_size, ties):
+    """The image-to-text metrics come from chunks of score columns of at most `CHUNK_SCORES` scores (here 2 images x
+    6 texts), never the whole matrix, and equal those of the whole matrix."""
+    import retrieval_aptm
+
+    _, _, _, engine, index = setup
+    monkeypatch.setattr(retrieval_aptm, "CHUNK_SCORES", 12)
+    widths = []
+    columns_of = retrieval_aptm.FusedScores.columns
+
+    def counted(scores, columns):
+        block = columns_of(scores, columns)
+        widths.append(block.shape[1])
+        return block
+
+    monkeypatch.setattr(retrieval_aptm.FusedScores, "columns", counted)
+    engine.fusion, engine.world_size = fusion, world_size
+    query_ids = [0, 1, 2, 3, 4, 5]
+    try:
+        expected = image_to_text_metrics(engine.score_matrix(TEXTS, index), query_ids, index.person_ids, ties=ties)
+        with monkeypatch.context() as whole:
+            whole.setattr(retrieval_aptm.FusedScores, "matrix", None)  # the whole matrix is never built
+            metrics, _ = engine.evaluate(TEXTS, query_ids, index, ties=ties, image_to_text=True)
+    finally:
+        engine.fusion, engine.world_size = "aptm", 1
+    assert widths == [2] * 6
+    assert {key: metrics[key] for key in expected} == pytest.approx(expected, abs=1e-9)
+    assert 0 < expected["i2t_mAP"] < 100
+
+
+def test_image_to_text_names_an_image_without_a_relevant_text(setup):
+    _, _, _, engine, index = setup
+    with pytest.raises(ValueError, match=r"first: query 10, person id 5"):
+        engine.evaluate(TEXTS[:5], [0, 1, 2, 3, 4], index, image_to_text=True)
+
+
 def test_faiss_candidates_match_exact_search(setup):
     pytest.importorskip("faiss")
     _, _, _, engine, index = setup
