@@ -502,8 +502,9 @@ class TextPersonSearch(Encoder):
     def _ranked_batches(self, texts, gallery, k, fusion):
         """Per batch of `batch_size` texts: text features `[q, E]`, cosine rows `[q, G]` (on the device), top-k
         indices and their ITM logits `[q, k]` (`[q, k, 2]`, plain and mirrored, for a gallery encoded with test-time
-        flip; both None for the cosine fusion). Within a batch, queries are re-ranked `query_batch_size` at a time in
-        order of length, each group padded to its longest."""
+        flip; both None for the cosine fusion). Within a batch, queries are encoded, ranked and re-ranked
+        `query_batch_size` at a time in order of token count (`batch_size` at a time for the cosine fusion), each
+        group padded to its longest: only one group's text token states are alive at a time."""
         check_choice(fusion, FUSIONS, "fusion")
         texts = list(texts)
         if not texts:
@@ -514,23 +515,26 @@ class TextPersonSearch(Encoder):
         views = ["image_embeds"] + (["flipped_image_embeds"] if getattr(gallery, "flipped_image_embeds", None)
                                     is not None else [])
         gallery_kv = [self._gallery_key_values(gallery, view) for view in views] if rerank else None
+        group_size = self.query_batch_size if rerank else self.batch_size
         bar = self._bar(None, "re-ranking" if rerank else "scoring", total=len(texts))
         for start in range(0, len(texts), self.batch_size):
-            text_embeds, mask, features = self.encode_text_batch(texts[start : start + self.batch_size])
-            cosine = (features.to(gallery_features.dtype) @ gallery_features.t()).float()
-            if not rerank:
-                yield features, cosine, None, None
-                bar.update(len(features))
-                continue
-            top = cosine.topk(k, dim=1).indices
-            itm = torch.empty((*top.shape, len(views)), device=top.device)
-            by_length = mask.sum(1).argsort(stable=True)  # queries of similar lengths re-ranked together: less padding
-            for first in range(0, len(features), self.query_batch_size):
-                rows = by_length[first : first + self.query_batch_size]
-                for index, (view, kv) in enumerate(zip(views, gallery_kv)):
-                    itm[rows, :, index] = self._rerank(text_embeds[rows], mask[rows], top[rows], gallery, kv, view)
+            batch = texts[start : start + self.batch_size]
+            token_counts = self.processor.tokenize(batch, padding="longest")["attention_mask"].sum(1)
+            by_length = token_counts.argsort(stable=True)  # similar lengths encoded and re-ranked together
+            features = torch.empty(len(batch), gallery_features.shape[1], device=self.device)
+            cosine = torch.empty(len(batch), len(gallery), device=self.device)
+            top = torch.empty(len(batch), k, dtype=torch.long, device=self.device) if rerank else None
+            itm = torch.empty(len(batch), k, len(views), device=self.device) if rerank else None
+            for first in range(0, len(batch), group_size):
+                rows = by_length[first : first + group_size]
+                text_embeds, mask, features[rows] = self.encode_text_batch([batch[row] for row in rows.tolist()])
+                cosine[rows] = (features[rows].to(gallery_features.dtype) @ gallery_features.t()).float()
+                if rerank:
+                    top[rows] = cosine[rows].topk(k, dim=1).indices
+                    for index, (view, kv) in enumerate(zip(views, gallery_kv)):
+                        itm[rows, :, index] = self._rerank(text_embeds, mask, top[rows], gallery, kv, view)
                 bar.update(len(rows))
-            yield features, cosine, top, itm if len(views) > 1 else itm[..., 0]
+            yield features, cosine, top, itm if itm is None or len(views) > 1 else itm[..., 0]
         bar.close()
 
     def rank(self, texts, gallery, k=None, fusion=None):

@@ -188,6 +188,30 @@ def test_image_to_text_names_an_image_without_a_relevant_text(setup):
         engine.evaluate(TEXTS[:5], [0, 1, 2, 3, 4], index, image_to_text=True)
 
 
+def test_text_states_are_computed_one_reranking_group_at_a_time(setup, monkeypatch):
+    """Queries are encoded a re-ranking group at a time, in order of token count, each group padded to its longest:
+    the text encoder never holds more than `query_batch_size` queries' token states, however many queries a batch of
+    `batch_size` holds, and the scores are those of the engine encoding groups of 4 (up to float32 rounding)."""
+    model, processor, _, engine, index = setup
+    texts, query_ids = TEXTS * 4, [0, 1, 2, 3, 4, 5] * 4
+    expected = engine.score_matrix(texts, index)
+    grouped = RetrievalEngine(model, processor, k=4, query_batch_size=3, batch_size=64, progress=False)
+    encoded, forward = [], model.text_model.forward
+
+    def counted(input_ids, attention_mask=None, *args, **kwargs):
+        encoded.append((len(input_ids), input_ids.shape[1], attention_mask.sum(1).tolist()))
+        return forward(input_ids, attention_mask, *args, **kwargs)
+
+    monkeypatch.setattr(model.text_model, "forward", counted)
+    metrics, fused = grouped.evaluate(texts, query_ids, index)
+    assert [size for size, _, _ in encoded] == [3] * 8
+    assert all(length == max(counts) for _, length, counts in encoded)  # each group padded to its own longest
+    group_lengths = [counts for _, _, counts in encoded]
+    assert sum(group_lengths, []) == sorted(sum(group_lengths, []))  # in order of token count
+    torch.testing.assert_close(fused.matrix(), expected, atol=2e-5, rtol=0)  # other padding: float32 rounding
+    assert metrics == pytest.approx(retrieval_metrics(expected, query_ids, index.person_ids))
+
+
 def test_faiss_candidates_match_exact_search(setup):
     pytest.importorskip("faiss")
     _, _, _, engine, index = setup
