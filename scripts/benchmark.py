@@ -21,7 +21,8 @@ queries x 200 images, k=128; paper size: 16 queries x 48 images, k=48) takes a f
 synthetic gallery index, k = 16, the engine's default query batch) through the whole score matrix (`retrieval_metrics`
 of `score_matrix`) and streamed in query chunks (`RetrievalEngine.evaluate`), each in a fresh process, as growth of
 peak RSS above that process's baseline once model, index and captions are built and 64 queries evaluated (the
-gallery's share: its cross-attention keys/values), with the size of one full fp32 score matrix beside them.
+gallery's share: its cross-attention keys/values), with the size of one full fp32 score matrix beside them; sizes
+sharing a gallery add a line with what the extra queries added, streamed, against the size of their score rows.
 
 `--index IMAGES` writes a synthetic float16 index of that many images (tiny configuration's shapes) shard by shard,
 loads it memory-mapped and reports its size, the resident memory it adds (loaded, then after a few searches) and the
@@ -339,6 +340,7 @@ def memory_table(sizes):
     """Print the evaluation memory table for `(queries, gallery)` sizes, each path measured in its own process."""
     print(f"| {'queries x gallery':>17} | {'one fp32 matrix':>15} | {'whole matrix':>12} | {'streamed':>9} |")
     print(f"|{'-' * 19}|{'-' * 17}|{'-' * 14}|{'-' * 11}|")
+    streamed = {}
     for num_queries, num_images in sizes:
         growth = []
         for streaming in (False, True):
@@ -347,6 +349,12 @@ def memory_table(sizes):
         matrix_mb = num_queries * num_images * 4 / 2**20
         print(f"| {f'{num_queries} x {num_images}':>17} | {matrix_mb:>12.0f} MB | {growth[0]:>9.0f} MB | "
               f"{growth[1]:>6.0f} MB |")
+        streamed.setdefault(num_images, []).append((num_queries, growth[1]))
+    for num_images, rows in streamed.items():  # what more queries add against the same gallery, streamed
+        for (fewer, low), (more, high) in zip(sorted(rows), sorted(rows)[1:]):
+            rows_mb = (more - fewer) * num_images * 4 / 2**20
+            print(f"streamed, {more - fewer} more queries x {num_images} images: {high - low:+.0f} MB, "
+                  f"{(high - low) / rows_mb:.2f}x their fp32 score rows ({rows_mb:.0f} MB)")
 
 
 def resident_mb(mapped_name):
