@@ -67,10 +67,10 @@ def counting_encoded():
 
 def evaluate_all(sharded, folder):
     """Every evaluation: the gallery index and the retrieval of `evaluate_retrieval` (both directions) with how many
-    images and texts this process encoded and image-to-text columns it scored, `RetrievalEngine.evaluate` of each of `EVALUATIONS` (metrics and final
-    score matrix), the attribute metrics, and the validation metrics of `APTMTrainer.evaluate` (sharded whenever
-    `torch.distributed` is initialised with several processes; its output folder is `folder`) with how many images
-    and texts it encoded."""
+    images and texts this process encoded and image-to-text columns it scored, `RetrievalEngine.evaluate` of each of
+    `EVALUATIONS` (metrics and final score matrix), the attribute metrics, and the validation metrics of
+    `APTMTrainer.evaluate` (sharded whenever `torch.distributed` is initialised with several processes; its output
+    folder is `folder`) with how many images and texts it encoded."""
     torch.manual_seed(0)
     model, processor = aptm.APTMModel(tiny_config()).eval(), aptm.build_processor()
     gallery, queries, labelled = splits()
