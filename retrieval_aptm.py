@@ -34,8 +34,10 @@ fused batch (the prompts' states shared by their images).
 Evaluation streams (`TextPersonSearch.fused_scores`): a first pass over query batches keeps only the text features,
 the top-k indices and ITM logits `[Q, k]`, and the global extremes the fusion normalises with (`StreamingFusion`);
 final score rows are then produced in query chunks, so memory grows with queries x k plus the gallery and one chunk,
-never with queries x gallery (`fuse_scores` is the same fusion of whole matrices). The rows equal the whole-matrix
-formulas above (tested against them).
+never with queries x gallery (`fuse_scores` is the same fusion of whole matrices); query texts are encoded one
+re-ranking group at a time, so only one group's token states are alive. Score columns (the image-to-text direction)
+come the same way a chunk of gallery images at a time (`FusedScores.column_chunks`). Rows and columns equal the
+whole-matrix formulas above (tested against them).
 
 The scores equal the original one-query-at-a-time procedure's (tested against it); text is padded only to each
 batch's longest caption. Optional autocast (`autocast=torch.bfloat16`) is faster but approximate.
