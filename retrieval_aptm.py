@@ -24,7 +24,9 @@ min-max normalisation (per emulated process), and the fused score is their mean 
 `(S + S_flip) / 2 + 0.002 x minmax(cosine)`. The ITM logits then carry a last axis of the two views.
 
 Attribute scoring (`scoring=`): each attribute of the processor's schema has two prompts (label value 0 and 1), and
-the prediction is the value whose prompt scores higher.
+the prediction is the value whose prompt scores higher. The prompts' text states are computed once per call, each
+image's cross-attention keys/values once, and a batch of `batch_size` images is scored against every prompt in one
+fused batch (the prompts' states shared by their images).
   * `"itm"` (default): ITM logit[1] of each (image, prompt) pair through the fusion encoder, the original PA-100K
     evaluation.
   * `"contrastive"`: the IAC logits, image feature . prompt feature / temperature (dual encoder only, no fusion).
@@ -32,8 +34,10 @@ the prediction is the value whose prompt scores higher.
 Evaluation streams (`TextPersonSearch.fused_scores`): a first pass over query batches keeps only the text features,
 the top-k indices and ITM logits `[Q, k]`, and the global extremes the fusion normalises with (`StreamingFusion`);
 final score rows are then produced in query chunks, so memory grows with queries x k plus the gallery and one chunk,
-never with queries x gallery (`fuse_scores` is the same fusion of whole matrices). The rows equal the whole-matrix
-formulas above (tested against them).
+never with queries x gallery (`fuse_scores` is the same fusion of whole matrices); query texts are encoded one
+re-ranking group at a time, so only one group's token states are alive. Score columns (the image-to-text direction)
+come the same way a chunk of gallery images at a time (`FusedScores.column_chunks`). Rows and columns equal the
+whole-matrix formulas above (tested against them).
 
 The scores equal the original one-query-at-a-time procedure's (tested against it); text is padded only to each
 batch's longest caption. Optional autocast (`autocast=torch.bfloat16`) is faster but approximate.
@@ -174,19 +178,27 @@ class StreamingFusion:
                                       (sentinel_terms.sum(dim=0) - sentinel_terms).mean(dim=1))
         return self._process_extremes
 
-    def scores(self, rows: slice | list | torch.Tensor, cosine: torch.Tensor) -> torch.Tensor:
-        """Final scores `[len(rows), G]` of query `rows` (a slice or indices) from their cosine rows `[len(rows), G]`."""
+    def scores(self, rows: slice | list | torch.Tensor, cosine: torch.Tensor, columns: slice | None = None
+               ) -> torch.Tensor:
+        """Final scores `[len(rows), C]` of query `rows` (a slice or indices) from their cosine rows `[len(rows), C]`:
+        against every gallery image (C = G), or against the images `columns` (a slice of the gallery, step 1) only,
+        whose cosine columns `cosine` then holds."""
         if self.fusion == "cosine":
             return cosine.clone()
         topk_indices, topk_itm = self._gathered()
         rows = torch.arange(len(topk_itm))[rows]
-        topk_indices = topk_indices[rows].to(cosine.device)
+        width = cosine.shape[1]
+        offset = 0 if columns is None else columns.start or 0
+        topk_indices = topk_indices[rows].to(cosine.device) - offset
+        # candidates outside the columns go to a spare last column, dropped after the scatter
+        topk_indices = torch.where((topk_indices >= 0) & (topk_indices < width), topk_indices, width)
         views = itm_views(topk_itm[rows].to(cosine.device, cosine.dtype))  # [q, k, V]
         if self.fusion == "itm":
-            return torch.full_like(cosine, -SENTINEL).scatter_(1, topk_indices, views.mean(dim=-1))
-        shape = (*cosine.shape, views.shape[-1])
+            return cosine.new_full((len(cosine), width + 1), -SENTINEL).scatter_(
+                1, topk_indices, views.mean(dim=-1))[:, :width]
+        shape = (len(cosine), width + 1, views.shape[-1])
         itm = views.min(dim=1, keepdim=True).values.expand(shape).clone().scatter_(
-            1, topk_indices[..., None].expand(-1, -1, shape[-1]), views)
+            1, topk_indices[..., None].expand(-1, -1, shape[-1]), views)[:, :width]
         step, lows, spans, other_processes = (value if isinstance(value, int) else value.to(cosine.device, cosine.dtype)
                                               for value in self._per_process())
         owner = (rows // step).to(cosine.device)
@@ -234,6 +246,23 @@ class FusedScores:
         for start in range(0, len(self), self.chunk_size):
             rows = slice(start, start + self.chunk_size)
             yield rows, self.rows(rows)
+
+    def columns(self, columns: slice) -> torch.Tensor:
+        """Final scores `[Q, len(columns)]` (on the CPU) of every query against the gallery images `columns` (a
+        slice, step 1): the columns of the whole matrix, computed from those images' cosine columns alone."""
+        gallery = self.gallery_features[columns]
+        cosine = (self.text_features.to(gallery.device, gallery.dtype) @ gallery.t()).float()
+        return self.fusion.scores(slice(None), cosine, columns).cpu()
+
+    def column_chunks(self, images: range | None = None):
+        """`(columns, scores)` for each chunk of gallery images `images` (a range, default all) in order, `columns` a
+        slice and `scores` `[Q, len(columns)]`, each chunk holding at most `CHUNK_SCORES` scores (at least one
+        image): the image-to-text direction in bounded memory."""
+        images = range(self.shape[1]) if images is None else images
+        step = max(1, CHUNK_SCORES // len(self))
+        for start in range(images.start, images.stop, step):
+            columns = slice(start, min(start + step, images.stop))
+            yield columns, self.columns(columns)
 
     def matrix(self):
         """The whole `[Q, G]` score matrix (queries x gallery memory: for small sets)."""
@@ -303,6 +332,7 @@ class Encoder:
         self.batch_size = batch_size
         self.autocast = autocast
         self.progress = progress
+        self._texts_shared = "images_per_text" in inspect.signature(model.itm_logits).parameters
 
     @property
     def device(self):
@@ -315,6 +345,20 @@ class Encoder:
 
     def _bar(self, iterable, description, total=None):
         return tqdm(iterable, desc=description, total=total, disable=not self.progress, leave=False)
+
+    def _match_logits(self, text_embeds: torch.Tensor, mask: torch.Tensor, cross_key_values,
+                      images_per_text: int) -> torch.Tensor:
+        """ITM logit[1] (float32) `[B * images_per_text]` of each text `[B, L, H]` paired with its `images_per_text`
+        consecutive entries of `cross_key_values`."""
+        with self._autocast():
+            if self._texts_shared:
+                logits = self.model.itm_logits(text_embeds, mask, cross_key_values=cross_key_values,
+                                               images_per_text=images_per_text)
+            else:  # a checkpoint whose remote code predates `images_per_text`: one text copy per pair
+                logits = self.model.itm_logits(text_embeds.repeat_interleave(images_per_text, dim=0),
+                                               mask.repeat_interleave(images_per_text, dim=0),
+                                               cross_key_values=cross_key_values)
+        return logits[:, 1].float()
 
     @torch.no_grad()
     def encode_images(self, images, flip=False):
@@ -408,7 +452,6 @@ class TextPersonSearch(Encoder):
         self.test_time_flip = (getattr(model.config, "test_time_flip", False) if test_time_flip is None
                                else test_time_flip)
         self._kv_cache = {}
-        self._texts_shared = "images_per_text" in inspect.signature(model.itm_logits).parameters
 
     def encode_gallery(self, images, flip=None):
         """`Encoder.encode_gallery`, mirrored images included under test-time flip (default: the object's)."""
@@ -456,19 +499,14 @@ class TextPersonSearch(Encoder):
         cross = GatheredKeyValues(kv, slots)
         length = int(mask.sum(1).max())
         text_embeds, mask = text_embeds[:, :length], mask[:, :length]
-        with self._autocast():
-            if self._texts_shared:
-                logits = self.model.itm_logits(text_embeds, mask, cross_key_values=cross, images_per_text=k)
-            else:  # a checkpoint whose remote code predates `images_per_text`: one text copy per pair
-                logits = self.model.itm_logits(text_embeds.repeat_interleave(k, dim=0),
-                                               mask.repeat_interleave(k, dim=0), cross_key_values=cross)
-        return logits[:, 1].float().view(queries, k)
+        return self._match_logits(text_embeds, mask, cross, k).view(queries, k)
 
     def _ranked_batches(self, texts, gallery, k, fusion):
         """Per batch of `batch_size` texts: text features `[q, E]`, cosine rows `[q, G]` (on the device), top-k
         indices and their ITM logits `[q, k]` (`[q, k, 2]`, plain and mirrored, for a gallery encoded with test-time
-        flip; both None for the cosine fusion). Within a batch, queries are re-ranked `query_batch_size` at a time in
-        order of length, each group padded to its longest."""
+        flip; both None for the cosine fusion). Within a batch, queries are encoded, ranked and re-ranked
+        `query_batch_size` at a time in order of token count (`batch_size` at a time for the cosine fusion), each
+        group padded to its longest: only one group's text token states are alive at a time."""
         check_choice(fusion, FUSIONS, "fusion")
         texts = list(texts)
         if not texts:
@@ -479,23 +517,26 @@ class TextPersonSearch(Encoder):
         views = ["image_embeds"] + (["flipped_image_embeds"] if getattr(gallery, "flipped_image_embeds", None)
                                     is not None else [])
         gallery_kv = [self._gallery_key_values(gallery, view) for view in views] if rerank else None
+        group_size = self.query_batch_size if rerank else self.batch_size
         bar = self._bar(None, "re-ranking" if rerank else "scoring", total=len(texts))
         for start in range(0, len(texts), self.batch_size):
-            text_embeds, mask, features = self.encode_text_batch(texts[start : start + self.batch_size])
-            cosine = (features.to(gallery_features.dtype) @ gallery_features.t()).float()
-            if not rerank:
-                yield features, cosine, None, None
-                bar.update(len(features))
-                continue
-            top = cosine.topk(k, dim=1).indices
-            itm = torch.empty((*top.shape, len(views)), device=top.device)
-            by_length = mask.sum(1).argsort(stable=True)  # queries of similar lengths re-ranked together: less padding
-            for first in range(0, len(features), self.query_batch_size):
-                rows = by_length[first : first + self.query_batch_size]
-                for index, (view, kv) in enumerate(zip(views, gallery_kv)):
-                    itm[rows, :, index] = self._rerank(text_embeds[rows], mask[rows], top[rows], gallery, kv, view)
+            batch = texts[start : start + self.batch_size]
+            token_counts = self.processor.tokenize(batch, padding="longest")["attention_mask"].sum(1)
+            by_length = token_counts.argsort(stable=True)  # similar lengths encoded and re-ranked together
+            features = torch.empty(len(batch), gallery_features.shape[1], device=self.device)
+            cosine = torch.empty(len(batch), len(gallery), device=self.device)
+            top = torch.empty(len(batch), k, dtype=torch.long, device=self.device) if rerank else None
+            itm = torch.empty(len(batch), k, len(views), device=self.device) if rerank else None
+            for first in range(0, len(batch), group_size):
+                rows = by_length[first : first + group_size]
+                text_embeds, mask, features[rows] = self.encode_text_batch([batch[row] for row in rows.tolist()])
+                cosine[rows] = (features[rows].to(gallery_features.dtype) @ gallery_features.t()).float()
+                if rerank:
+                    top[rows] = cosine[rows].topk(k, dim=1).indices
+                    for index, (view, kv) in enumerate(zip(views, gallery_kv)):
+                        itm[rows, :, index] = self._rerank(text_embeds, mask, top[rows], gallery, kv, view)
                 bar.update(len(rows))
-            yield features, cosine, top, itm if len(views) > 1 else itm[..., 0]
+            yield features, cosine, top, itm if itm is None or len(views) > 1 else itm[..., 0]
         bar.close()
 
     def rank(self, texts, gallery, k=None, fusion=None):
@@ -584,10 +625,10 @@ class AttributeRecognizer(Encoder):
                 continue
             with self._autocast():
                 per_layer = self.model.fusion_model.cross_key_values(image_embeds)
-                for row in range(len(image_embeds)):
-                    cross = tuple((key[row : row + 1].expand(len(ids), -1, -1, -1),
-                                   value[row : row + 1].expand(len(ids), -1, -1, -1)) for key, value in per_layer)
-                    rows.append(self.model.itm_logits(prompt_embeds, mask, cross_key_values=cross)[:, 1].float().cpu())
+            # every prompt paired with every image of the batch: prompt p's pairs are the images in order
+            cross = GatheredKeyValues(per_layer, torch.arange(len(image_embeds), device=self.device).repeat(len(ids)))
+            logits = self._match_logits(prompt_embeds, mask, cross, len(image_embeds))
+            rows.extend(logits.view(len(ids), len(image_embeds)).t().cpu())
         return torch.stack(rows)
 
     def recognize(self, images, scoring=None):

@@ -20,7 +20,7 @@ from .retrieval.sharding import ProcessShards
 def evaluate_retrieval(model, processor, gallery, queries, dataset=None, grid_path=None, grid_queries=6,
                        image_to_text=False, **engine_options):
     """Retrieval metrics on a gallery/queries pair of splits (captions cleaned as the original for `dataset`), with
-    `image_to_text` the other direction too (`i2t_` keys, from the transposed score matrix); optionally a PNG of the
+    `image_to_text` the other direction too (`i2t_` keys, streamed in gallery chunks); optionally a PNG of the
     top-10 of `grid_queries` queries spread over the split (only those score rows are computed). `engine_options` go
     to `RetrievalEngine` (with `sharded`, whether gallery encoding and evaluation are split across processes). Memory
     grows with queries x k plus the gallery (see `RetrievalEngine.evaluate`). Returns `(metrics, scores, engine,

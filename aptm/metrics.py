@@ -140,7 +140,11 @@ def image_to_text_metrics(scores, query_ids, gallery_ids, ks=(1, 5, 10), ties="s
     scores = _as_numpy(scores)
     if scores.ndim != 2:
         raise ValueError(f"scores must be a [texts, images] matrix, got shape {list(scores.shape)}")
-    metrics = retrieval_metrics(scores.T, gallery_ids, query_ids, ks, ties, chunk_size)
+    return image_to_text_keys(retrieval_metrics(scores.T, gallery_ids, query_ids, ks, ties, chunk_size))
+
+
+def image_to_text_keys(metrics):
+    """Retrieval metrics of the image-to-text direction under their `i2t_` keys."""
     return {f"i2t_{key}": value for key, value in metrics.items()}
 
 

@@ -14,13 +14,15 @@ queries x 200 images, k=128; paper size: 16 queries x 48 images, k=48) takes a f
     python scripts/benchmark.py --memory 2000x1000,8000x4000,32000x16000   # evaluation memory table only
     python scripts/benchmark.py --index 100000        # a memory-mapped synthetic index only
     python scripts/benchmark.py --prep 20000          # dataset preparation, num_proc 1 and 2, only
+    python scripts/benchmark.py --attributes 64       # attribute scoring, per-image loop vs fused batch, only
     python scripts/benchmark.py --agreement outputs/quickstart/checkpoint outputs/quickstart/data   # fp32 vs bf16
 
 `--memory QUERIESxGALLERY,...` measures instead, side by side, the peak memory of evaluation (tiny configuration, a
 synthetic gallery index, k = 16, the engine's default query batch) through the whole score matrix (`retrieval_metrics`
 of `score_matrix`) and streamed in query chunks (`RetrievalEngine.evaluate`), each in a fresh process, as growth of
 peak RSS above that process's baseline once model, index and captions are built and 64 queries evaluated (the
-gallery's share: its cross-attention keys/values), with the size of one full fp32 score matrix beside them.
+gallery's share: its cross-attention keys/values), with the size of one full fp32 score matrix beside them; sizes
+sharing a gallery add a line with what the extra queries added, streamed, against the size of their score rows.
 
 `--index IMAGES` writes a synthetic float16 index of that many images (tiny configuration's shapes) shard by shard,
 loads it memory-mapped and reports its size, the resident memory it adds (loaded, then after a few searches) and the
@@ -44,9 +46,9 @@ import aptm
 import modeling_aptm
 from aptm.factory import load_checkpoint
 from aptm.metrics import retrieval_metrics
-from aptm.retrieval import GalleryIndex, RetrievalEngine
+from aptm.retrieval import AttributeRecognizer, GalleryIndex, RetrievalEngine
 from aptm.retrieval.index import ShardedFolder
-from aptm.retrieval.reference import original_procedure_scores
+from aptm.retrieval.reference import original_procedure_scores, per_image_attribute_scores
 from aptm.training.arguments import RECIPES_DIR, load_recipe
 from configuration_aptm import APTMConfig
 from datasets_scripts import load_aptm_dataset, procedural
@@ -338,6 +340,7 @@ def memory_table(sizes):
     """Print the evaluation memory table for `(queries, gallery)` sizes, each path measured in its own process."""
     print(f"| {'queries x gallery':>17} | {'one fp32 matrix':>15} | {'whole matrix':>12} | {'streamed':>9} |")
     print(f"|{'-' * 19}|{'-' * 17}|{'-' * 14}|{'-' * 11}|")
+    streamed = {}
     for num_queries, num_images in sizes:
         growth = []
         for streaming in (False, True):
@@ -346,6 +349,12 @@ def memory_table(sizes):
         matrix_mb = num_queries * num_images * 4 / 2**20
         print(f"| {f'{num_queries} x {num_images}':>17} | {matrix_mb:>12.0f} MB | {growth[0]:>9.0f} MB | "
               f"{growth[1]:>6.0f} MB |")
+        streamed.setdefault(num_images, []).append((num_queries, growth[1]))
+    for num_images, rows in streamed.items():  # what more queries add against the same gallery, streamed
+        for (fewer, low), (more, high) in zip(sorted(rows), sorted(rows)[1:]):
+            rows_mb = (more - fewer) * num_images * 4 / 2**20
+            print(f"streamed, {more - fewer} more queries x {num_images} images: {high - low:+.0f} MB, "
+                  f"{(high - low) / rows_mb:.2f}x their fp32 score rows ({rows_mb:.0f} MB)")
 
 
 def resident_mb(mapped_name):
@@ -434,6 +443,32 @@ def preparation_throughput(num_images, processes=(1, 2), views_per_identity=4):
               f"{rows[0][3] / seconds:>7.2f}x |")
 
 
+def attribute_throughput(configs, num_images, batch_size=32):
+    """Print attribute recognition's ITM prompt scoring throughput (images/s) per configuration `(name, config)`:
+    the per-image loop (`per_image_attribute_scores`: every prompt with one image at a time) against
+    `AttributeRecognizer`'s fused batch (`batch_size` images with every prompt at once) on the same `num_images`
+    preprocessed images, with the largest difference between their scores."""
+    processor = aptm.build_processor()
+    prompts = processor.encode_attribute_prompts()
+    images, _ = make_inputs(num_images, 0)
+    pixel_values = processor.image_processor(images)["pixel_values"]
+    print(f"\n## attribute prompt scoring (ITM, {len(prompts['input_ids'])} prompts), {num_images} images, "
+          f"{torch.get_num_threads()} threads")
+    print(f"| {'configuration':<40} | {'per-image loop':>14} | {'fused batch':>11} | {'speed-up':>8} | "
+          f"{'largest difference':>18} |")
+    print(f"|{'-' * 42}|{'-' * 16}|{'-' * 13}|{'-' * 10}|{'-' * 20}|")
+    for name, config in configs:
+        torch.manual_seed(0)
+        model = aptm.APTMModel(config).eval()
+        recognizer = AttributeRecognizer(model, processor, batch_size=batch_size, progress=False)
+        recognizer.prompt_scores(pixel_values[:2])  # warm-up: thread pools
+        looped, loop_seconds = timed(lambda: per_image_attribute_scores(
+            model, prompts["input_ids"], prompts["attention_mask"], pixel_values))
+        fused, fused_seconds = timed(lambda: recognizer.prompt_scores(pixel_values))
+        print(f"| {name:<40} | {num_images / loop_seconds:>10.1f} i/s | {num_images / fused_seconds:>7.1f} i/s | "
+              f"{loop_seconds / fused_seconds:>7.2f}x | {(fused - looped).abs().max().item():>18.1e} |")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", default="tiny,base")
@@ -452,6 +487,9 @@ def main(argv=None):
                                          "comma-separated (e.g. 2000x1000,8000x4000,32000x16000)")
     parser.add_argument("--index", type=int, metavar="IMAGES",
                         help="measure only a memory-mapped synthetic index of this many images (e.g. 100000)")
+    parser.add_argument("--attributes", type=int, metavar="IMAGES",
+                        help="measure only attribute prompt scoring, per-image loop against the fused batch, on this "
+                             "many images at the --configs sizes (e.g. 64)")
     parser.add_argument("--prep", type=int, metavar="IMAGES", help="measure only the preparation of a procedural "
                                                                    "MALS-format set of this many images (e.g. 20000)")
     args = parser.parse_args(argv)
@@ -466,6 +504,14 @@ def main(argv=None):
         return
     if args.memory:
         memory_table([tuple(int(n) for n in size.split("x")) for size in args.memory.split(",")])
+        return
+    presets = {"tiny": ("aptm-tiny", "aptm-tiny"), "base": ("aptm-base (paper size)", "aptm-base")}
+    if args.attributes:
+        unknown = [name for name in args.configs.split(",") if name not in presets]
+        if unknown:
+            parser.error(f"unknown configuration {unknown[0]!r}")
+        attribute_throughput([(presets[name][0], APTMConfig.from_preset(presets[name][1]))
+                              for name in args.configs.split(",")], args.attributes)
         return
     for name in args.configs.split(","):
         if name == "tiny":

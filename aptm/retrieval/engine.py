@@ -9,7 +9,7 @@ import torch
 
 from retrieval_aptm import FusedScores, StreamingFusion, TextPersonSearch
 
-from ..metrics import RetrievalMetrics, image_to_text_metrics
+from ..metrics import RetrievalMetrics, image_to_text_keys
 from .index import GalleryIndex
 from .sharding import ProcessShards
 
@@ -94,9 +94,10 @@ class RetrievalEngine(TextPersonSearch):
         gallery. Split across processes (see `sharded`), each process ranks and re-ranks its share of the queries and
         ranks the fused rows of that share; their top-k, ITM logits and text features are gathered, and the metrics'
         sums added, so every process returns what one process computes (the fusion's `world_size` emulation depends
-        on the query order only). With `image_to_text`, also the other direction (`i2t_` keys), which ranks every
-        gallery image over all texts and so holds the whole score matrix (on every process). Returns
-        `(metrics, FusedScores)`, whose `rows` gives the final scores of any queries."""
+        on the query order only). With `image_to_text`, also the other direction (`i2t_` keys): every gallery image
+        ranks all texts, a chunk of images' score columns at a time (`FusedScores.column_chunks`), each process
+        ranking its share of the images, and the metrics' sums added. Returns `(metrics, FusedScores)`, whose `rows`
+        gives the final scores of any queries."""
         if index.person_ids is None:
             raise ValueError("the gallery index has no person_ids; pass them to encode_gallery")
         query_ids, gallery_ids = np.asarray(query_ids), index.person_ids.numpy()
@@ -104,6 +105,8 @@ class RetrievalEngine(TextPersonSearch):
             raise ValueError(f"query_ids has {len(query_ids)} entries for {len(texts)} texts")
         share_metrics = RetrievalMetrics(gallery_ids, ties=ties)
         share_metrics.check_queries(query_ids)  # here, not in a share: every process stops before the others wait
+        if image_to_text:
+            RetrievalMetrics(query_ids, ties=ties).check_queries(gallery_ids)
         shards = self.processes.over(len(texts))
         scores = self._fused_scores_of_shares(texts, index, shards)
         share = shards.share(len(texts))
@@ -114,8 +117,19 @@ class RetrievalEngine(TextPersonSearch):
         metrics.merge(shards.sum(share_metrics.totals()))
         metrics = metrics.compute()
         if image_to_text:
-            metrics.update(image_to_text_metrics(scores.matrix(), query_ids, gallery_ids, ties=ties))
+            metrics.update(self._image_to_text_metrics(scores, query_ids, gallery_ids, ties))
         return metrics, scores
+
+    def _image_to_text_metrics(self, scores, query_ids, gallery_ids, ties):
+        """`i2t_` metrics of every gallery image ranking the texts of `scores` (`FusedScores`), each process ranking
+        the score columns of its share of the images a chunk at a time; the shares' sums are added."""
+        shards = self.processes.over(len(gallery_ids))
+        share_metrics = RetrievalMetrics(query_ids, ties=ties)
+        for columns, block in scores.column_chunks(shards.share(len(gallery_ids))):
+            share_metrics.add(block.t(), gallery_ids[columns])
+        metrics = RetrievalMetrics(query_ids, ties=ties)
+        metrics.merge(shards.sum(share_metrics.totals()))
+        return image_to_text_keys(metrics.compute())
 
     def _fused_scores_of_shares(self, texts, index, shards):
         """`fused_scores` of `texts`, each of `shards` ranking and re-ranking its share of them: the shares' text

@@ -1,6 +1,6 @@
-"""The original evaluation procedure written out plainly, one query at a time: the reference the engine's scores are
-tested and benchmarked against (`tests/retrieval/test_engine.py`, `tests/scripts/test_evaluate.py`,
-`scripts/benchmark.py`)."""
+"""The original evaluation procedures written out plainly, one query or one image at a time: the references the
+engine's and the attribute recognizer's scores are tested and benchmarked against (`tests/retrieval/test_engine.py`,
+`tests/retrieval/test_attributes.py`, `tests/scripts/test_evaluate.py`, `scripts/benchmark.py`)."""
 
 import torch
 
@@ -33,3 +33,16 @@ def original_procedure_scores(model, input_ids: torch.Tensor, attention_mask: to
         scores[row, top] = logits[:, 1]
     scores = torch.where(scores == SENTINEL, scores.min(dim=1, keepdim=True).values, scores)
     return min_max(scores) + cosine_weight * min_max(cosine)
+
+
+@torch.no_grad()
+def per_image_attribute_scores(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                               pixel_values: torch.Tensor) -> torch.Tensor:
+    """ITM logit[1] `[N, P]` of every attribute prompt (`input_ids`, `attention_mask` `[P, L]`) with each image of
+    `pixel_values` `[N, 3, H, W]`, one image at a time as the original PA-100K evaluation: the prompts' text states
+    once, the images' tokens in one batch, then each image's tokens through the fusion encoder with every prompt.
+    `model` is an `APTMModel`."""
+    prompt_embeds = model.text_model(input_ids, attention_mask).last_hidden_state
+    image_embeds = model.vision_model(pixel_values).last_hidden_state
+    return torch.stack([model.itm_logits(prompt_embeds, attention_mask, image.expand(len(input_ids), -1, -1))[:, 1]
+                        for image in image_embeds])

@@ -13,6 +13,7 @@ import aptm
 from aptm.evaluation import AttributeEvaluator, RetrievalEvaluator, evaluate_attributes, evaluate_retrieval
 from aptm.retrieval import Encoder, RetrievalEngine
 from aptm.training import APTMTrainer, APTMTrainingArguments
+from retrieval_aptm import FusedScores
 
 from helpers.images import person_image
 from helpers.models import tiny_config, tiny_model
@@ -41,8 +42,9 @@ def splits():
 
 @contextmanager
 def counting_encoded():
-    """Within the block, count the images and texts this process encodes into the dict it yields."""
-    counts = {"images": 0, "texts": 0}
+    """Within the block, count the images and texts this process encodes, and the gallery images whose image-to-text
+    score columns it computes, into the dict it yields."""
+    counts = {"images": 0, "texts": 0, "i2t columns": 0}
     methods = {"images": Encoder.encode_images, "texts": Encoder.encode_text_batch}
 
     def counted(kind):
@@ -51,17 +53,24 @@ def counting_encoded():
             return methods[kind](encoder, inputs)
         return encode
 
+    def counted_columns(scores, columns):
+        block = columns_of(scores, columns)
+        counts["i2t columns"] += block.shape[1]
+        return block
+
+    columns_of = FusedScores.columns
     with mock.patch.object(Encoder, "encode_images", counted("images")), \
-            mock.patch.object(Encoder, "encode_text_batch", counted("texts")):
+            mock.patch.object(Encoder, "encode_text_batch", counted("texts")), \
+            mock.patch.object(FusedScores, "columns", counted_columns):
         yield counts
 
 
 def evaluate_all(sharded, folder):
     """Every evaluation: the gallery index and the retrieval of `evaluate_retrieval` (both directions) with how many
-    images and texts this process encoded, `RetrievalEngine.evaluate` of each of `EVALUATIONS` (metrics and final
-    score matrix), the attribute metrics, and the validation metrics of `APTMTrainer.evaluate` (sharded whenever
-    `torch.distributed` is initialised with several processes; its output folder is `folder`) with how many images
-    and texts it encoded."""
+    images and texts this process encoded and image-to-text columns it scored, `RetrievalEngine.evaluate` of each of
+    `EVALUATIONS` (metrics and final score matrix), the attribute metrics, and the validation metrics of
+    `APTMTrainer.evaluate` (sharded whenever `torch.distributed` is initialised with several processes; its output
+    folder is `folder`) with how many images and texts it encoded."""
     torch.manual_seed(0)
     model, processor = aptm.APTMModel(tiny_config()).eval(), aptm.build_processor()
     gallery, queries, labelled = splits()

@@ -146,6 +146,69 @@ def test_evaluation_streams_the_whole_matrix_scores(setup, fusion, world_size):
         engine.fusion, engine.world_size = "aptm", 1
 
 
+@pytest.mark.parametrize("fusion, world_size", [("aptm", 1), ("aptm", 3), ("itm", 1), ("cosine", 1)])
+@pytest.mark.parametrize("ties", ["stable", "pessimistic"])
+def test_image_to_text_is_streamed_in_column_chunks_with_the_whole_matrix_metrics(setup, monkeypatch, fusion,
+                                                                                   world_size, ties):
+    """The image-to-text metrics come from chunks of score columns of at most `CHUNK_SCORES` scores (here 2 images x
+    6 texts), never the whole matrix, and equal those of the whole matrix."""
+    import retrieval_aptm
+
+    _, _, _, engine, index = setup
+    monkeypatch.setattr(retrieval_aptm, "CHUNK_SCORES", 12)
+    widths = []
+    columns_of = retrieval_aptm.FusedScores.columns
+
+    def counted(scores, columns):
+        block = columns_of(scores, columns)
+        widths.append(block.shape[1])
+        return block
+
+    monkeypatch.setattr(retrieval_aptm.FusedScores, "columns", counted)
+    engine.fusion, engine.world_size = fusion, world_size
+    query_ids = [0, 1, 2, 3, 4, 5]
+    try:
+        expected = image_to_text_metrics(engine.score_matrix(TEXTS, index), query_ids, index.person_ids, ties=ties)
+        with monkeypatch.context() as whole:
+            whole.setattr(retrieval_aptm.FusedScores, "matrix", None)  # the whole matrix is never built
+            metrics, _ = engine.evaluate(TEXTS, query_ids, index, ties=ties, image_to_text=True)
+    finally:
+        engine.fusion, engine.world_size = "aptm", 1
+    assert widths == [2] * 6
+    assert {key: metrics[key] for key in expected} == pytest.approx(expected, abs=1e-9)
+    assert 0 < expected["i2t_mAP"] < 100
+
+
+def test_image_to_text_names_an_image_without_a_relevant_text(setup):
+    _, _, _, engine, index = setup
+    with pytest.raises(ValueError, match=r"first: query 10, person id 5"):
+        engine.evaluate(TEXTS[:5], [0, 1, 2, 3, 4], index, image_to_text=True)
+
+
+def test_text_states_are_computed_one_reranking_group_at_a_time(setup, monkeypatch):
+    """Queries are encoded a re-ranking group at a time, in order of token count, each group padded to its longest:
+    the text encoder never holds more than `query_batch_size` queries' token states, however many queries a batch of
+    `batch_size` holds, and the scores are those of the engine encoding groups of 4 (up to float32 rounding)."""
+    model, processor, _, engine, index = setup
+    texts, query_ids = TEXTS * 4, [0, 1, 2, 3, 4, 5] * 4
+    expected = engine.score_matrix(texts, index)
+    grouped = RetrievalEngine(model, processor, k=4, query_batch_size=3, batch_size=64, progress=False)
+    encoded, forward = [], model.text_model.forward
+
+    def counted(input_ids, attention_mask=None, *args, **kwargs):
+        encoded.append((len(input_ids), input_ids.shape[1], attention_mask.sum(1).tolist()))
+        return forward(input_ids, attention_mask, *args, **kwargs)
+
+    monkeypatch.setattr(model.text_model, "forward", counted)
+    metrics, fused = grouped.evaluate(texts, query_ids, index)
+    assert [size for size, _, _ in encoded] == [3] * 8
+    assert all(length == max(counts) for _, length, counts in encoded)  # each group padded to its own longest
+    group_lengths = [counts for _, _, counts in encoded]
+    assert sum(group_lengths, []) == sorted(sum(group_lengths, []))  # in order of token count
+    torch.testing.assert_close(fused.matrix(), expected, atol=2e-5, rtol=0)  # other padding: float32 rounding
+    assert metrics == pytest.approx(retrieval_metrics(expected, query_ids, index.person_ids))
+
+
 def test_faiss_candidates_match_exact_search(setup):
     pytest.importorskip("faiss")
     _, _, _, engine, index = setup

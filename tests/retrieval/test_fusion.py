@@ -175,3 +175,46 @@ def test_streamed_chunks_hold_a_fixed_number_of_scores_whatever_the_gallery(monk
         assert scores.chunk_size == rows_per_chunk
         assert all(chunk.shape[0] <= rows_per_chunk for _, chunk in chunks)
         torch.testing.assert_close(torch.cat([chunk for _, chunk in chunks]), features @ images.t())
+
+
+@pytest.mark.parametrize("world_size", [1, 3])
+@pytest.mark.parametrize("fusion", FUSIONS)
+@pytest.mark.parametrize("views", [1, 2])
+def test_score_columns_equal_the_whole_matrix_columns(fusion, world_size, views):
+    """Scores of every query against a block of gallery images, from that block's cosine columns alone, are the
+    whole matrix's columns: blocks at either end, in the middle, of one image, and of images no query re-ranks."""
+    cosine, topk, itm = random_case(7, 12, 3, seed=world_size, views=views)
+    cosine, itm = cosine.float(), itm.float()
+    cosine[:, 10:] -= 3  # images 10 and 11 are in no query's top-k
+    topk = cosine.topk(3, dim=1).indices
+    streaming = StreamingFusion(fusion, 0.002, world_size)
+    streaming.observe(cosine, topk, itm)
+    expected = whole_matrix_fusion(cosine, topk, itm, fusion, 0.002, world_size)
+    for columns in (slice(0, 4), slice(4, 5), slice(5, 10), slice(10, 12), slice(None)):
+        scores = streaming.scores(slice(None), cosine[:, columns], columns)
+        torch.testing.assert_close(scores, expected[:, columns], atol=1e-6, rtol=1e-6)
+
+
+def test_column_chunks_hold_a_fixed_number_of_scores_whatever_the_query_count(monkeypatch):
+    """Column chunks hold as many gallery images as make `CHUNK_SCORES` scores with every query (at least one), cover
+    the images asked for in order, and are the whole matrix's columns."""
+    import retrieval_aptm
+
+    monkeypatch.setattr(retrieval_aptm, "CHUNK_SCORES", 60)
+    generator = torch.Generator().manual_seed(0)
+    images = torch.nn.functional.normalize(torch.randn(25, 4, generator=generator), dim=-1)
+    for queries, images_per_chunk in ((10, 6), (30, 2), (100, 1)):
+        features = torch.nn.functional.normalize(torch.randn(queries, 4, generator=generator), dim=-1)
+        cosine = features @ images.t()
+        topk = cosine.topk(3, dim=1).indices
+        fusion = StreamingFusion("aptm", 0.002)
+        fusion.observe(cosine, topk, torch.randn(queries, 3, generator=generator))
+        scores = retrieval_aptm.FusedScores(fusion, features, images)
+        chunks = list(scores.column_chunks())
+        assert [columns.start for columns, _ in chunks] == list(range(0, 25, images_per_chunk))
+        assert all(block.shape == (queries, columns.stop - columns.start) for columns, block in chunks)
+        assert all(block.shape[1] <= images_per_chunk for _, block in chunks)
+        torch.testing.assert_close(torch.cat([block for _, block in chunks], dim=1), scores.matrix())
+        share = list(scores.column_chunks(range(7, 20)))
+        assert share[0][0].start == 7 and share[-1][0].stop == 20
+        torch.testing.assert_close(torch.cat([block for _, block in share], dim=1), scores.matrix()[:, 7:20])

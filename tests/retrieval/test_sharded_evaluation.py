@@ -67,8 +67,12 @@ def test_the_gathered_index_is_the_whole_gallery_in_order(sharded, alone):
 
 
 def test_each_process_encodes_its_share(sharded, alone):
-    assert alone["encoded"] == {"images": GALLERY, "texts": QUERIES}
-    assert [rank["encoded"] for rank in sharded] == [{"images": 6, "texts": 5}, {"images": 5, "texts": 4}]
+    """Each process encodes its share of the gallery and of the queries, and scores the image-to-text columns of its
+    share of the gallery."""
+    assert alone["encoded"] == {"images": GALLERY, "texts": QUERIES, "i2t columns": GALLERY}
+    assert [rank["encoded"] for rank in sharded] == [{"images": 6, "texts": 5, "i2t columns": 6},
+                                                     {"images": 5, "texts": 4, "i2t columns": 5}]
+    assert {"i2t_R@1", "i2t_mAP"} <= alone["evaluate_retrieval"]["metrics"].keys()
 
 
 def test_attribute_metrics_of_two_processes_equal_one(sharded, alone):

@@ -56,13 +56,28 @@ def test_matmul_shapes_account_for_every_matrix_product_of_the_image_encoder():
 
 def test_memory_table_smoke():
     """`--memory` prints one row per size with the full matrix's size and both paths' growth, each in a fresh
-    process."""
-    result = subprocess.run([sys.executable, str(REPO / "scripts" / "benchmark.py"), "--memory", "96x48"],
+    process, and for sizes sharing a gallery what the extra queries added, streamed."""
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "benchmark.py"), "--memory", "96x48,192x48"],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    row = next(line for line in result.stdout.splitlines() if "96 x 48" in line)
+    for size in ("96 x 48", "192 x 48"):
+        row = next(line for line in result.stdout.splitlines() if size in line)
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        assert cells[1] == "0 MB" and all(cell.endswith(" MB") and float(cell[:-3]) >= 0 for cell in cells[2:])
+    assert "streamed, 96 more queries x 48 images: " in result.stdout
+
+
+def test_attribute_throughput_smoke():
+    """`--attributes` prints one row per configuration: both paths' images/s, the speed-up and their scores'
+    largest difference, which is within float32 rounding (the fused batch scores what the per-image loop does)."""
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "benchmark.py"), "--configs", "tiny",
+                             "--attributes", "3"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "54 prompts), 3 images" in result.stdout
+    row = next(line for line in result.stdout.splitlines() if line.startswith("| aptm-tiny"))
     cells = [cell.strip() for cell in row.strip("|").split("|")]
-    assert cells[1] == "0 MB" and all(cell.endswith(" MB") and float(cell[:-3]) >= 0 for cell in cells[2:])
+    assert cells[1].endswith(" i/s") and cells[2].endswith(" i/s") and cells[3].endswith("x")
+    assert float(cells[4]) < 1e-4
 
 
 def test_memory_mapped_index_smoke():
