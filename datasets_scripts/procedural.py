@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from aptm.files import write_json_atomically
 from processing_aptm import MALS_LOWER_COLOURS, MALS_UPPER_COLOURS
 
 from .common import process_map
@@ -361,6 +362,7 @@ def generate(data_dir, num_identities=250, views_per_identity=6, seed=0, test_fr
     if num_identities < 3 or views_per_identity < 1:
         raise ValueError("need at least 3 identities and 1 view per identity")
     data_dir = Path(data_dir)
+    (data_dir / "manifest.json").unlink(missing_ok=True)  # written last: until then the folder is not a dataset
     (data_dir / "imgs").mkdir(parents=True, exist_ok=True)
     (data_dir / "gene_attrs").mkdir(exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -399,7 +401,7 @@ def generate(data_dir, num_identities=250, views_per_identity=6, seed=0, test_fr
 
 
 def _write_json(path, value):
-    Path(path).write_text(json.dumps(value, indent=None, separators=(",", ":")))
+    write_json_atomically(path, value, indent=None, separators=(",", ":"))
 
 
 def is_generated(data_dir, **settings):
