@@ -25,8 +25,10 @@ import shutil
 import signal
 import sys
 import time
+import traceback
 from pathlib import Path
 
+import datasets
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `helpers`, when run as a script
@@ -42,7 +44,7 @@ def digest(*arrays):
     """A short hash of tensors' bytes."""
     hashed = hashlib.sha256()
     for array in arrays:
-        hashed.update(array.contiguous().view(torch.uint8).numpy().tobytes() if array.numel() else b"")
+        hashed.update(array.reshape(-1).contiguous().view(torch.uint8).numpy().tobytes() if array.numel() else b"")
     return hashed.hexdigest()[:16]
 
 
@@ -135,8 +137,11 @@ class PreparedDataset:
         summary = {}
         for name, split in splits.items():
             rows = split.cast_column("image", Image(decode=False)).to_list()
-            for row in rows:  # the image as its bytes on disk, whatever folder holds it
-                row["image"] = hashlib.sha256(Path(row["image"]["path"]).read_bytes()).hexdigest()[:16]
+            for row in rows:  # the image as its bytes, whatever folder holds it (query rows have none)
+                image = row["image"]
+                if image is not None:
+                    data = image["bytes"] or Path(image["path"]).read_bytes()
+                    row["image"] = hashlib.sha256(data).hexdigest()[:16]
             summary[name] = hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()[:16]
         return summary
 
@@ -148,11 +153,11 @@ class PreparedDataset:
 
 
 class Training:
-    """`APTMTrainer` on the procedural set for 6 steps with a checkpoint every 2 and the final save, resumed from the
-    last complete checkpoint (as `--resume_from_checkpoint last`); the summary is the final saved weights."""
+    """`APTMTrainer` on the procedural set for `steps` steps with a checkpoint after each and the final save, resumed
+    from the last complete checkpoint (as `--resume_from_checkpoint last`); the summary is the final saved weights."""
 
-    def __init__(self, data_dir):
-        self.data_dir = data_dir
+    def __init__(self, data_dir, steps=4):
+        self.data_dir, self.steps = data_dir, steps
 
     def prepare(self, folder):
         pass
@@ -169,10 +174,11 @@ class Training:
         data = load_aptm_dataset("procedural", data_dir=self.data_dir, num_identities=8, views_per_identity=2,
                                  seed=0)
         processor = aptm.build_processor()
-        args = APTMTrainingArguments(output_dir=str(folder), learning_rate=1e-3, warmup_steps=0, max_steps=6,
-                                     per_device_train_batch_size=4, logging_steps=1, save_strategy="steps",
-                                     save_steps=2, eval_strategy="no", seed=0, use_cpu=True, report_to="none",
-                                     disable_tqdm=True)
+        args = APTMTrainingArguments(output_dir=str(folder), learning_rate=1e-3, warmup_steps=0,
+                                     max_steps=self.steps,
+                                     per_device_train_batch_size=2, logging_steps=1, save_strategy="steps",
+                                     save_steps=1, eval_strategy="no", load_best_model_at_end=False, seed=0,
+                                     use_cpu=True, report_to="none", disable_tqdm=True, log_level="error")
         trainer = APTMTrainer(model=tiny_model(), args=args, train_dataset=data["train"],
                               data_collator=APTMCollator(processor, erasing_p=0.0))
         started()
@@ -209,15 +215,17 @@ def run_child(job):
             os.write(write, b"R" + json.dumps(result).encode())
         except BaseException as error:  # noqa: BLE001  (sent to the parent as the outcome)
             os.write(write, b"E" + f"{type(error).__name__}: {error}".encode())
+            traceback.print_exc()
         finally:
             os._exit(0)
     os.close(write)
     return pid, read
 
 
-def collect(pid, read):
-    """What the child sent after its start mark, as `("R", summary)` or `("E", message)`; `("K", None)` if killed."""
-    chunks = []
+def collect(pid, read, head=b""):
+    """What the child sent after its start mark (`head`: what was already read of it), as `("R", summary)` or
+    `("E", message)`; `("K", None)` if killed."""
+    chunks = [head]
     while chunk := os.read(read, 1 << 16):
         chunks.append(chunk)
     os.close(read)
@@ -239,7 +247,7 @@ def run_to_end(job):
     pid, read = run_child(job)
     mark = os.read(read, 1)
     start = time.perf_counter()
-    kind, value = collect(pid, read) if mark == b"S" else (chr(mark[0]), collect(pid, read)[1])
+    kind, value = collect(pid, read, mark)
     if kind != "R":
         raise RuntimeError(f"the writer failed: {value}")
     return value, time.perf_counter() - start
@@ -248,8 +256,9 @@ def run_to_end(job):
 def killed_run(job, delay):
     """Start `job`, SIGKILL it `delay` seconds after it starts writing; whether it had finished first."""
     pid, read = run_child(job)
-    if os.read(read, 1) != b"S":
-        raise RuntimeError(f"the writer failed before it started writing: {collect(pid, read)}")
+    mark = os.read(read, 1)
+    if mark != b"S":
+        raise RuntimeError(f"the writer failed before it started writing: {collect(pid, read, mark)}")
     time.sleep(delay)
     os.kill(pid, signal.SIGKILL)
     return collect(pid, read)[0] == "R"
@@ -288,10 +297,10 @@ def kill_writer(name, writer, kills, seed, workdir):
     return report
 
 
-def writers(workdir):
-    data_dir = Path(workdir) / "training-data"
+def writers(workdir, training_steps=4):
+    """The writers by name; the training ones keep their data in `workdir`."""
     return {"index_build": IndexBuild(), "index_save": IndexSave(), "dataset": PreparedDataset(),
-            "training": Training(data_dir)}
+            "training": Training(Path(workdir) / "training-data", training_steps)}
 
 
 def main(argv=None):
@@ -301,6 +310,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", required=True)
     args = parser.parse_args(argv)
+    datasets.disable_progress_bars()
     available = writers(args.workdir)
     reports = [kill_writer(name, available[name], args.kills, args.seed, args.workdir)
                for name in args.writer or list(available)]
