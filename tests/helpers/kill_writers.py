@@ -309,9 +309,10 @@ def main(argv=None):
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", required=True)
+    parser.add_argument("--training_steps", type=int, default=4)
     args = parser.parse_args(argv)
     datasets.disable_progress_bars()
-    available = writers(args.workdir)
+    available = writers(args.workdir, args.training_steps)
     reports = [kill_writer(name, available[name], args.kills, args.seed, args.workdir)
                for name in args.writer or list(available)]
     print(json.dumps(reports, indent=1))
