@@ -210,11 +210,12 @@ def run_child(job):
     pid = os.fork()
     if pid == 0:
         os.close(read)
+        pipe = os.fdopen(write, "wb", buffering=0)
         try:
-            result = job(lambda: os.write(write, b"S"))
-            os.write(write, b"R" + json.dumps(result).encode())
+            result = job(lambda: pipe.write(b"S"))
+            pipe.write(b"R" + json.dumps(result).encode())
         except BaseException as error:  # noqa: BLE001  (sent to the parent as the outcome)
-            os.write(write, b"E" + f"{type(error).__name__}: {error}".encode())
+            pipe.write(b"E" + f"{type(error).__name__}: {error}".encode())
             traceback.print_exc()
         finally:
             os._exit(0)
@@ -231,9 +232,12 @@ def collect(pid, read, head=b""):
     os.close(read)
     os.waitpid(pid, 0)
     message = b"".join(chunks).lstrip(b"S")
-    if not message:
-        return "K", None
-    return chr(message[0]), json.loads(message[1:]) if message[:1] == b"R" else message[1:].decode()
+    if message[:1] == b"R":
+        try:
+            return "R", json.loads(message[1:])
+        except ValueError:  # killed while sending it
+            return "K", None
+    return ("E", message[1:].decode()) if message else ("K", None)
 
 
 def opened(job):
