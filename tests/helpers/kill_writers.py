@@ -297,6 +297,8 @@ def kill_writer(name, writer, kills, seed, workdir):
             raise AssertionError(f"kill {trial} (delay {delay:.3f}s): the re-run differs from the uninterrupted run")
         report["kills"].append({"delay": round(delay, 4), "finished_before_kill": finished, "after_kill": outcome,
                                 "rerun_identical": True})
+        with open(workdir.parent / f"{name}.jsonl", "a") as log:  # each kill as it ends, for a run cut short
+            log.write(json.dumps(report["kills"][-1]) + "\n")
         shutil.rmtree(folder)
     return report
 
