@@ -41,7 +41,10 @@ class CheckedBuilder(datasets.GeneratorBasedBuilder):
         preparation leaves no prepared dataset): first empty it of what a killed one left there, last write the
         skipped records beside the prepared files."""
         for leftover in Path(self._output_dir).iterdir():
-            shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+            if leftover.is_dir():
+                shutil.rmtree(leftover)
+            else:
+                leftover.unlink()
         super()._download_and_prepare(dl_manager, *args, **kwargs)
         write_json_atomically(Path(self._output_dir) / SKIP_REPORT, self.checker.skipped, indent=1)
 
