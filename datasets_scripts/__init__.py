@@ -24,12 +24,12 @@ import datasets
 
 from . import procedural
 from .attributes import AttributeBuilder, AttributeConfig, annotation_files
+from .checked_builder import SKIP_REPORT
 from .common import DatasetFormatError, ImageChecks, RecordChecker, fingerprint, positive_num_proc
 from .retrieval import SOURCES, TextReIDBuilder, TextReIDConfig, read_entries
 
 RETRIEVAL = ("cuhk-pedes", "icfg-pedes", "rstpreid")
 NAMES = RETRIEVAL + ("mals", "pa100k", "synth-pedes", "procedural")
-SKIP_REPORT = "skipped_records.json"
 
 
 def _build(builder_class, cache_dir, files, image_checks, num_proc, **config):
@@ -41,9 +41,7 @@ def _build(builder_class, cache_dir, files, image_checks, num_proc, **config):
             raise error.__cause__ from None
         raise
     report = Path(builder.cache_dir) / SKIP_REPORT
-    if hasattr(builder, "checker"):  # prepared now, each split has logged its summary: keep the skips for reloads
-        report.write_text(json.dumps(builder.checker.skipped, indent=1))
-    elif report.is_file():
+    if not hasattr(builder, "checker") and report.is_file():  # loaded from the cache: log the skips kept there
         RecordChecker.from_skipped(json.loads(report.read_text())).log_summary(f"{builder.config.name} (from the cache)")
     return builder.as_dataset()
 

@@ -1,11 +1,15 @@
 """The base of the dataset builders: every record is read and checked before generation, so that `num_proc`
 processes can check the images and write the rows with the same result as one."""
 
+import shutil
 from pathlib import Path
 
 import datasets
 
 from .common import ImageChecks, RecordChecker, positive_num_proc
+from .files import write_json_atomically
+
+SKIP_REPORT = "skipped_records.json"
 
 
 class CheckedBuilder(datasets.GeneratorBasedBuilder):
@@ -30,6 +34,18 @@ class CheckedBuilder(datasets.GeneratorBasedBuilder):
         """`datasets.DatasetBuilder.download_and_prepare`; `num_proc` processes check the images and write the rows."""
         self.num_proc = 1 if num_proc is None else positive_num_proc(num_proc)
         return super().download_and_prepare(*args, num_proc=num_proc, **kwargs)
+
+    def _download_and_prepare(self, dl_manager, *args, **kwargs):
+        """Prepare into the temporary folder that `datasets` renames into place when preparation ends (so a killed
+        preparation leaves no prepared dataset): first empty it of what a killed one left there, last write the
+        skipped records beside the prepared files."""
+        for leftover in Path(self._output_dir).iterdir():
+            if leftover.is_dir():
+                shutil.rmtree(leftover)
+            else:
+                leftover.unlink()
+        super()._download_and_prepare(dl_manager, *args, **kwargs)
+        write_json_atomically(Path(self._output_dir) / SKIP_REPORT, self.checker.skipped, indent=1)
 
     def _split_generators(self, dl_manager):
         self.checker = RecordChecker(self.config.on_error)

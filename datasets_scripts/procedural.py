@@ -32,6 +32,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from processing_aptm import MALS_ATTRIBUTES, MALS_LOWER_COLOURS, MALS_UPPER_COLOURS
 
 from .common import process_map
+from .files import write_json_atomically
 
 WIDTH, HEIGHT = 128, 384
 RENDER_VERSION = 2  # bumped when the drawing changes, so folders drawn by an older version are regenerated
@@ -363,6 +364,7 @@ def generate(data_dir, num_identities=250, views_per_identity=6, seed=0, test_fr
     if num_identities < 3 or views_per_identity < 1:
         raise ValueError("need at least 3 identities and 1 view per identity")
     data_dir = Path(data_dir)
+    (data_dir / "manifest.json").unlink(missing_ok=True)  # written last: until then the folder is not a dataset
     (data_dir / "imgs").mkdir(parents=True, exist_ok=True)
     (data_dir / "gene_attrs").mkdir(exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -401,7 +403,7 @@ def generate(data_dir, num_identities=250, views_per_identity=6, seed=0, test_fr
 
 
 def _write_json(path, value):
-    Path(path).write_text(json.dumps(value, indent=None, separators=(",", ":")))
+    write_json_atomically(path, value, indent=None, separators=(",", ":"))
 
 
 def default_settings() -> dict:

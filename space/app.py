@@ -21,6 +21,11 @@ suffixes): at most `MAX_UPLOAD_FILES` images, one level of zip or tar archives (
 `MAX_MEMBER_BYTES` refused), images of at most `MAX_IMAGE_PIXELS` pixels (larger ones, decompression bombs included,
 refused before decoding); nothing is extracted; each problem is reported and the app keeps serving.
 
+Result images are served from files of their own (`ResultFiles`, in gradio's temporary folder), named by their pixels
+and written once, whole (under a temporary name renamed into place), so a client never downloads a file that another
+request is writing (gradio's cache writes a returned PIL image in place under its content hash: concurrent requests
+returning the same image served truncated or empty files).
+
 Footage: an uploaded video (at most 20 MB, frames of at most `MAX_IMAGE_PIXELS` pixels) is read every Nth frame, at
 most `MAX_VIDEO_FRAMES` sampled frames (the rest of a longer video is left out, and the message says so); people are
 found with OpenCV's HOG detector (at most `MAX_VIDEO_CROPS` sightings), followed from frame to frame into tracks (one
@@ -32,8 +37,11 @@ chosen again there; no index is read from disk (an index built by `scripts/index
 `scripts/search.py` or `aptm.footage.FootageIndex`).
 """
 
+import functools
+import hashlib
 import os
 import sys
+import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -76,6 +84,35 @@ def checked_query(query, required=True):
     if len(query) > MAX_QUERY_CHARS:
         raise gr.Error(f"The query is longer than {MAX_QUERY_CHARS} characters.")
     return query
+
+
+class ResultFiles:
+    """The files result images are served from: an image's file is named by a hash of its pixels and written once,
+    whole (a temporary file renamed into place), so a file being served is never rewritten."""
+
+    def __init__(self):
+        Path(gr.utils.get_upload_folder()).mkdir(parents=True, exist_ok=True)
+        self.folder = Path(tempfile.mkdtemp(prefix="aptm-results-", dir=gr.utils.get_upload_folder()))
+
+    def path(self, image):
+        """The file of `image` (written now if it is not yet)."""
+        digest = hashlib.sha256(f"{image.mode} {image.size}".encode() + image.tobytes()).hexdigest()[:32]
+        path = self.folder / f"{digest}.webp"
+        if not path.is_file():
+            descriptor, partial = tempfile.mkstemp(dir=self.folder, prefix=f".{digest}.", suffix=".partial")
+            with os.fdopen(descriptor, "wb") as file:
+                image.save(file, format="WEBP")
+            os.replace(partial, path)
+        return str(path)
+
+    def served(self, handler):
+        """`handler` returning `(image, caption)` pairs, returning `(image file, caption)` pairs instead."""
+
+        @functools.wraps(handler)
+        def serving_files(*args):
+            return [(self.path(image), label) for image, label in handler(*args)]
+
+        return serving_files
 
 
 class Demo:
@@ -236,7 +273,8 @@ def example_from_results(results, selected: gr.SelectData):
 
 def build_demo(demo):
     """The Blocks app with the `/search`, `/attributes`, `/index_uploads`, `/search_uploads`, `/index_video` and
-    `/search_footage` endpoints."""
+    `/search_footage` endpoints; their result images are served from `ResultFiles`."""
+    files = ResultFiles()
     with gr.Blocks(title="APTM text-based person retrieval") as app:
         gr.Markdown("# APTM: find a person from a description\nText-to-person search with ITM re-ranking, "
                     "attribute recognition, and search over your own images.")
@@ -249,7 +287,7 @@ def build_demo(demo):
             button = gr.Button("Search", variant="primary", elem_id="search")
             results = gr.Gallery(label="ranked gallery", columns=10, height=420, elem_id="results")
             gr.Examples(EXAMPLES, inputs=query)
-            button.click(demo.search, [query, top, dual], results, api_name="search")
+            button.click(files.served(demo.search), [query, top, dual], results, api_name="search")
         with gr.Tab("Attributes"):
             image = gr.Image(type="pil", label="pedestrian image")
             attribute_dual = gr.Checkbox(label="dual encoder only (prompt similarities, no ITM head)")
@@ -267,7 +305,7 @@ def build_demo(demo):
             own_button = gr.Button("Search my gallery", variant="primary")
             own_results = gr.Gallery(label="ranked uploads", columns=10, height=420)
             index_button.click(demo.index_uploads, uploads, [state, status], api_name="index_uploads")
-            own_button.click(demo.search_uploads, [own_query, own_top, state], own_results, api_name="search_uploads")
+            own_button.click(files.served(demo.search_uploads), [own_query, own_top, state], own_results, api_name="search_uploads")
         with gr.Tab("Footage"):
             gr.Markdown(f"Upload a short video (at most 20 MB; {MAX_VIDEO_FRAMES} frames are read at most): people are "
                         "found every Nth frame and followed from frame to frame, one result per person with their "
@@ -300,7 +338,7 @@ def build_demo(demo):
                                         interactive=False, elem_id="footage-timeline")
             video_button.click(demo.index_video, [video, frame_step, videos], [videos, video_status, choice],
                                api_name="index_video")
-            footage_button.click(demo.search_footage,
+            footage_button.click(files.served(demo.search_footage),
                                  [footage_query, example, image_weight, footage_top, choice, videos],
                                  [footage_results, footage_timeline], api_name="search_footage")
             footage_results.select(example_from_results, footage_results, example, api_name=False)

@@ -1,11 +1,18 @@
 """A gallery index: an encoded gallery with person ids and paths, saved to and loaded from disk.
 
 On disk, a saved index is a folder with `index.safetensors` (features, image tokens, person ids; float32, float16 or
-bfloat16) and `index.json` (size, paths). An index built incrementally (`RetrievalEngine.build_index`) is a folder of
-such shards, `shards/NNNNNN/`, with `gallery.json` (format, storage dtype, whether it has person ids); it loads as one
-gallery. Loaded memory-mapped, the image tokens stay on disk and only the rows asked for are read.
+bfloat16) and `index.json` (size, paths), both carrying the same content id. An index built incrementally
+(`RetrievalEngine.build_index`) is a folder of such shards, `shards/NNNNNN/`, with `gallery.json` (format, storage
+dtype, whether it has person ids); it loads as one gallery. Loaded memory-mapped, the image tokens stay on disk and
+only the rows asked for are read.
+
+A writer killed at any moment leaves a folder that loads as before or as after (never a partial shard, never the
+tensors of one save with the paths of another): every file is written whole and renamed into place (`datasets_scripts.files`),
+shards are filled under a temporary name and renamed when complete, `index.json` is written after the tensors and a
+pair from different saves is refused naming the files. Re-running the same build completes what was missing.
 """
 
+import hashlib
 import json
 import os
 import shutil
@@ -20,6 +27,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
+from datasets_scripts.files import atomic_path, sync_folder, sync_tree, write_json_atomically
 from retrieval_aptm import EncodedGallery
 
 from ..images import decode_image
@@ -66,7 +74,7 @@ class ShardedFolder:
                                      f"{value!r}")
         else:
             folder.mkdir(parents=True, exist_ok=True)
-            (folder / MANIFEST).write_text(json.dumps(manifest))
+            write_json_atomically(folder / MANIFEST, manifest)
         shards = cls(folder / "shards")
         shards.remove_partial()
         return shards
@@ -84,8 +92,8 @@ class ShardedFolder:
 
     @contextmanager
     def new_shard(self):
-        """A context giving the next shard's temporary folder to fill; renamed to its number when the block ends,
-        deleted if the block raises."""
+        """A context giving the next shard's temporary folder to fill; flushed to disk and renamed to its number when
+        the block ends, deleted if the block raises."""
         shards = self.shards()
         number = int(shards[-1].name) + 1 if shards else 0
         partial = self.folder / f".partial-{os.getpid()}-{number:06d}"
@@ -95,7 +103,9 @@ class ShardedFolder:
         except BaseException:
             shutil.rmtree(partial)
             raise
+        sync_tree(partial)
         partial.rename(self.folder / f"{number:06d}")
+        sync_folder(self.folder)
 
 
 class MappedImageTokens:
@@ -165,7 +175,8 @@ class GalleryIndex(EncodedGallery):
 
     def save(self, folder, dtype=torch.float32):
         """Write `index.safetensors` (features and image tokens in `dtype`: `torch.float32`, `torch.float16` or
-        `torch.bfloat16`) and `index.json` (paths) into `folder`."""
+        `torch.bfloat16`) and then `index.json` (paths) into `folder`, each replaced whole (a save killed midway
+        leaves the previous index, or a pair that `load` refuses until the index is saved again)."""
         storage_dtype_name(dtype)
         if self.flipped_image_embeds is not None:
             raise ValueError("a test-time-flip gallery (with flipped_image_embeds) cannot be saved: an index holds one "
@@ -179,8 +190,11 @@ class GalleryIndex(EncodedGallery):
                    "image_embeds": self.image_embeds.to(dtype).contiguous()}
         if self.person_ids is not None:
             tensors["person_ids"] = self.person_ids
-        save_file(tensors, folder / TENSORS, metadata={"format": "pt"})
-        (folder / PATHS).write_text(json.dumps({"size": len(self), "paths": list(self.paths)}))
+        paths = list(self.paths)
+        content_id = _content_id(tensors["image_features"], paths)
+        with atomic_path(folder / TENSORS) as temporary:
+            save_file(tensors, temporary, metadata={"format": "pt", "content_id": content_id})
+        write_json_atomically(folder / PATHS, {"size": len(self), "paths": paths, "content_id": content_id})
 
     @classmethod
     def load(cls, folder, mmap=False):
@@ -206,6 +220,10 @@ class GalleryIndex(EncodedGallery):
                     raise FileNotFoundError(f"{folder / name} is missing: not a saved gallery index")
             meta = json.loads((folder / PATHS).read_text())
             with safe_open(str(folder / TENSORS), framework="pt") as tensors:
+                saved_id = (tensors.metadata() or {}).get("content_id")
+                if saved_id != meta.get("content_id"):
+                    raise ValueError(f"{folder / TENSORS} and {folder / PATHS} come from different saves (one was "
+                                     "interrupted): save or build the index again")
                 features.append(tensors.get_tensor("image_features").float())
                 person_ids.append(tensors.get_tensor("person_ids") if "person_ids" in tensors.keys() else None)
                 if not mmap:
@@ -270,6 +288,13 @@ class GalleryIndex(EncodedGallery):
         dataset.add_faiss_index(column="features", metric_type=faiss.METRIC_INNER_PRODUCT)
         return dataset
 
+
+
+def _content_id(features, paths):
+    """What pairs a saved index's two files: a hash of its stored features and paths."""
+    digest = hashlib.sha256(features.view(torch.uint8).numpy().tobytes() if features.numel() else b"")
+    digest.update(json.dumps(paths).encode())
+    return digest.hexdigest()[:32]
 
 
 class _ImageFiles:

@@ -19,7 +19,7 @@ from ..evaluation import AttributeEvaluator, RetrievalEvaluator
 from ..factory import build_processor, minilm_dir
 from ..hub import add_pipelines, hub_id, write_model_card
 from .matching_phase import run_matching_phase
-from .trainer import APTMTrainer
+from .trainer import APTMTrainer, last_complete_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -156,7 +156,10 @@ def run_training(model_args, data_args, loss_args, evaluation_args, training_arg
         evaluators=build_evaluators(processor, evaluation, data_args, evaluation_args,
                                     training_args.per_device_eval_batch_size))
     resume = training_args.resume_from_checkpoint
-    trainer.train(resume_from_checkpoint=True if resume == "last" else resume)
+    if resume == "last":  # the latest checkpoint written to the end, if any (else the run starts from step 0)
+        resume = last_complete_checkpoint(training_args.output_dir)
+        logger.info(f"resuming from {resume}" if resume else "no checkpoint to resume from: training from the start")
+    trainer.train(resume_from_checkpoint=resume)
     metrics = trainer.evaluate()
     if training_args.matching_steps:
         metrics, _ = run_matching_phase(trainer, train, data_args.attributes, metrics)

@@ -8,16 +8,55 @@ the features of every process (see `modeling_aptm.gather_across_processes`; `itc
 processes' features pass gradient back), the other losses use the local batch, as the original. Validation is split
 across the processes too (`aptm.evaluation`'s evaluators: each process evaluates a share, 1/N of the work), and every
 process gets the one-process metrics, so checkpoint selection agrees everywhere.
+
+A run killed while writing a checkpoint leaves that `checkpoint-N` folder incomplete (the Trainer writes its files in
+place, `trainer_state.json` last): `last_complete_checkpoint` is the one to resume from. The model, processor and
+arguments of a checkpoint or of the final save are each written whole (`APTMTrainer._save`), so a save killed midway
+never leaves a truncated weights file.
 """
 
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
 from collections import defaultdict
 from pathlib import Path
 
 import torch
 from transformers import Trainer, TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.utils import CONFIG_NAME
 
+from datasets_scripts.files import sync_folder, sync_tree
 from ..figures import plot_training_curves
 from .optimization import parameter_groups, schedule_factor
+
+logger = logging.getLogger(__name__)
+
+
+def _is_complete(checkpoint: Path, step: int) -> bool:
+    """Whether the Trainer finished writing `checkpoint`: its last file, `trainer_state.json`, is whole and of
+    `step`."""
+    try:
+        return json.loads((checkpoint / "trainer_state.json").read_text()).get("global_step") == step
+    except (OSError, ValueError):
+        return False
+
+
+def last_complete_checkpoint(output_dir: str | Path) -> str | None:
+    """The latest `checkpoint-N` in `output_dir` that was written to the end (`None` if there is none). Newer ones
+    left incomplete by a killed run are skipped with a warning naming them (the resumed run writes them again)."""
+    numbered = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
+    folders = Path(output_dir).iterdir() if Path(output_dir).is_dir() else []
+    checkpoints = sorted((int(match.group(1)), folder) for folder in folders
+                         if folder.is_dir() and (match := numbered.match(folder.name)))
+    for step, checkpoint in reversed(checkpoints):
+        if _is_complete(checkpoint, step):
+            return str(checkpoint)
+        logger.warning(f"{checkpoint} is incomplete (its run was stopped while saving it): not resuming from it")
+    return None
 
 
 def other_person_negatives(person_ids):
@@ -83,6 +122,25 @@ class APTMTrainer(Trainer):
         self.evaluators = list(evaluators)
         self._term_sums, self._term_count = defaultdict(float), 0
         self.add_callback(CurvesCallback())
+
+    def _save(self, output_dir=None, state_dict=None):
+        """`Trainer._save` (weights, config, processor, arguments) into a temporary folder inside `output_dir`,
+        flushed to disk, whose files then replace those of `output_dir` one by one (`config.json` last), each whole."""
+        if not self.args.should_save:
+            return super()._save(output_dir, state_dict)
+        output_dir = Path(output_dir if output_dir is not None else self.args.output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        for leftover in output_dir.glob(".partial-save-*"):  # what a save killed midway left
+            shutil.rmtree(leftover)
+        partial = Path(tempfile.mkdtemp(prefix=".partial-save-", dir=output_dir))
+        try:
+            super()._save(str(partial), state_dict)
+            sync_tree(partial)
+            for file in sorted(partial.iterdir(), key=lambda file: file.name == CONFIG_NAME):
+                os.replace(file, output_dir / file.name)
+            sync_folder(output_dir)
+        finally:
+            shutil.rmtree(partial)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         step = self.state.global_step if model.training else None

@@ -11,7 +11,8 @@ import time
 
 
 class Browser:
-    """One headless Chromium page: `open(url)`, `evaluate(js)`, `wait_for(js)`, `screenshot(path)`, `close()`."""
+    """One headless Chromium page: `open(url)`, `evaluate(js)`, `wait_for(js)`, `wait_for_drawn_images(selector,
+    count)`, `screenshot(path)`, `close()`."""
 
     def __init__(self, user_data_dir, size=(1280, 900)):
         executable = shutil.which("chromium")
@@ -78,6 +79,36 @@ class Browser:
                 return value
             time.sleep(0.25)
         raise TimeoutError(f"{expression} stayed false for {timeout} s")
+
+    def drawn_images(self, selector):
+        """How many of the images `selector` matches are loaded, decoded and not blank (their pixels, drawn on a
+        canvas, vary), and how many it matches: what a person would see, not just the elements."""
+        return self.evaluate(f"""Promise.all([...document.querySelectorAll({json.dumps(selector)})].map(
+            image => image.decode().then(() => {{
+                const canvas = document.createElement('canvas');
+                [canvas.width, canvas.height] = [image.naturalWidth, image.naturalHeight];
+                if (!canvas.width || !canvas.height) return false;
+                const context = canvas.getContext('2d');
+                context.drawImage(image, 0, 0);
+                const pixels = context.getImageData(0, 0, canvas.width, canvas.height).data;
+                let low = 255, high = 0;
+                for (let i = 0; i < pixels.length; i += 4) {{ low = Math.min(low, pixels[i + 1]);
+                                                              high = Math.max(high, pixels[i + 1]); }}
+                return high - low > 8;
+            }}, () => false))).then(drawn => [drawn.filter(Boolean).length, drawn.length])""")
+
+    def wait_for_drawn_images(self, selector, count, timeout=60):
+        """Wait until `count` images match `selector`, every one drawn (`drawn_images`); raises naming how many
+        were drawn otherwise."""
+        deadline = time.monotonic() + timeout
+        while True:
+            drawn, found = self.drawn_images(selector)
+            if drawn == found == count:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{drawn} of the {found} images {selector} were drawn after {timeout} s "
+                                   f"({count} expected)")
+            time.sleep(0.25)
 
     def screenshot(self, path):
         path.write_bytes(base64.b64decode(self.command("Page.captureScreenshot", format="png")["data"]))

@@ -16,6 +16,7 @@ import sys
 import time
 import urllib.request
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -148,6 +149,28 @@ def test_concurrent_requests_keep_their_own_settings(space, processor):
         assert [r["caption"] for r in job.result(timeout=300)] == expected[dual], dual
 
 
+def test_concurrent_clients_download_every_result_image_whole(space, tmp_path):
+    """8 clients search at once (both settings, 3 searches each) and download every result image: each arrives
+    complete (no client error, every file decodes to the gallery image's size). Gradio's cache used to write a
+    returned image in place while another request served it (truncated or 0-byte downloads)."""
+    url, _, _, _, gallery = space
+    sizes = {image.size for image in gallery["image"]}
+    queries = ["a man in a red shirt", "a woman with long hair", "a person with a black bag"]
+
+    def client_searches(number):
+        client = gradio_client.Client(url, verbose=False, download_files=str(tmp_path / f"client-{number}"))
+        return [client.predict(query, 10, number % 2 == 1, api_name="/search") for query in queries]
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = [result for results in pool.map(client_searches, range(8)) for result in results]
+    files = [Path(item["image"]) for result in answers for item in result]
+    assert len(answers) == 24 and len(files) == 240
+    for file in files:
+        with Image.open(file) as image:
+            image.load()  # raises on a truncated file
+            assert image.size in sizes and np.asarray(image).std() > 0, file
+
+
 def files_under(root):
     """Every file under `root` but gradio's temporary folder, with its modification time."""
     return {path: path.stat().st_mtime_ns for path in root.rglob("*")
@@ -258,6 +281,7 @@ def test_a_browser_searches(space, tmp_path):
         browser.evaluate("document.querySelector('#search').click()")
         count = browser.wait_for("document.querySelectorAll('#results img').length", timeout=120)
         assert count == 10  # the slider's default number of results
+        browser.wait_for_drawn_images("#results img", 10)  # every thumbnail decoded and drawn, not a placeholder
         shot = browser.screenshot(tmp_path / "space.png")
     finally:
         browser.close()
@@ -302,6 +326,7 @@ def test_a_browser_searches_a_video(space, tmp_path):
         assert re.search(r"#1 0:00\.0-0:02\.0 score \d\.\d{3}", captions)  # time span and score shown
         browser.wait_for("document.querySelector('#footage-timeline img') !== null")  # and the timeline
         browser.evaluate("document.querySelector('#search-footage').scrollIntoView()")  # the results in the picture
+        browser.wait_for_drawn_images("#footage-results img", 8)
         shot = browser.screenshot(tmp_path / "footage.png")
         browser.evaluate("document.querySelectorAll('#footage-results img')[1].click()")  # query by this example
         browser.wait_for("document.querySelector('#footage-example img') !== null")

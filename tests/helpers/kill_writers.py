@@ -1,0 +1,328 @@
+"""Kill the project's writers with SIGKILL at random moments and check what they leave behind.
+
+For each writer: one uninterrupted run gives the reference content; then, per kill, the writer is started again in a
+fresh folder (holding the previous content where the writer replaces one), killed after a seeded random delay drawn
+over the length of the reference write, the store is opened by a fresh process, and the same command is run again to
+the end. What must hold: the store opens to a state the writer may legitimately be in (the previous content, a prefix
+of the new one for an index built in shards, the new one) or refuses with an error naming the folder, never a partial
+shard or a mix of two saves; and the re-run ends with exactly the reference content (features, weights, rows: bit for
+bit, in the same order).
+
+One process imports torch once and forks a child per run (the parent itself never runs torch code, so forking is
+safe); each child sends back, through a pipe, when it starts writing and a summary (hashes) of what it then reads.
+
+    python tests/helpers/kill_writers.py --writer index_build --kills 20 --seed 0 --workdir /tmp/kills
+
+prints a JSON report (the per-kill seeds, delays and outcomes). The suite runs a few kills per writer
+(`tests/faults/test_killed_writers.py`).
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import datasets
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `helpers`, when run as a script
+
+import torch  # noqa: E402  (imported once, before forking)
+
+from aptm.retrieval import GalleryIndex  # noqa: E402
+
+NUM_IMAGES, SHARD_SIZE = 12, 2
+
+
+def digest(*arrays):
+    """A short hash of tensors' bytes."""
+    hashed = hashlib.sha256()
+    for array in arrays:
+        hashed.update(array.reshape(-1).contiguous().view(torch.uint8).numpy().tobytes() if array.numel() else b"")
+    return hashed.hexdigest()[:16]
+
+
+def index_rows(folder):
+    """What a gallery index in `folder` holds: its paths and a hash per row (features, image tokens, person id)."""
+    index = GalleryIndex.load(folder)
+    return {"paths": index.paths, "rows": [digest(index.image_features[row], index.image_embeds[row],
+                                                  index.person_ids[row : row + 1]) for row in range(len(index))]}
+
+
+class IndexBuild:
+    """`RetrievalEngine.build_index` of 12 images in shards of 2 (tiny model); a killed build may leave a prefix of
+    the shards."""
+
+    def prepare(self, folder):
+        pass
+
+    def write(self, folder, started):
+        import aptm
+        from aptm.retrieval import RetrievalEngine
+        from helpers.images import person_image
+        from helpers.models import tiny_config
+
+        torch.manual_seed(0)
+        engine = RetrievalEngine(aptm.APTMModel(tiny_config()).eval(), aptm.build_processor(), progress=False)
+        images = [person_image(seed) for seed in range(NUM_IMAGES)]
+        started()
+        engine.build_index(images, folder, person_ids=[i // 2 for i in range(NUM_IMAGES)],
+                           paths=[f"{i}.jpg" for i in range(NUM_IMAGES)], shard_size=SHARD_SIZE)
+        return self.read(folder)
+
+    def read(self, folder):
+        return index_rows(folder)
+
+    def allowed(self, state, reference, previous):
+        count = len(state["rows"])
+        if state["rows"] != reference["rows"][:count] or state["paths"] != reference["paths"][:count]:
+            raise AssertionError("the index is not a prefix of the uninterrupted build")
+        return "complete" if count == len(reference["rows"]) else f"prefix of {count} rows"
+
+
+class IndexSave:
+    """`GalleryIndex.save` of 3000 random rows over a saved index of other rows (large enough for kills to land
+    inside the file writes)."""
+
+    rows = 3000
+
+    @staticmethod
+    def gallery(seed):
+        generator = torch.Generator().manual_seed(seed)
+        return GalleryIndex(torch.randn(IndexSave.rows, 16, generator=generator),
+                            torch.randn(IndexSave.rows, 49, 64, generator=generator),
+                            torch.randint(0, 100, (IndexSave.rows,), generator=generator),
+                            [f"{seed}/{row}.jpg" for row in range(IndexSave.rows)])
+
+    def prepare(self, folder):
+        self.gallery(1).save(folder)
+
+    def write(self, folder, started):
+        gallery = self.gallery(2)
+        started()
+        gallery.save(folder)
+        return self.read(folder)
+
+    def read(self, folder):
+        return index_rows(folder)
+
+    def allowed(self, state, reference, previous):
+        if state == previous:
+            return "previous save"
+        if state == reference:
+            return "complete"
+        raise AssertionError("the index is neither the previous save nor the new one")
+
+
+class PreparedDataset:
+    """`load_aptm_dataset("procedural", ...)` of 8 identities: generation, then the prepared-dataset cache."""
+
+    def prepare(self, folder):
+        pass
+
+    def write(self, folder, started):
+        from datasets import Image
+
+        from datasets_scripts import load_aptm_dataset
+
+        started()
+        splits = load_aptm_dataset("procedural", data_dir=Path(folder) / "data", num_identities=8,
+                                   views_per_identity=2, seed=0)
+        summary = {}
+        for name, split in splits.items():
+            rows = split.cast_column("image", Image(decode=False)).to_list()
+            for row in rows:  # the image as its bytes, whatever folder holds it (query rows have none)
+                image = row["image"]
+                if image is not None:
+                    data = image["bytes"] or Path(image["path"]).read_bytes()
+                    row["image"] = hashlib.sha256(data).hexdigest()[:16]
+            summary[name] = hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()[:16]
+        return summary
+
+    def read(self, folder):
+        return None  # the store is opened by the re-run (which must then find nothing half prepared)
+
+    def allowed(self, state, reference, previous):
+        return "re-run"
+
+
+class Training:
+    """`APTMTrainer` on the procedural set for `steps` steps with a checkpoint after each and the final save, resumed
+    from the last complete checkpoint (as `--resume_from_checkpoint last`); the summary is the final saved weights."""
+
+    def __init__(self, data_dir, steps=4):
+        self.data_dir, self.steps = data_dir, steps
+
+    def prepare(self, folder):
+        pass
+
+    def write(self, folder, started):
+        from aptm.data.collator import APTMCollator
+        from aptm.training import APTMTrainer, APTMTrainingArguments
+        from aptm.training.trainer import last_complete_checkpoint
+        from datasets_scripts import load_aptm_dataset
+        from helpers.models import tiny_model
+
+        import aptm
+
+        data = load_aptm_dataset("procedural", data_dir=self.data_dir, num_identities=8, views_per_identity=2,
+                                 seed=0)
+        processor = aptm.build_processor()
+        args = APTMTrainingArguments(output_dir=str(folder), learning_rate=1e-3, warmup_steps=0,
+                                     max_steps=self.steps,
+                                     per_device_train_batch_size=2, logging_steps=1, save_strategy="steps",
+                                     save_steps=1, eval_strategy="no", load_best_model_at_end=False, seed=0,
+                                     use_cpu=True, report_to="none", disable_tqdm=True, log_level="error")
+        trainer = APTMTrainer(model=tiny_model(), args=args, train_dataset=data["train"],
+                              data_collator=APTMCollator(processor, erasing_p=0.0))
+        started()
+        trainer.train(resume_from_checkpoint=last_complete_checkpoint(folder))
+        trainer.save_model(str(Path(folder) / "final"))
+        return self.read(folder)
+
+    def read(self, folder):
+        """The last complete checkpoint and the final weights, if saved."""
+        from safetensors.torch import load_file
+
+        from aptm.training.trainer import last_complete_checkpoint
+
+        checkpoint = last_complete_checkpoint(folder)
+        final = Path(folder) / "final" / "model.safetensors"
+        weights = load_file(final) if final.is_file() else None
+        return {"checkpoint": checkpoint and Path(checkpoint).name,
+                "final": weights and {name: digest(tensor) for name, tensor in sorted(weights.items())}}
+
+    def allowed(self, state, reference, previous):
+        if state["final"] not in (None, reference["final"]):
+            raise AssertionError("the final weights differ from the uninterrupted run's")
+        return f"{state['checkpoint'] or 'no checkpoint'}, {'final saved' if state['final'] else 'no final save'}"
+
+
+def run_child(job):
+    """Fork a child running `job(started)`; returns its pid and the read end of its pipe."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        pipe = os.fdopen(write, "wb", buffering=0)
+        try:
+            result = job(lambda: pipe.write(b"S"))
+            pipe.write(b"R" + json.dumps(result).encode())
+        except BaseException as error:  # noqa: BLE001  (sent to the parent as the outcome)
+            pipe.write(b"E" + f"{type(error).__name__}: {error}".encode())
+            traceback.print_exc()
+        finally:
+            os._exit(0)
+    os.close(write)
+    return pid, read
+
+
+def collect(pid, read, head=b""):
+    """What the child sent after its start mark (`head`: what was already read of it), as `("R", summary)` or
+    `("E", message)`; `("K", None)` if killed."""
+    chunks = [head]
+    while chunk := os.read(read, 1 << 16):
+        chunks.append(chunk)
+    os.close(read)
+    os.waitpid(pid, 0)
+    message = b"".join(chunks).lstrip(b"S")
+    if message[:1] == b"R":
+        try:
+            return "R", json.loads(message[1:])
+        except ValueError:  # killed while sending it
+            return "K", None
+    return ("E", message[1:].decode()) if message else ("K", None)
+
+
+def opened(job):
+    """`job`'s summary, or the message of the error it raised."""
+    kind, value = collect(*run_child(job))
+    return value if kind == "R" else f"refused: {value}"
+
+
+def run_to_end(job):
+    """`job`'s summary and the seconds from its start mark to its end."""
+    pid, read = run_child(job)
+    mark = os.read(read, 1)
+    start = time.perf_counter()
+    kind, value = collect(pid, read, mark)
+    if kind != "R":
+        raise RuntimeError(f"the writer failed: {value}")
+    return value, time.perf_counter() - start
+
+
+def killed_run(job, delay):
+    """Start `job`, SIGKILL it `delay` seconds after it starts writing; whether it had finished first."""
+    pid, read = run_child(job)
+    mark = os.read(read, 1)
+    if mark != b"S":
+        raise RuntimeError(f"the writer failed before it started writing: {collect(pid, read, mark)}")
+    time.sleep(delay)
+    os.kill(pid, signal.SIGKILL)
+    return collect(pid, read)[0] == "R"
+
+
+def kill_writer(name, writer, kills, seed, workdir):
+    """The report of `kills` kills of `writer` (see the module docstring)."""
+    workdir = Path(workdir) / name
+    shutil.rmtree(workdir, ignore_errors=True)
+    reference_folder = workdir / "reference"
+    reference_folder.mkdir(parents=True)
+    run_to_end(lambda started: writer.prepare(reference_folder))
+    previous = opened(lambda started: writer.read(reference_folder))
+    reference, seconds = run_to_end(lambda started: writer.write(reference_folder, started))
+    rng = np.random.default_rng(seed)
+    report = {"writer": name, "seed": seed, "write_seconds": round(seconds, 3), "kills": []}
+    for trial in range(kills):
+        folder = workdir / f"kill-{trial:02d}"
+        folder.mkdir()
+        run_to_end(lambda started: writer.prepare(folder))
+        delay = float(rng.uniform(0, 1.1 * seconds))
+        finished = killed_run(lambda started: writer.write(folder, started), delay)
+        state = opened(lambda started: writer.read(folder))
+        if isinstance(state, str) and state.startswith("refused"):
+            if str(folder) not in state:
+                raise AssertionError(f"kill {trial} (delay {delay:.3f}s): the error does not name the folder: {state}")
+            outcome = state
+        else:
+            outcome = writer.allowed(state, reference, previous)
+        rerun = run_to_end(lambda started: writer.write(folder, started))[0]
+        if rerun != reference:
+            raise AssertionError(f"kill {trial} (delay {delay:.3f}s): the re-run differs from the uninterrupted run")
+        report["kills"].append({"delay": round(delay, 4), "finished_before_kill": finished, "after_kill": outcome,
+                                "rerun_identical": True})
+        with open(workdir.parent / f"{name}.jsonl", "a") as log:  # each kill as it ends, for a run cut short
+            log.write(json.dumps(report["kills"][-1]) + "\n")
+        shutil.rmtree(folder)
+    return report
+
+
+def writers(workdir, training_steps=4):
+    """The writers by name; the training ones keep their data in `workdir`."""
+    return {"index_build": IndexBuild(), "index_save": IndexSave(), "dataset": PreparedDataset(),
+            "training": Training(Path(workdir) / "training-data", training_steps)}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--writer", choices=["index_build", "index_save", "dataset", "training"], action="append")
+    parser.add_argument("--kills", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workdir", required=True)
+    parser.add_argument("--training_steps", type=int, default=4)
+    args = parser.parse_args(argv)
+    datasets.disable_progress_bars()
+    available = writers(args.workdir, args.training_steps)
+    reports = [kill_writer(name, available[name], args.kills, args.seed, args.workdir)
+               for name in args.writer or list(available)]
+    print(json.dumps(reports, indent=1))
+
+
+if __name__ == "__main__":
+    main()
