@@ -45,8 +45,10 @@ batch's longest caption. Optional autocast (`autocast=torch.bfloat16`) is faster
 
 import inspect
 import weakref
+from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from typing import Any, Union
 
 import torch
 from transformers.utils.logging import tqdm
@@ -55,6 +57,9 @@ SENTINEL = 1000.0
 CHUNK_SCORES = 2**21  # scores in one chunk of query rows when they are streamed (8 MB in float32)
 FUSIONS = ("cosine", "itm", "aptm")
 ATTRIBUTE_SCORINGS = ("itm", "contrastive")
+# images as the encoders take them: PIL images or arrays, a `datasets.Dataset` with an `image` column, or a
+# preprocessed `pixel_values` tensor
+Images = Union[Sequence[Any], torch.Tensor]
 
 
 def check_choice(value, choices, name):
@@ -326,7 +331,8 @@ class Encoder:
         progress (`bool`, *optional*, defaults to `True`): show progress bars.
     """
 
-    def __init__(self, model, processor, batch_size=32, autocast=None, progress=True):
+    def __init__(self, model: torch.nn.Module, processor: Any, batch_size: int = 32,
+                 autocast: torch.dtype | None = None, progress: bool = True):
         self.model = model.eval()
         self.processor = processor
         self.batch_size = batch_size
@@ -361,7 +367,7 @@ class Encoder:
         return logits[:, 1].float()
 
     @torch.no_grad()
-    def encode_images(self, images, flip=False):
+    def encode_images(self, images: Images, flip: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Image tokens `[N, 1 + P, C]` and normalised features `[N, E]` of a list of images (PIL or arrays) or of
         `pixel_values`; with `flip`, of the images mirrored (the preprocessed pixels flipped left-right)."""
         if isinstance(images, torch.Tensor):
@@ -374,7 +380,7 @@ class Encoder:
             embeds = self.model.vision_model(pixel_values).last_hidden_state
             return embeds.float(), self.model.image_features_from_embeds(embeds).float()
 
-    def encode_gallery(self, images, flip=False):
+    def encode_gallery(self, images: Images, flip: bool = False) -> "EncodedGallery":
         """Encode a gallery once (in batches, with a progress bar) into an `EncodedGallery`. `images` is a sequence of
         PIL images or arrays, a `datasets.Dataset` with an `image` column, or a `pixel_values` tensor. With `flip`
         (test-time flip) the mirrored images are encoded too (see `EncodedGallery`)."""
@@ -401,7 +407,7 @@ class Encoder:
                               flipped_image_embeds=torch.cat(flipped_embeds) if flip else None)
 
     @torch.no_grad()
-    def encode_text_batch(self, texts):
+    def encode_text_batch(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """`(text_embeds, attention_mask, features)` of one batch of texts, padded to its longest, or to the
         processor's `max_length` for a model whose text projection pools every position, padding included (MRA's
         `APTMPooledProjection`)."""
@@ -412,7 +418,7 @@ class Encoder:
             embeds = self.model.text_model(ids, mask).last_hidden_state
             return embeds.float(), mask, self.model.text_features_from_embeds(embeds).float()
 
-    def encode_texts(self, texts):
+    def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
         """Per batch of `batch_size` texts: `(text_embeds, attention_mask, features)`, padded to the batch's
         longest."""
         return [self.encode_text_batch(texts[start : start + self.batch_size])
@@ -439,8 +445,10 @@ class TextPersonSearch(Encoder):
             per query batch.
     """
 
-    def __init__(self, model, processor, k=None, fusion="aptm", cosine_weight=None, world_size=1, batch_size=32,
-                 query_batch_size=8, autocast=None, progress=True, kv_memory_limit=2**31, test_time_flip=None):
+    def __init__(self, model: torch.nn.Module, processor: Any, k: int | None = None, fusion: str = "aptm",
+                 cosine_weight: float | None = None, world_size: int = 1, batch_size: int = 32,
+                 query_batch_size: int = 8, autocast: torch.dtype | None = None, progress: bool = True,
+                 kv_memory_limit: int = 2**31, test_time_flip: bool | None = None):
         check_choice(fusion, FUSIONS, "fusion")
         super().__init__(model, processor, batch_size=batch_size, autocast=autocast, progress=progress)
         self.k = k or model.config.k_test
@@ -453,7 +461,7 @@ class TextPersonSearch(Encoder):
                                else test_time_flip)
         self._kv_cache = {}
 
-    def encode_gallery(self, images, flip=None):
+    def encode_gallery(self, images: Images, flip: bool | None = None) -> "EncodedGallery":
         """`Encoder.encode_gallery`, mirrored images included under test-time flip (default: the object's)."""
         return super().encode_gallery(images, self.test_time_flip if flip is None else flip)
 
@@ -539,7 +547,8 @@ class TextPersonSearch(Encoder):
             yield features, cosine, top, itm if itm is None or len(views) > 1 else itm[..., 0]
         bar.close()
 
-    def rank(self, texts, gallery, k=None, fusion=None):
+    def rank(self, texts: Sequence[str], gallery: "EncodedGallery", k: int | None = None, fusion: str | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Cosine matrix `[Q, G]`, top-k indices `[Q, k]` and their ITM logits `[Q, k]` (`[Q, k, 2]` under test-time
         flip; both None for the cosine fusion) of query texts against an encoded gallery (anything with
         `image_features` and `image_embeds`)."""
@@ -554,7 +563,8 @@ class TextPersonSearch(Encoder):
             return cosine, None, None
         return cosine, torch.cat(topk_rows), torch.cat(itm_rows)
 
-    def fused_scores(self, texts, gallery, fusion=None, chunk_size=None):
+    def fused_scores(self, texts: Sequence[str], gallery: "EncodedGallery", fusion: str | None = None,
+                     chunk_size: int | None = None) -> "FusedScores":
         """`FusedScores` of query texts against an encoded gallery, in bounded memory: one pass ranks and re-ranks the
         queries, keeping their features, top-k and the fusion's extremes; score rows are then computed per chunk of
         `chunk_size` queries (see `FusedScores`) when asked for. `fusion` defaults to the object's."""
@@ -565,13 +575,14 @@ class TextPersonSearch(Encoder):
             features.append(batch_features)
         return FusedScores(fusion, torch.cat(features), gallery.image_features.to(self.device), chunk_size)
 
-    def score_matrix(self, texts, gallery, fusion=None):
+    def score_matrix(self, texts: Sequence[str], gallery: "EncodedGallery", fusion: str | None = None) -> torch.Tensor:
         """Final fused scores `[len(texts), len(gallery)]` (the evaluation path); `fusion` defaults to the object's."""
         fusion = fusion or self.fusion
         cosine, topk, itm = self.rank(texts, gallery, fusion=fusion)
         return fuse_scores(cosine, topk, itm, fusion, self.cosine_weight, self.world_size)
 
-    def search(self, texts, gallery, top=10, fusion=None):
+    def search(self, texts: Sequence[str], gallery: "EncodedGallery", top: int = 10, fusion: str | None = None
+               ) -> list["SearchResult"]:
         """`SearchResult`s of each query text: the top `top` gallery images after re-ranking (at least `top`
         candidates are re-ranked). `fusion` (default: the object's) is a setting of this call only."""
         fusion = fusion or self.fusion
@@ -600,13 +611,14 @@ class AttributeRecognizer(Encoder):
             every method also takes it per call, which leaves the object unchanged.
     """
 
-    def __init__(self, model, processor, scoring="itm", batch_size=32, autocast=None, progress=True):
+    def __init__(self, model: torch.nn.Module, processor: Any, scoring: str = "itm", batch_size: int = 32,
+                 autocast: torch.dtype | None = None, progress: bool = True):
         check_choice(scoring, ATTRIBUTE_SCORINGS, "attribute scoring")
         super().__init__(model, processor, batch_size=batch_size, autocast=autocast, progress=progress)
         self.scoring = scoring
 
     @torch.no_grad()
-    def prompt_scores(self, images, scoring=None):
+    def prompt_scores(self, images: Images, scoring: str | None = None) -> torch.Tensor:
         """Score of every (image, attribute prompt) pair `[N, 2A]`: raw ITM logit[1], as the original PA-100K
         evaluation, or the IAC logit."""
         scoring = scoring or self.scoring
@@ -631,7 +643,7 @@ class AttributeRecognizer(Encoder):
             rows.extend(logits.view(len(ids), len(image_embeds)).t().cpu())
         return torch.stack(rows)
 
-    def recognize(self, images, scoring=None):
+    def recognize(self, images: Images, scoring: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-attribute predictions `[N, A]` (label value 1/0 of the processor's schema: 1 where the label-1 prompt
         scores strictly higher, as the original argmax) and the probability of label value 1 (softmax over the two
         prompt scores) for each image."""
@@ -639,7 +651,7 @@ class AttributeRecognizer(Encoder):
         pairs = torch.stack([scores[:, 0::2], scores[:, 1::2]], dim=-1)
         return (pairs[..., 1] > pairs[..., 0]).long(), pairs.softmax(-1)[..., 1]
 
-    def describe(self, images, scoring=None):
+    def describe(self, images: Images, scoring: str | None = None) -> list[list[tuple[str, str, float]]]:
         """For each image, `[(attribute name, statement that holds, probability of that statement)]`."""
         predictions, probabilities = self.recognize(images, scoring)
         described = []

@@ -17,8 +17,10 @@ recorded. One process should write to an index at a time.
 import json
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,7 +33,7 @@ from ..retrieval import GalleryIndex, RetrievalEngine
 from ..retrieval.calibration import Calibration, itm_margins
 from ..retrieval.index import ShardedFolder
 from .crops import Provenance, is_person_crop, people_in
-from .detection import HOGPersonDetector
+from .detection import HOGPersonDetector, PersonDetector
 from .ranking import gallery_rows, rank_crops, rank_tracks, track_gallery
 from .sources import SkipLog, SourceReader, list_files
 from .tracking import Tracker, single_tracks
@@ -215,7 +217,8 @@ class FootageIndex:
         device (`str`, *optional*): where a model loaded from a name runs (default: the GPU when there is one).
     """
 
-    def __init__(self, folder, model=None, processor=None, batch_size=32, fusion="aptm", device=None):
+    def __init__(self, folder: str | Path, model: str | Path | torch.nn.Module | None = None, processor: Any = None,
+                 batch_size: int = 32, fusion: str = "aptm", device: str | torch.device | None = None):
         self.folder = Path(folder)
         manifest_path = self.folder / MANIFEST
         manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else None
@@ -330,8 +333,9 @@ class FootageIndex:
     # Indexing
     # ---------------------------------------------------------------------------------------------------------------
 
-    def add_sources(self, sources, detector=None, frame_step=10, crop_aspect=1.5, max_pixels=None,
-                    thumbnail_size=256, crops_per_track=3, progress=True):
+    def add_sources(self, sources: Sequence[str | Path], detector: PersonDetector | None = None, frame_step: int = 10,
+                    crop_aspect: float = 1.5, max_pixels: int | None = None, thumbnail_size: int = 256,
+                    crops_per_track: int = 3, progress: bool = True) -> "IndexingReport":
         r"""
         Index folders (recursively), zip/tar archives, images and videos; pictures and files already in the index are
         skipped, so running it again resumes or adds only what is new. Returns an `IndexingReport`.
@@ -428,7 +432,9 @@ class FootageIndex:
     # Searching
     # ---------------------------------------------------------------------------------------------------------------
 
-    def select_tracks(self, source=None, after=None, before=None, min_duration=0.0, include_static=False):
+    def select_tracks(self, source: str | Path | None = None, after: float | str | None = None,
+                      before: float | str | None = None, min_duration: float = 0.0,
+                      include_static: bool = False) -> list[int]:
         r"""
         Ids of the tracks that pass the filters, in index order.
 
@@ -458,7 +464,9 @@ class FootageIndex:
                   and (0.0 if track["start"] is None else track["end"] - track["start"]) >= min_duration]
         return [track["id"] for track in chosen]
 
-    def search(self, text=None, image=None, top=10, image_weight=0.5, fusion=None, min_probability=None, **filters):
+    def search(self, text: str | None = None, image: str | Path | Image.Image | None = None, top: int = 10,
+               image_weight: float = 0.5, fusion: str | None = None, min_probability: float | None = None,
+               **filters: Any) -> list["TrackMatch"]:
         r"""
         The `top` tracks (people) best matching a sentence, an example image of the person, or both, best first, each
         with its best-matching moment.
@@ -491,7 +499,7 @@ class FootageIndex:
             matches = [match for match in matches if match.probability >= min_probability]
         return matches
 
-    def probabilities(self, text, ids):
+    def probabilities(self, text: str, ids: Sequence[int]) -> list[float]:
         r"""
         Calibrated probabilities that `text` describes each of the tracks `ids`: the highest over the track's encoded
         crops of `self.calibration.probability` of the ITM margin (the checkpoint's `calibration.json`; the head's
@@ -514,7 +522,7 @@ class FootageIndex:
             position += count
         return best
 
-    def watch(self, text, probability, **filters):
+    def watch(self, text: str, probability: float, **filters: Any) -> "Watch":
         r"""
         A standing query: a `Watch` whose `poll()` returns the people added to the index since the last poll (or
         since now) whom `text` describes with a calibrated probability of at least `probability`, most probable
@@ -522,7 +530,8 @@ class FootageIndex:
         """
         return Watch(self, text, probability, filters)
 
-    def search_crops(self, text=None, image=None, top=10, image_weight=0.5, fusion=None, **filters):
+    def search_crops(self, text: str | None = None, image: str | Path | Image.Image | None = None, top: int = 10,
+                     image_weight: float = 0.5, fusion: str | None = None, **filters: Any) -> list["FootageMatch"]:
         """The `top` encoded crops best matching, as `search` (same arguments and filters), several per person."""
         ids, image = self._query(text, image, filters)
         gallery, records, _, tracks = self._load()

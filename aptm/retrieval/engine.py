@@ -3,11 +3,14 @@ paper's procedure) with what a package adds, a gallery index with person ids and
 evaluation against person ids, split across the processes of a launcher."""
 
 import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from retrieval_aptm import FusedScores, StreamingFusion, TextPersonSearch
+from retrieval_aptm import FusedScores, Images, StreamingFusion, TextPersonSearch
 
 from ..metrics import RetrievalMetrics, image_to_text_keys
 from .index import GalleryIndex
@@ -25,16 +28,17 @@ class RetrievalEngine(TextPersonSearch):
         with more than one process (under `torchrun` or `accelerate launch`); `False` computes everything here.
     """
 
-    def __init__(self, model, processor, *args, sharded=None, **kwargs):
+    def __init__(self, model: torch.nn.Module, processor: Any, *args: Any, sharded: bool | None = None, **kwargs: Any):
         super().__init__(model, processor, *args, **kwargs)
         self.sharded = sharded
 
     @property
-    def processes(self):
+    def processes(self) -> ProcessShards:
         """The `ProcessShards` evaluation is split across (resolved when asked, as processes join later)."""
         return ProcessShards.of_launch(self.sharded)
 
-    def encode_gallery(self, images, person_ids=None, paths=None):
+    def encode_gallery(self, images: Images, person_ids: Sequence[int] | None = None,
+                       paths: Sequence[str] | None = None) -> GalleryIndex:
         """Encode a gallery once (in batches, with a progress bar) into a `GalleryIndex`. `images` is a sequence of
         PIL images or arrays, a `datasets.Dataset` with an `image` column, or a `pixel_values` tensor."""
         if person_ids is not None and len(person_ids) != len(images):
@@ -44,7 +48,9 @@ class RetrievalEngine(TextPersonSearch):
                             None if person_ids is None else torch.as_tensor(np.asarray(person_ids), dtype=torch.long),
                             list(paths or []), flipped_image_embeds=encoded.flipped_image_embeds)
 
-    def build_index(self, images, folder, person_ids=None, paths=None, dtype=torch.float32, shard_size=1024):
+    def build_index(self, images: Images | Sequence[str | Path], folder: str | Path,
+                    person_ids: Sequence[int] | None = None, paths: Sequence[str] | None = None,
+                    dtype: torch.dtype = torch.float32, shard_size: int = 1024) -> GalleryIndex:
         r"""
         Encode a gallery into the index folder `folder` a shard at a time, each written as soon as it is encoded (with
         a progress bar), and return the whole index loaded memory-mapped (`GalleryIndex.load(folder, mmap=True)`).
@@ -69,7 +75,8 @@ class RetrievalEngine(TextPersonSearch):
                              "keep a test-time-flip gallery in memory (encode_gallery)")
         return GalleryIndex.build(self, images, folder, person_ids, paths, dtype, shard_size)
 
-    def encode_gallery_sharded(self, images, person_ids=None, paths=None):
+    def encode_gallery_sharded(self, images: Images, person_ids: Sequence[int] | None = None,
+                               paths: Sequence[str] | None = None) -> GalleryIndex:
         """`encode_gallery` split across the processes (see `sharded`): each encodes a contiguous share of `images`
         (a sequence, a `datasets.Dataset` or a `pixel_values` tensor) and the shares are gathered in order, so every
         process returns the index of the whole gallery."""
@@ -87,7 +94,8 @@ class RetrievalEngine(TextPersonSearch):
             person_ids=None if person_ids is None else torch.as_tensor(np.asarray(person_ids), dtype=torch.long),
             paths=list(paths or []))
 
-    def evaluate(self, texts, query_ids, index, ties="stable", image_to_text=False):
+    def evaluate(self, texts: Sequence[str], query_ids: Sequence[int], index: GalleryIndex, ties: str = "stable",
+                 image_to_text: bool = False) -> dict[str, float]:
         """Retrieval metrics (R@1/5/10, mAP, mINP) of captions `texts` with person ids `query_ids` against a gallery
         index with person ids, in bounded memory: the fused score rows are ranked a chunk of queries at a time
         (`fused_scores`, `RetrievalMetrics`), so memory grows with queries x k plus the gallery, never with queries x

@@ -17,9 +17,11 @@ import json
 import os
 import shutil
 from collections import Counter
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -173,7 +175,7 @@ class GalleryIndex(EncodedGallery):
     person_ids: torch.Tensor = None
     paths: list = field(default_factory=list)
 
-    def save(self, folder, dtype=torch.float32):
+    def save(self, folder: str | Path, dtype: torch.dtype = torch.float32) -> None:
         """Write `index.safetensors` (features and image tokens in `dtype`: `torch.float32`, `torch.float16` or
         `torch.bfloat16`) and then `index.json` (paths) into `folder`, each replaced whole (a save killed midway
         leaves the previous index, or a pair that `load` refuses until the index is saved again)."""
@@ -197,7 +199,7 @@ class GalleryIndex(EncodedGallery):
         write_json_atomically(folder / PATHS, {"size": len(self), "paths": paths, "content_id": content_id})
 
     @classmethod
-    def load(cls, folder, mmap=False):
+    def load(cls, folder: str | Path, mmap: bool = False) -> "GalleryIndex":
         """Load a saved index (one `index.safetensors`) or a built one (`gallery.json` and its shards) as one
         gallery. Features come back in float32; image tokens stay in their stored dtype, in RAM, or on disk with
         `mmap=True` (`MappedImageTokens`: only the rows asked for are read)."""
@@ -210,7 +212,7 @@ class GalleryIndex(EncodedGallery):
         return cls.load_shards(shards, mmap)
 
     @classmethod
-    def load_shards(cls, folders, mmap=False):
+    def load_shards(cls, folders: Sequence[str | Path], mmap: bool = False) -> "GalleryIndex":
         """One gallery from saved index folders (shards), in order; `mmap` as `load`."""
         features, embeds, person_ids, paths = [], [], [], []
         for folder in folders:
@@ -242,7 +244,9 @@ class GalleryIndex(EncodedGallery):
         return cls(torch.cat(features), image_embeds, None if person_ids[0] is None else torch.cat(person_ids), paths)
 
     @classmethod
-    def build(cls, engine, images, folder, person_ids=None, paths=None, dtype=torch.float32, shard_size=1024):
+    def build(cls, engine: Any, images: Any, folder: str | Path, person_ids: Sequence[int] | None = None,
+              paths: Sequence[str] | None = None, dtype: torch.dtype = torch.float32,
+              shard_size: int = 1024) -> "GalleryIndex":
         """See `RetrievalEngine.build_index`."""
         folder = Path(folder)
         files = isinstance(images, (list, tuple)) and all(isinstance(image, (str, Path)) for image in images)
