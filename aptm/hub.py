@@ -34,6 +34,9 @@ outputs = model(**inputs)
 outputs.itm_logits.softmax(-1)[:, 1]   # matching probability of each (text, image) pair
 ```'''
 LOCAL_REPO = "path/to/this/folder"
+# The transformers versions the remote code is tested on: the lowest that `setup.cfg` allows (a cached second
+# environment, tests/hub/test_transformers_range.py) and the pinned one (constraints/ci.txt).
+TESTED_TRANSFORMERS = ("5.0.0", "5.23.0")
 LIBRARY = Path(__file__).resolve().parent
 # The package's modules a Hub artefact runs, as (path in the artefact folder, path in this package): standalone modules
 # (numpy, Pillow, tqdm, OpenCV and each other), copied as files because a folder on the Hub, in a zip or on Windows
@@ -105,6 +108,7 @@ def model_card(config, processor, repo=LOCAL_REPO, source="", metrics=None, note
         f"({', '.join(processor.attribute_names[:5])}, ...)",
         f"- image normalisation: mean {[round(v, 4) for v in processor.image_processor.image_mean]}, "
         f"std {[round(v, 4) for v in processor.image_processor.image_std]}",
+        f"- remote code tested with transformers {TESTED_TRANSFORMERS[0]} to {TESTED_TRANSFORMERS[1]}",
         "", "## Usage", "", USAGE.format(repo=repo),
     ]
     if metrics:
