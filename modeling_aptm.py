@@ -842,6 +842,18 @@ class APTMModel(APTMPreTrainedModel):
         )
         return output if return_dict else output.to_tuple()
 
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained`, and the checkpoint carries the retrieval pipelines whoever saves it: their
+        tasks in `config.json`'s `custom_pipelines`, their files (`pipeline_aptm.py`, `retrieval_aptm.py`) beside this
+        one (transformers copies a remote-code file's relative imports with it), so that
+        `pipeline("text-person-retrieval", model=save_directory, trust_remote_code=True)` works on it."""
+        try:  # remote code (a package in the Hub module cache)
+            from .pipeline_aptm import custom_pipelines
+        except ImportError:  # installed top-level module
+            from pipeline_aptm import custom_pipelines
+        self.config.custom_pipelines = custom_pipelines()
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
 
 class APTMForPreTraining(APTMModel):
     """APTM with the masked-language-model head and the training losses of the original code. The terms computed

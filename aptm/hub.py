@@ -8,7 +8,7 @@ from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
 from transformers import AutoConfig, AutoProcessor
 from transformers.dynamic_module_utils import custom_object_save
 
-from pipeline_aptm import PIPELINES
+from pipeline_aptm import PIPELINES, custom_pipelines
 
 USAGE = '''```python
 from transformers import pipeline
@@ -159,8 +159,7 @@ def add_pipelines(folder):
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: save the model with save_pretrained first")
     config = json.loads(path.read_text())
-    config["custom_pipelines"] = {task: {"impl": f"{cls.__module__.rsplit('.', 1)[-1]}.{cls.__name__}",
-                                         "pt": ["AutoModel"], "type": "multimodal"} for task, cls in PIPELINES.items()}
+    config["custom_pipelines"] = custom_pipelines()
     path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     for cls in {cls.__module__: cls for cls in PIPELINES.values()}.values():
         custom_object_save(cls, folder)
