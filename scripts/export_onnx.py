@@ -1,5 +1,6 @@
 """Export a retrieval checkpoint's image encoder, text encoder and fusion + ITM stage as ONNX (fp32, dynamic batch and
-text length) for onnxruntime without torch (`aptm.export.onnx` describes the files). Needs `onnx` and `onnxscript`.
+text length) for onnxruntime without torch (`aptm.export.onnx` describes the files). Needs `onnx`
+(`pip install aptm-hf[onnx]`).
 
     python scripts/export_onnx.py outputs/quickstart/checkpoint                 # into the checkpoint's onnx/
     python scripts/export_onnx.py my-name/aptm-tiny-procedural exported/onnx    # a Hub id, into another folder

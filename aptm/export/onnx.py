@@ -6,7 +6,9 @@ text length, so that onnxruntime alone encodes a gallery and queries and re-rank
 - `fusion_itm.onnx`: `text_embeds [B, L, H], attention_mask [B, L], image_embeds [B, 1+N, C]` -> `itm_logits [B, 2]`
   (index 1 = match) of aligned (text, image) pairs.
 
-Exporting needs the `onnx` and `onnxscript` packages (torch's exporter)."""
+Exporting needs the `onnx` package (`pip install aptm-hf[onnx]`). The files are written by torch's TorchScript-based
+exporter: the `torch.export` one (`dynamo=True`) stops at a `view` of the Swin window attention's output whose strides
+it cannot prove contiguous under a symbolic batch."""
 
 from pathlib import Path
 

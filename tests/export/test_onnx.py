@@ -18,9 +18,8 @@ from helpers.models import tiny_config
 from helpers.overlay import overlay
 from helpers.paths import REPO
 
-# onnxruntime and torch's ONNX exporter with their requirements that the test environment lacks, pinned for the cache
-ONNX_OVERLAY = ["onnx==1.23.2", "onnxscript==0.7.2", "onnx-ir==1.1.0", "onnxruntime==1.32.0", "ml_dtypes==0.7.0",
-                "protobuf==7.36.2", "flatbuffers==25.12.19"]
+# onnxruntime and onnx (torch's exporter writes with it) with their requirements that the test environment lacks
+ONNX_OVERLAY = ["onnx==1.23.2", "onnxruntime==1.32.0", "ml_dtypes==0.7.0", "protobuf==7.36.2", "flatbuffers==25.12.19"]
 
 
 def test_onnxruntime_alone_matches_torch(tmp_path, processor):
