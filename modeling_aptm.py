@@ -847,8 +847,11 @@ class APTMModel(APTMPreTrainedModel):
         tasks in `config.json`'s `custom_pipelines`, their files (`pipeline_aptm.py`, `retrieval_aptm.py`) beside this
         one (transformers copies a remote-code file's relative imports with it), so that
         `pipeline("text-person-retrieval", model=save_directory, trust_remote_code=True)` works on it."""
+        # Both files are direct relative imports of this one, so every transformers version brings them into the module
+        # cache beside it (5.0 copies only the direct relative imports of a local folder's file).
         try:  # remote code (a package in the Hub module cache)
             from .pipeline_aptm import custom_pipelines
+            from .retrieval_aptm import TextPersonSearch  # noqa: F401
         except ImportError:  # installed top-level module
             from pipeline_aptm import custom_pipelines
         self.config.custom_pipelines = custom_pipelines()

@@ -12,13 +12,13 @@ import numpy as np
 import torch
 
 from aptm.retrieval import RetrievalEngine
-from modeling_aptm import APTMForPreTraining, APTMModel
+from modeling_aptm import APTMModel
 from pipeline_aptm import custom_pipelines
 
 from helpers.bare_environment import bare_python
 from helpers.fake_hub import serve
-from helpers.images import person_image
-from helpers.models import tiny_config
+from helpers.images import saved_person_images
+from helpers.models import saved_checkpoint
 
 QUERIES = ["a man in a red jacket", "a woman with a black bag"]
 
@@ -26,12 +26,8 @@ QUERIES = ["a man in a red jacket", "a woman with a black bag"]
 def test_plain_save_pretrained_carries_the_pipelines(tmp_path, processor):
     hub = tmp_path / "hub"
     published = hub / "models" / "tester" / "aptm"
-    torch.manual_seed(0)
-    APTMForPreTraining(tiny_config(k_test=3)).save_pretrained(published)
-    processor.save_pretrained(published)
-    images = [person_image(i) for i in range(5)]
-    for i, image in enumerate(images):
-        image.save(tmp_path / f"{i}.png")
+    saved_checkpoint(published, processor, k_test=3)
+    images = saved_person_images(tmp_path, 5)
     out = tmp_path / "fine-tuned"
     script = textwrap.dedent(f"""
         import importlib.util, json

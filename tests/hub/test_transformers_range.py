@@ -10,17 +10,16 @@ import subprocess
 import textwrap
 
 import numpy as np
-import pytest
 import torch
 import transformers
 
-from aptm.hub import TESTED_TRANSFORMERS, add_pipelines, model_card
-from modeling_aptm import APTMForPreTraining, APTMModel
+from aptm.hub import TESTED_TRANSFORMERS, model_card
+from modeling_aptm import APTMModel
 from pipeline_aptm import TextPersonRetrievalPipeline
 
 from helpers.bare_environment import bare_python
-from helpers.images import person_image
-from helpers.models import tiny_config
+from helpers.images import saved_person_images
+from helpers.models import saved_checkpoint, tiny_config
 from helpers.overlay import overlay
 from helpers.paths import REPO
 
@@ -44,14 +43,8 @@ def test_tested_range_is_the_allowed_range_and_the_card_states_it(processor):
 
 def test_lowest_allowed_transformers_gives_the_pinned_outputs(tmp_path, processor):
     folder = tmp_path / "checkpoint"
-    torch.manual_seed(0)
-    model = APTMForPreTraining(tiny_config(k_test=3)).eval()
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    add_pipelines(folder)
-    images = [person_image(i) for i in range(4)]
-    for i, image in enumerate(images):
-        image.save(tmp_path / f"{i}.png")
+    saved_checkpoint(folder, processor, k_test=3)
+    images = saved_person_images(tmp_path, 4)
     script = textwrap.dedent(f"""
         import importlib.util, json
         import torch, transformers
