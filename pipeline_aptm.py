@@ -127,4 +127,13 @@ PIPELINES = {
     "pedestrian-attribute-recognition": PedestrianAttributePipeline,
 }
 
-__all__ = ["PIPELINES", "PedestrianAttributePipeline", "TextPersonRetrievalPipeline"]
+
+
+def custom_pipelines() -> dict[str, dict[str, Any]]:
+    """The `custom_pipelines` entry of a checkpoint's `config.json` through which `pipeline(task, model=...,
+    trust_remote_code=True)` finds the tasks of `PIPELINES` in this file (travelling with the checkpoint)."""
+    return {task: {"impl": f"{cls.__module__.rsplit('.', 1)[-1]}.{cls.__name__}", "pt": ["AutoModel"],
+                   "type": "multimodal"} for task, cls in PIPELINES.items()}
+
+
+__all__ = ["PIPELINES", "PedestrianAttributePipeline", "TextPersonRetrievalPipeline", "custom_pipelines"]

@@ -8,7 +8,7 @@ from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
 from transformers import AutoConfig, AutoProcessor
 from transformers.dynamic_module_utils import custom_object_save
 
-from pipeline_aptm import PIPELINES
+from pipeline_aptm import PIPELINES, custom_pipelines
 
 USAGE = '''```python
 from transformers import pipeline
@@ -34,6 +34,9 @@ outputs = model(**inputs)
 outputs.itm_logits.softmax(-1)[:, 1]   # matching probability of each (text, image) pair
 ```'''
 LOCAL_REPO = "path/to/this/folder"
+# The transformers versions the remote code is tested on: the lowest that `setup.cfg` allows (a cached second
+# environment, tests/hub/test_transformers_range.py) and the pinned one (constraints/ci.txt).
+TESTED_TRANSFORMERS = ("5.0.0", "5.23.0")
 LIBRARY = Path(__file__).resolve().parent
 # The package's modules a Hub artefact runs, as (path in the artefact folder, path in this package): standalone modules
 # (numpy, torch, Pillow, tqdm, OpenCV and each other), copied as files because a folder on the Hub, in a zip or on
@@ -105,6 +108,7 @@ def model_card(config, processor, repo=LOCAL_REPO, source="", metrics=None, note
         f"({', '.join(processor.attribute_names[:5])}, ...)",
         f"- image normalisation: mean {[round(v, 4) for v in processor.image_processor.image_mean]}, "
         f"std {[round(v, 4) for v in processor.image_processor.image_std]}",
+        f"- remote code tested with transformers {TESTED_TRANSFORMERS[0]} to {TESTED_TRANSFORMERS[1]}",
         "", "## Usage", "", USAGE.format(repo=repo),
     ]
     if metrics:
@@ -155,8 +159,7 @@ def add_pipelines(folder):
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: save the model with save_pretrained first")
     config = json.loads(path.read_text())
-    config["custom_pipelines"] = {task: {"impl": f"{cls.__module__.rsplit('.', 1)[-1]}.{cls.__name__}",
-                                         "pt": ["AutoModel"], "type": "multimodal"} for task, cls in PIPELINES.items()}
+    config["custom_pipelines"] = custom_pipelines()
     path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     for cls in {cls.__module__: cls for cls in PIPELINES.values()}.values():
         custom_object_save(cls, folder)

@@ -14,3 +14,11 @@ def person_image(seed, size=(128, 384)):
     pixels[height // 4 : height // 2 + 20, width // 4 : 3 * width // 4] = torso
     pixels[height // 2 + 20 : 9 * height // 10, width // 4 : 3 * width // 4] = legs
     return Image.fromarray(pixels)
+
+
+def saved_person_images(folder, count):
+    """`count` generated images (seeds 0, 1, ...), also written as `folder/<i>.png` for a subprocess to open."""
+    images = [person_image(i) for i in range(count)]
+    for i, image in enumerate(images):
+        image.save(folder / f"{i}.png")
+    return images

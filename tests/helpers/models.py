@@ -27,6 +27,15 @@ def tiny_model(**overrides):
     return APTMForPreTraining(tiny_config(**overrides))
 
 
+def saved_checkpoint(folder, processor, **overrides):
+    """A tiny pre-training checkpoint (seed 0) and `processor` written into `folder` by their own `save_pretrained`;
+    returns the model, in eval mode."""
+    model = tiny_model(**overrides).eval()
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return model
+
+
 def global_batch():
     """4 pairs of 2 people; each half of the batch (one process's share) holds both people, and the ITM negatives
     are fixed within each half so one process and two processes see the same pairs."""

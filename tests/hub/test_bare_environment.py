@@ -9,16 +9,13 @@ import textwrap
 
 import numpy as np
 import pytest
-import torch
 
-from aptm.hub import add_pipelines
 from aptm.retrieval import AttributeRecognizer, RetrievalEngine
-from modeling_aptm import APTMForPreTraining
 
 from helpers.bare_environment import bare_python
 from helpers.fake_hub import serve
-from helpers.images import person_image
-from helpers.models import tiny_config
+from helpers.images import saved_person_images
+from helpers.models import saved_checkpoint
 from helpers.paths import REPO
 
 QUERIES = ["a man in a red jacket", "a woman with a black bag"]
@@ -28,14 +25,8 @@ QUERIES = ["a man in a red jacket", "a woman with a black bag"]
 def pushed(tmp_path_factory, processor):
     root = tmp_path_factory.mktemp("bare")
     folder = root / "checkpoint"
-    torch.manual_seed(0)
-    model = APTMForPreTraining(tiny_config(k_test=3)).eval()
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    add_pipelines(folder)
-    images = [person_image(i) for i in range(6)]
-    for i, image in enumerate(images):
-        image.save(root / f"{i}.png")
+    model = saved_checkpoint(folder, processor, k_test=3)
+    images = saved_person_images(root, 6)
     server, url = serve(0, root / "hub")
     env = {"PATH": "/usr/bin:/bin", "HF_ENDPOINT": url, "HF_TOKEN": "hf_fake", "HF_HUB_DISABLE_XET": "1",
            "HF_HOME": str(root / "home"), "HF_HUB_DISABLE_TELEMETRY": "1", "PYTHONPATH": str(REPO)}

@@ -155,7 +155,6 @@ def test_image_classifier_baseline_trains_saves_and_evaluates(tmp_path):
     model, processor = load_checkpoint(tmp_path / "out", device="cpu")
     assert type(model).__name__ == "APTMForImageClassification" and model.config.num_attributes == 27
     assert "custom_pipelines" not in json.loads((tmp_path / "out" / "config.json").read_text())
-    assert not (tmp_path / "out" / "pipeline_aptm.py").exists()
     data = load_aptm_dataset("procedural", data_dir=tmp_path / "data", num_identities=8, views_per_identity=2, seed=0)
     split = data["attributes_validation"]
     with torch.no_grad():

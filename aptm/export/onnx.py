@@ -1,0 +1,98 @@
+"""ONNX export of the three stages of APTM retrieval (as `retrieval_aptm` runs them), fp32, with dynamic batch and
+text length, so that onnxruntime alone encodes a gallery and queries and re-ranks with the ITM head:
+
+- `image_encoder.onnx`: `pixel_values [B, 3, H, W]` -> `image_features [B, D]` (normalised), `image_embeds [B, 1+N, C]`
+- `text_encoder.onnx`: `input_ids, attention_mask [B, L]` -> `text_features [B, D]` (normalised), `text_embeds [B, L, H]`
+- `fusion_itm.onnx`: `text_embeds [B, L, H], attention_mask [B, L], image_embeds [B, 1+N, C]` -> `itm_logits [B, 2]`
+  (index 1 = match) of aligned (text, image) pairs.
+
+Exporting needs the `onnx` package (`pip install aptm-hf[onnx]`). The files are written by torch's TorchScript-based
+exporter: the `torch.export` one (`dynamo=True`) stops at a `view` of the Swin window attention's output whose strides
+it cannot prove contiguous under a symbolic batch."""
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+class ImageEncoder(nn.Module):
+    """Pixels -> normalised image features and the image tokens the fusion encoder attends to."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        embeds = self.model.vision_model(pixel_values).last_hidden_state
+        return self.model.image_features_from_embeds(embeds), embeds
+
+
+class TextEncoder(nn.Module):
+    """Token ids and mask -> normalised text features and the token states the fusion encoder reads."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        embeds = self.model.text_model(input_ids, attention_mask).last_hidden_state
+        return self.model.text_features_from_embeds(embeds), embeds
+
+
+class FusionITM(nn.Module):
+    """Text states, their mask and image tokens of aligned pairs -> ITM logits."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, text_embeds: torch.Tensor, attention_mask: torch.Tensor,
+                image_embeds: torch.Tensor) -> torch.Tensor:
+        return self.model.itm_logits(text_embeds, attention_mask, image_embeds)
+
+
+# file name -> (stage, input names, output names); the batch axis of every tensor and the text axis of text tensors
+# are dynamic
+ONNX_STAGES = {
+    "image_encoder.onnx": (ImageEncoder, ("pixel_values",), ("image_features", "image_embeds")),
+    "text_encoder.onnx": (TextEncoder, ("input_ids", "attention_mask"), ("text_features", "text_embeds")),
+    "fusion_itm.onnx": (FusionITM, ("text_embeds", "attention_mask", "image_embeds"), ("itm_logits",)),
+}
+TEXT_AXES = {"input_ids", "attention_mask", "text_embeds"}
+
+
+def example_inputs(model: nn.Module, batch: int = 2, length: int = 7) -> dict[str, torch.Tensor]:
+    """Inputs of every stage, by name, shaped as `model`'s configuration says."""
+    config = model.config
+    height, width = config.vision_config.image_size
+    with torch.no_grad():
+        pixel_values = torch.randn(batch, 3, height, width)
+        image_embeds = model.vision_model(pixel_values).last_hidden_state
+        input_ids = torch.randint(1000, 2000, (batch, length))
+        attention_mask = torch.ones(batch, length, dtype=torch.long)
+        attention_mask[-1, length - 2:] = 0
+        text_embeds = model.text_model(input_ids, attention_mask).last_hidden_state
+    return {"pixel_values": pixel_values, "image_embeds": image_embeds, "input_ids": input_ids,
+            "attention_mask": attention_mask, "text_embeds": text_embeds}
+
+
+def export_onnx(model: nn.Module, folder: str | Path, opset: int = 18) -> list[Path]:
+    """Write the three stages of the retrieval model `model` (an `APTMModel`, fp32 on CPU) as ONNX files into `folder`
+    (created); returns their paths."""
+    if not hasattr(model, "itm_logits"):
+        raise ValueError(f"{type(model).__name__} is not a retrieval model (APTMModel): nothing to export as ONNX")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model = model.float().cpu().eval()
+    inputs = example_inputs(model)
+    paths = []
+    for name, (stage, input_names, output_names) in ONNX_STAGES.items():
+        axes = {tensor: {0: "batch", 1: "text_length"} if tensor in TEXT_AXES else {0: "batch"}
+                for tensor in input_names + output_names}
+        path = folder / name
+        torch.onnx.export(stage(model).eval(), tuple(inputs[n] for n in input_names), str(path), dynamo=False,
+                          input_names=list(input_names), output_names=list(output_names), dynamic_axes=axes,
+                          opset_version=opset)
+        paths.append(path)
+    return paths
