@@ -15,9 +15,9 @@ from safetensors.torch import load_file
 
 from aptm.training import recipe_arguments, run_training
 from aptm.training.trainer import last_complete_checkpoint
+from aptm.training.arguments import RECIPES_DIR
 
 from helpers.models import TINY
-from helpers.paths import REPO
 
 
 def write_state(checkpoint, step):
@@ -40,7 +40,7 @@ def test_last_complete_checkpoint_skips_what_a_kill_left_incomplete(tmp_path, ca
 
 
 def training_arguments(tmp_path, output_dir, **overrides):
-    recipe = json.loads((REPO / "recipes" / "tiny_procedural.json").read_text())
+    recipe = json.loads((RECIPES_DIR / "tiny_procedural.json").read_text())
     del recipe["text_init"]  # the tiny test widths do not fit the MiniLM weights
     (tmp_path / "recipe.json").write_text(json.dumps(recipe))
     return recipe_arguments(

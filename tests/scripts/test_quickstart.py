@@ -9,10 +9,11 @@ import torch
 from aptm.data.captions import clean_caption
 from aptm.factory import load_checkpoint
 from aptm.metrics import attribute_metrics, attribute_predictions, retrieval_metrics
+from aptm.training.arguments import RECIPES_DIR
 from datasets_scripts import load_aptm_dataset
 
 from helpers.models import TINY
-from helpers.paths import REPO, load_script
+from helpers.paths import load_script
 
 quickstart = load_script("scripts/quickstart.py")
 format_summary, run_quickstart = quickstart.format_summary, quickstart.run_quickstart
@@ -21,7 +22,7 @@ format_summary, run_quickstart = quickstart.format_summary, quickstart.run_quick
 
 @pytest.fixture(scope="module")
 def recipe(tmp_path_factory):
-    recipe = json.loads((REPO / "recipes" / "tiny_procedural.json").read_text())
+    recipe = json.loads((RECIPES_DIR / "tiny_procedural.json").read_text())
     recipe.update(config_overrides=TINY, text_init=None, per_device_train_batch_size=8, logging_steps=1)
     path = tmp_path_factory.mktemp("recipe") / "recipe.json"
     path.write_text(json.dumps(recipe))

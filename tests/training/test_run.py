@@ -119,7 +119,7 @@ def test_itm_negatives_are_uniform_before_itm_hard_negatives_from(data, processo
 
 
 def test_cli_trains_and_saves_a_loadable_checkpoint(tmp_path):
-    recipe = json.loads((REPO / "recipes" / "tiny_procedural.json").read_text())
+    recipe = json.loads((RECIPES_DIR / "tiny_procedural.json").read_text())
     del recipe["text_init"]  # the tiny test widths do not fit the MiniLM weights
     (tmp_path / "recipe.json").write_text(json.dumps(recipe))
     result = subprocess.run([sys.executable, str(REPO / "scripts" / "train.py"), "--recipe", str(tmp_path / "recipe.json"),
