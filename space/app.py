@@ -106,11 +106,16 @@ class ResultFiles:
         return str(path)
 
     def served(self, handler):
-        """`handler` returning `(image, caption)` pairs, returning `(image file, caption)` pairs instead."""
+        """`handler` returning `(image, caption)` pairs, or a tuple of those pairs and further outputs (such as a
+        picture), returning the pairs as `(image file, caption)` and each further picture as its file instead."""
 
         @functools.wraps(handler)
         def serving_files(*args):
-            return [(self.path(image), label) for image, label in handler(*args)]
+            result = handler(*args)
+            pairs, *more = result if isinstance(result, tuple) else (result,)
+            files = [(self.path(image), label) for image, label in pairs]
+            more = [self.path(value) if isinstance(value, Image.Image) else value for value in more]
+            return (files, *more) if more else files
 
         return serving_files
 

@@ -326,7 +326,7 @@ def test_a_browser_searches_a_video(space, tmp_path):
         assert re.search(r"#1 0:00\.0-0:02\.0 score \d\.\d{3}", captions)  # time span and score shown
         browser.wait_for("document.querySelector('#footage-timeline img') !== null")  # and the timeline
         browser.evaluate("document.querySelector('#search-footage').scrollIntoView()")  # the results in the picture
-        browser.wait_for_drawn_images("#footage-results img", 8)
+        browser.wait_for_drawn_images("#footage-results img", count)
         shot = browser.screenshot(tmp_path / "footage.png")
         browser.evaluate("document.querySelectorAll('#footage-results img')[1].click()")  # query by this example
         browser.wait_for("document.querySelector('#footage-example img') !== null")
