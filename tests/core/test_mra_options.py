@@ -93,12 +93,15 @@ def test_pooled_model_round_trips_with_its_batchnorm_statistics(tmp_path):
         assert torch.equal(getattr(loaded.vision_proj.norm, name), getattr(model.vision_proj.norm, name))
     pixels, ids = torch.randn(2, 3, 384, 256), torch.randint(1000, 2000, (2, 9))
     with torch.no_grad():
-        torch.testing.assert_close(loaded.get_image_features(pixels), model.eval().get_image_features(pixels))
-        torch.testing.assert_close(loaded.get_text_features(ids), model.get_text_features(ids))
+        torch.testing.assert_close(loaded.get_image_features(pixels).pooler_output,
+                                   model.eval().get_image_features(pixels).pooler_output)
+        torch.testing.assert_close(loaded.get_text_features(ids).pooler_output,
+                                   model.get_text_features(ids).pooler_output)
 
 
 def test_sep_terminated_text_and_its_round_trip(tmp_path, tokenizer):
-    processor = APTMProcessor(APTMImageProcessor.for_dataset("clip"), tokenizer, max_length=8, add_sep_token=True)
+    processor = APTMProcessor.from_schema(APTMImageProcessor.for_dataset("clip"), tokenizer, max_length=8,
+                                          add_sep_token=True)
     encoded = processor(text=["a man with a black backpack and red shoes walking", "a woman"])
     ids = encoded["input_ids"].tolist()
     assert ids[0][0] == tokenizer.cls_token_id and ids[0][-1] == tokenizer.sep_token_id  # 6 pieces kept of 10
@@ -127,7 +130,8 @@ def test_engine_flip_encodes_mirrored_views_and_fuses_both(tokenizer):
     gallery = engine.encode_gallery(gallery_images)
     pixels = processor(images=gallery_images)["pixel_values"]
     with torch.no_grad():
-        plain, mirrored = model.get_image_features(pixels), model.get_image_features(pixels.flip(-1))
+        plain = model.get_image_features(pixels).pooler_output
+        mirrored = model.get_image_features(pixels.flip(-1)).pooler_output
         torch.testing.assert_close(gallery.flipped_image_embeds, model.vision_model(pixels.flip(-1)).last_hidden_state)
     torch.testing.assert_close(gallery.image_features, (plain + mirrored) / 2)
     cosine, topk, itm = engine.rank(texts, gallery)

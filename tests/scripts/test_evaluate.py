@@ -102,9 +102,10 @@ def test_cli_test_time_flip_ranks_by_the_mean_of_plain_and_mirrored_features(set
     gallery, queries = columns(data["test_gallery"]), columns(data["test_queries"])
     pixel_values = processor.image_processor(gallery["image"])["pixel_values"]
     with torch.no_grad():
-        image_features = (model.get_image_features(pixel_values) + model.get_image_features(pixel_values.flip(-1))) / 2
+        image_features = (model.get_image_features(pixel_values).pooler_output
+                          + model.get_image_features(pixel_values.flip(-1)).pooler_output) / 2
         encoded = processor(text=queries["caption"])
-        text_features = model.get_text_features(encoded["input_ids"], encoded["attention_mask"])
+        text_features = model.get_text_features(encoded["input_ids"], encoded["attention_mask"]).pooler_output
     expected = retrieval_metrics(text_features @ image_features.t(), queries["person_id"], gallery["person_id"])
     assert results["retrieval"] == pytest.approx(expected, abs=1e-6)
     plain, _, _ = run(setup, capsys, "--fusion", "cosine", "--no-test-time-flip")
