@@ -256,6 +256,13 @@ def _is_torch_tensor(value) -> bool:
     return type(value).__module__.startswith("torch") and hasattr(value, "detach")
 
 
+class APTMProcessorKwargs(ProcessingKwargs, total=False):
+    """The processor's call defaults: captions padded and truncated to the caption length, PyTorch tensors."""
+
+    _defaults = {"text_kwargs": {"padding": "max_length", "truncation": True, "return_tensors": "pt"},
+                 "images_kwargs": {"return_tensors": "pt"}}
+
+
 class APTMProcessor(ProcessorMixin):
     r"""
     Image processor + BERT uncased tokenizer + attribute prompts.
@@ -279,8 +286,7 @@ class APTMProcessor(ProcessorMixin):
             bare `[CLS] word-pieces`.
     """
 
-    text_kwargs = {"padding": "max_length", "truncation": True, "return_tensors": "pt"}
-    images_kwargs = {"return_tensors": "pt"}
+    valid_processor_kwargs = APTMProcessorKwargs
 
     def __init__(self, image_processor=None, tokenizer=None, attribute_names: Optional[list[str]] = None,
                  attribute_prompts: Optional[list[list[str]]] = None, add_sep_token: bool = False, **kwargs):
@@ -363,12 +369,13 @@ class APTMProcessor(ProcessorMixin):
         self,
         images: Optional[ImageInput] = None,
         text: Optional[Union[TextInput, list[TextInput]]] = None,
-        **kwargs: Unpack[ProcessingKwargs],
+        **kwargs: Unpack[APTMProcessorKwargs],
     ) -> BatchFeature:
         """Preprocess `images` and/or tokenise `text` into `pixel_values`, `input_ids` and `attention_mask`."""
         if text is None and images is None:
             raise ValueError("pass text, images, or both")
-        merged = self._merge_kwargs(tokenizer_init_kwargs=self.tokenizer.init_kwargs, **kwargs)
+        # the kwargs class passed explicitly: transformers 5.0 (the lowest supported) requires it
+        merged = self._merge_kwargs(APTMProcessorKwargs, tokenizer_init_kwargs=self.tokenizer.init_kwargs, **kwargs)
         text_kwargs, images_kwargs = merged["text_kwargs"], merged["images_kwargs"]
         return_tensors = text_kwargs.get("return_tensors", images_kwargs.get("return_tensors"))
         data = {}
@@ -389,6 +396,6 @@ APTMImageProcessor.register_for_auto_class("AutoImageProcessor")
 APTMProcessor.register_for_auto_class("AutoProcessor")
 
 __all__ = [
-    "APTMImageProcessor", "APTMProcessor", "ATTRIBUTE_SCHEMAS", "CAPTION_LENGTH", "DATASET_NORMALIZATION", "MALS_ATTRIBUTES",
+    "APTMImageProcessor", "APTMProcessor", "APTMProcessorKwargs", "ATTRIBUTE_SCHEMAS", "CAPTION_LENGTH", "DATASET_NORMALIZATION", "MALS_ATTRIBUTES",
     "MALS_LOWER_COLOURS", "MALS_PROMPTS", "MALS_UPPER_COLOURS", "PA100K_ATTRIBUTES", "PA100K_PROMPTS", "to_rgb",
 ]
