@@ -396,6 +396,6 @@ APTMImageProcessor.register_for_auto_class("AutoImageProcessor")
 APTMProcessor.register_for_auto_class("AutoProcessor")
 
 __all__ = [
-    "APTMImageProcessor", "APTMProcessor", "APTMProcessorKwargs", "ATTRIBUTE_SCHEMAS", "CAPTION_LENGTH", "DATASET_NORMALIZATION", "MALS_ATTRIBUTES",
-    "MALS_LOWER_COLOURS", "MALS_PROMPTS", "MALS_UPPER_COLOURS", "PA100K_ATTRIBUTES", "PA100K_PROMPTS", "to_rgb",
+    "APTMImageProcessor", "APTMProcessor", "APTMProcessorKwargs", "ATTRIBUTE_SCHEMAS", "CAPTION_LENGTH",
+    "DATASET_NORMALIZATION", "MALS_ATTRIBUTES", "MALS_LOWER_COLOURS", "MALS_PROMPTS", "MALS_UPPER_COLOURS", "PA100K_ATTRIBUTES", "PA100K_PROMPTS", "to_rgb",
 ]
