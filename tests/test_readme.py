@@ -24,6 +24,7 @@ from helpers.golden import GOLDEN
 from helpers.images import person_image
 from helpers.models import tiny_config
 from helpers.paths import REPO
+from helpers.sentence_transformers_overlay import sentence_transformers_packages
 
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), REPO / "CHANGELOG.md"]
 BLOCKS = {page: re.findall(r"```(python|bash)\n(.*?)```", page.read_text(), re.S) for page in PAGES}
@@ -85,8 +86,9 @@ def test_snippets(workdir, tmp_path):
                       "    runpy.run_path(path, run_name='__main__')\n")
     server, url = serve(0, tmp_path / "hub")
     env = {k: v for k, v in os.environ.items() if not k.endswith("_OFFLINE")}
-    env.update(PYTHONPATH=str(REPO), HF_ENDPOINT=url, HF_TOKEN="hf_fake", HF_HUB_DISABLE_XET="1",
-               HF_HOME=str(tmp_path / "home"), OMP_NUM_THREADS="1")
+    # sentence-transformers (docs/hub.md) from its cached overlay, which shadows nothing the environment holds
+    env.update(PYTHONPATH=os.pathsep.join([str(REPO), str(sentence_transformers_packages())]), HF_ENDPOINT=url,
+               HF_TOKEN="hf_fake", HF_HUB_DISABLE_XET="1", HF_HOME=str(tmp_path / "home"), OMP_NUM_THREADS="1")
     try:
         for command in commands:
             if "convert_original_checkpoint" in command and not (workdir / "checkpoint_best.pth").is_file():

@@ -21,11 +21,8 @@ from helpers.bare_environment import bare_python
 from helpers.fake_hub import serve
 from helpers.images import person_image, saved_person_images
 from helpers.models import saved_checkpoint
-from helpers.overlay import overlay
+from helpers.sentence_transformers_overlay import sentence_transformers_packages
 
-# sentence-transformers (the version constraints/ci.txt pins) with the requirements the test environment lacks
-SENTENCE_TRANSFORMERS_OVERLAY = ["sentence-transformers==6.3.0", "scikit-learn==1.9.1", "scipy==1.17.1",
-                                 "threadpoolctl==3.8.0", "narwhals==2.29.0"]
 QUERIES = ["a man in a red jacket", "a woman with a black bag"]
 GALLERY = 5
 K = 3  # the checkpoint's k_test: candidates re-ranked by ITM
@@ -61,8 +58,7 @@ def test_sentence_transformers_alone_match_the_model(tmp_path, processor, source
     folder = hub / "models" / "tester" / "aptm"
     saved_checkpoint(folder, processor, k_test=K)
     images = saved_person_images(tmp_path, GALLERY)
-    packages = overlay("sentence-transformers", SENTENCE_TRANSFORMERS_OVERLAY)
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(packages), "HF_HOME": str(tmp_path / "home"),
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(sentence_transformers_packages()), "HF_HOME": str(tmp_path / "home"),
            "HF_HUB_DISABLE_TELEMETRY": "1", "TOKENIZERS_PARALLELISM": "false"}
     server = None
     if source == "hub":
