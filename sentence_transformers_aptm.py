@@ -1,6 +1,6 @@
-"""APTM for sentence-transformers, travelling with checkpoints as remote code (it imports only torch, transformers,
-Pillow and the other APTM files; sentence-transformers calls it by duck typing), so that a Hub checkpoint works with
-nothing but `sentence-transformers` installed:
+"""APTM for sentence-transformers, travelling with checkpoints as remote code (it imports only torch, transformers
+and Pillow, and loads the model and processor through the Auto classes; sentence-transformers calls it by duck
+typing), so that a Hub checkpoint works with nothing but `sentence-transformers` installed:
 
     from sentence_transformers import CrossEncoder, SentenceTransformer
 
@@ -29,13 +29,7 @@ from typing import Any
 import torch
 from PIL import Image
 from torch import nn
-
-try:  # remote code (a package in the Hub module cache)
-    from .modeling_aptm import APTMModel
-    from .processing_aptm import APTMProcessor
-except ImportError:  # installed top-level module
-    from modeling_aptm import APTMModel
-    from processing_aptm import APTMProcessor
+from transformers import AutoModel, AutoProcessor, PreTrainedModel, ProcessorMixin
 
 # What `CrossEncoder` reads from a checkpoint folder: the model type and the activation on its scores (none: the
 # scores are the ITM match logits the retrieval engine re-ranks by), and its one module, saved in the folder's root.
@@ -83,12 +77,15 @@ class APTMImageTextMatching(nn.Module):
     Args:
         model (`APTMModel`): the retrieval model (image and text encoders, fusion encoder, ITM head).
         processor (`APTMProcessor`): its processor (caption tokenisation and image preprocessing).
+
+    It loads them through the Auto classes (the checkpoint's own code), so that this file has no relative imports of
+    its own: transformers 5.0 brings into its module cache only the direct relative imports of `modeling_aptm`.
     """
 
     save_in_root = True
     modalities = [("image", "text")]
 
-    def __init__(self, model: APTMModel, processor: APTMProcessor):
+    def __init__(self, model: PreTrainedModel, processor: ProcessorMixin):
         super().__init__()
         self.model = model
         self.processor = processor
@@ -103,11 +100,11 @@ class APTMImageTextMatching(nn.Module):
              trust_remote_code: bool = False, model_kwargs: dict[str, Any] | None = None, **kwargs: Any
              ) -> "APTMImageTextMatching":
         """The module of the checkpoint `model_name_or_path` (a folder or a Hub id), as sentence-transformers loads
-        it; `model_kwargs` go to `APTMModel.from_pretrained`."""
+        it; `model_kwargs` go to `AutoModel.from_pretrained`."""
         hub = {"subfolder": subfolder, "token": token, "cache_dir": cache_folder, "revision": revision,
                "local_files_only": local_files_only, "trust_remote_code": trust_remote_code}
-        model = APTMModel.from_pretrained(model_name_or_path, **hub, **(model_kwargs or {})).eval()
-        return cls(model, APTMProcessor.from_pretrained(model_name_or_path, **hub))
+        model = AutoModel.from_pretrained(model_name_or_path, **hub, **(model_kwargs or {})).eval()
+        return cls(model, AutoProcessor.from_pretrained(model_name_or_path, **hub))
 
     def save(self, output_path: str, *args: Any, safe_serialization: bool = True, **kwargs: Any) -> None:
         """Write the checkpoint (model, with its sentence-transformers files, and processor) into `output_path`."""
