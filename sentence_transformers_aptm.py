@@ -48,7 +48,12 @@ def sentence_transformers_files() -> dict[str, Any]:
 
 
 def write_sentence_transformers_files(folder: str | os.PathLike) -> None:
-    """Write `sentence_transformers_files()` into the checkpoint `folder`."""
+    """Write `sentence_transformers_files()` into the checkpoint `folder`, unless it holds a
+    `config_sentence_transformers.json` already: sentence-transformers writes that file first when it saves a model
+    (`SentenceTransformer.save`, `CrossEncoder.save`), then its modules (the model's `save_pretrained` among them),
+    then `modules.json`, so the folder it saves keeps the model type it declares."""
+    if os.path.exists(os.path.join(folder, CONFIG_FILE)):
+        return
     for name, content in sentence_transformers_files().items():
         with open(os.path.join(folder, name), "w", encoding="utf-8") as file:
             json.dump(content, file, indent=2)

@@ -3,7 +3,7 @@ sentence-transformers and what it installs (a bare environment with a cached ove
 `SentenceTransformer` encodes queries and documents (images) as the model's normalised features and `similarity` gives
 their cosines; `CrossEncoder` scores (text, image) pairs with the ITM match logit, and `util.semantic_search` then
 `CrossEncoder.rank` orders the top k as the engine's ITM re-ranking does; from the folder and by id from the (fake)
-Hub."""
+Hub. What sentence-transformers' own `save` writes loads again as the model type it saved."""
 
 import json
 import subprocess
@@ -45,10 +45,17 @@ for query, hits in zip(queries, util.semantic_search(query_embeddings, image_emb
     ranked.append([{{"index": candidates[r["corpus_id"]], "score": r["score"]}}
                    for r in reranker.rank(query, [images[c] for c in candidates])])
 pairs = [(query, image) for query in queries for image in images]
+embedder.save("saved-embedder")  # sentence-transformers' own saves keep the model type each declares
+reranker.save("saved-reranker")
 np.savez("outputs.npz", text=query_embeddings.numpy(), image=image_embeddings.numpy(),
          similarity=embedder.similarity(query_embeddings, image_embeddings).numpy(),
-         pair_scores=reranker.predict(pairs).reshape(len(queries), len(images)))
-json.dump(ranked, open("ranked.json", "w"))
+         pair_scores=reranker.predict(pairs).reshape(len(queries), len(images)),
+         resaved_image=SentenceTransformer("saved-embedder", trust_remote_code=True, device="cpu").encode_document(images),
+         resaved_pair_scores=CrossEncoder("saved-reranker", trust_remote_code=True, device="cpu").predict(pairs).reshape(
+             len(queries), len(images)))
+types = {{name: json.load(open(f"{{name}}/config_sentence_transformers.json"))["model_type"]
+         for name in ("saved-embedder", "saved-reranker")}}
+json.dump({{"ranked": ranked, "saved_types": types}}, open("ranked.json", "w"))
 """
 
 
@@ -87,10 +94,14 @@ def test_sentence_transformers_alone_match_the_model(tmp_path, processor, source
     np.testing.assert_allclose(outputs["image"], image.numpy(), atol=1e-5)
     np.testing.assert_allclose(outputs["similarity"], (text @ image.T).numpy(), atol=1e-5)
     np.testing.assert_allclose(outputs["pair_scores"], itm.numpy(), atol=1e-5)
+    np.testing.assert_allclose(outputs["resaved_image"], image.numpy(), atol=1e-5)
+    np.testing.assert_allclose(outputs["resaved_pair_scores"], itm.numpy(), atol=1e-5)
+    ranked = json.loads((tmp_path / "ranked.json").read_text())
+    assert ranked["saved_types"] == {"saved-embedder": "SentenceTransformer", "saved-reranker": "CrossEncoder"}
 
     engine = RetrievalEngine(model, processor, progress=False)
     expected = engine.search(QUERIES, engine.encode_gallery(images), top=K, fusion="itm")
-    for got, want in zip(json.loads((tmp_path / "ranked.json").read_text()), expected):
+    for got, want in zip(ranked["ranked"], expected):
         assert [r["index"] for r in got] == want.indices
         np.testing.assert_allclose([r["score"] for r in got], want.itm_logits, atol=1e-5)
 
