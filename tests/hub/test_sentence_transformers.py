@@ -47,12 +47,13 @@ for query, hits in zip(queries, util.semantic_search(query_embeddings, image_emb
 pairs = [(query, image) for query in queries for image in images]
 embedder.save("saved-embedder")  # sentence-transformers' own saves keep the model type each declares
 reranker.save("saved-reranker")
+resaved_embedder = SentenceTransformer("saved-embedder", trust_remote_code=True, device="cpu")
+resaved_reranker = CrossEncoder("saved-reranker", trust_remote_code=True, device="cpu")
+shape = (len(queries), len(images))
 np.savez("outputs.npz", text=query_embeddings.numpy(), image=image_embeddings.numpy(),
          similarity=embedder.similarity(query_embeddings, image_embeddings).numpy(),
-         pair_scores=reranker.predict(pairs).reshape(len(queries), len(images)),
-         resaved_image=SentenceTransformer("saved-embedder", trust_remote_code=True, device="cpu").encode_document(images),
-         resaved_pair_scores=CrossEncoder("saved-reranker", trust_remote_code=True, device="cpu").predict(pairs).reshape(
-             len(queries), len(images)))
+         pair_scores=reranker.predict(pairs).reshape(shape), resaved_image=resaved_embedder.encode_document(images),
+         resaved_pair_scores=resaved_reranker.predict(pairs).reshape(shape))
 types = {{name: json.load(open(f"{{name}}/config_sentence_transformers.json"))["model_type"]
          for name in ("saved-embedder", "saved-reranker")}}
 json.dump({{"ranked": ranked, "saved_types": types}}, open("ranked.json", "w"))
@@ -65,8 +66,8 @@ def test_sentence_transformers_alone_match_the_model(tmp_path, processor, source
     folder = hub / "models" / "tester" / "aptm"
     saved_checkpoint(folder, processor, k_test=K)
     images = saved_person_images(tmp_path, GALLERY)
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(sentence_transformers_packages()), "HF_HOME": str(tmp_path / "home"),
-           "HF_HUB_DISABLE_TELEMETRY": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(sentence_transformers_packages()),
+           "HF_HOME": str(tmp_path / "home"), "HF_HUB_DISABLE_TELEMETRY": "1", "TOKENIZERS_PARALLELISM": "false"}
     server = None
     if source == "hub":
         server, url = serve(0, hub)
@@ -101,6 +102,7 @@ def test_sentence_transformers_alone_match_the_model(tmp_path, processor, source
 
     engine = RetrievalEngine(model, processor, progress=False)
     expected = engine.search(QUERIES, engine.encode_gallery(images), top=K, fusion="itm")
+    assert len(ranked["ranked"]) == len(expected) == len(QUERIES)
     for got, want in zip(ranked["ranked"], expected):
         assert [r["index"] for r in got] == want.indices
         np.testing.assert_allclose([r["score"] for r in got], want.itm_logits, atol=1e-5)
@@ -113,6 +115,15 @@ def test_checkpoint_declares_the_cross_encoder_module(tmp_path, processor):
     assert json.loads((tmp_path / "modules.json").read_text())[0]["type"] == \
         "sentence_transformers_aptm.APTMImageTextMatching"
     assert (tmp_path / "sentence_transformers_aptm.py").is_file()
+
+
+def test_save_leaves_the_model_type_sentence_transformers_declared(tmp_path, processor):
+    """sentence-transformers writes `config_sentence_transformers.json` before saving its modules."""
+    (tmp_path / "config_sentence_transformers.json").write_text('{"model_type": "SentenceTransformer"}')
+    saved_checkpoint(tmp_path, processor)
+    assert json.loads((tmp_path / "config_sentence_transformers.json").read_text()) == \
+        {"model_type": "SentenceTransformer"}
+    assert not (tmp_path / "modules.json").exists()
 
 
 def test_pairs_must_hold_a_text_and_an_image():
