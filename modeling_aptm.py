@@ -1112,7 +1112,7 @@ class APTMModel(APTMPreTrainedModel):
         )
         return output if return_dict else output.to_tuple()
 
-    def save_pretrained(self, save_directory, *args, **kwargs):
+    def save_pretrained(self, save_directory, is_main_process: bool = True, *args, **kwargs):
         """`PreTrainedModel.save_pretrained`, and the checkpoint carries the retrieval pipelines whoever saves it: their
         tasks in `config.json`'s `custom_pipelines`, their files (`pipeline_aptm.py`, `retrieval_aptm.py`) beside this
         one (transformers copies a remote-code file's relative imports with it), so that
@@ -1129,8 +1129,8 @@ class APTMModel(APTMPreTrainedModel):
             from pipeline_aptm import custom_pipelines
             from sentence_transformers_aptm import write_sentence_transformers_files
         self.config.custom_pipelines = custom_pipelines()
-        saved = super().save_pretrained(save_directory, *args, **kwargs)
-        if kwargs.get("is_main_process", True):
+        saved = super().save_pretrained(save_directory, is_main_process, *args, **kwargs)
+        if is_main_process:
             write_sentence_transformers_files(save_directory)
         return saved
 

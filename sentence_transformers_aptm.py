@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from PIL import Image
 from torch import nn
-from transformers import AutoModel, AutoProcessor, PreTrainedModel, ProcessorMixin
+from transformers import AutoModel, AutoProcessor, PreTrainedModel, PreTrainedTokenizerBase, ProcessorMixin
 
 # What `CrossEncoder` reads from a checkpoint folder: the model type and the activation on its scores (none: the
 # scores are the ITM match logits the retrieval engine re-ranks by), and its one module, saved in the folder's root.
@@ -96,7 +96,8 @@ class APTMImageTextMatching(nn.Module):
         self.processor = processor
 
     @property
-    def tokenizer(self):
+    def tokenizer(self) -> PreTrainedTokenizerBase:
+        """The processor's tokenizer (what sentence-transformers' `CrossEncoder.tokenizer` gives)."""
         return self.processor.tokenizer
 
     @classmethod
@@ -111,9 +112,10 @@ class APTMImageTextMatching(nn.Module):
         model = AutoModel.from_pretrained(model_name_or_path, **hub, **(model_kwargs or {})).eval()
         return cls(model, AutoProcessor.from_pretrained(model_name_or_path, **hub))
 
-    def save(self, output_path: str, *args: Any, safe_serialization: bool = True, **kwargs: Any) -> None:
-        """Write the checkpoint (model, with its sentence-transformers files, and processor) into `output_path`."""
-        self.model.save_pretrained(output_path, safe_serialization=safe_serialization)
+    def save(self, output_path: str, *args: Any, **kwargs: Any) -> None:
+        """Write the checkpoint (model and processor) into `output_path` (safetensors always, as transformers 5
+        saves)."""
+        self.model.save_pretrained(output_path)
         self.processor.save_pretrained(output_path)
 
     def preprocess(self, inputs: Sequence[Sequence[Any]], prompt: str | None = None, **kwargs: Any
