@@ -414,12 +414,12 @@ def onnx_agreement(checkpoint, data_dir, onnx_folder=None, recipe=RECIPES_DIR / 
         for metric in ("R@1", "mAP"):
             print(f"| {metric} {ranking} | " + " | ".join(f"{result[ranking][0][metric]:.2f}"
                                                          for result in results.values()) + " |")
-        print(f"| top-10 identical to torch fp32 (in order), {ranking} | " + " | ".join(
-            f"{100 * (result[ranking][1] == reference[ranking][1]).all(dim=1).float().mean().item():.1f}%"
-            for result in results.values()) + " |")
-        print(f"| top-10 the same images as torch fp32's, {ranking} | " + " | ".join(
-            f"{100 * (result[ranking][1].sort(dim=1).values == reference[ranking][1].sort(dim=1).values).all(dim=1)
-                   .float().mean().item():.1f}%" for result in results.values()) + " |")
+        for agreement, same in (("identical to torch fp32's (in order)", lambda top, reference: top == reference),
+                                ("the same images as torch fp32's", lambda top, reference:
+                                 top.sort(dim=1).values == reference.sort(dim=1).values)):
+            shares = [same(result[ranking][1], reference[ranking][1]).all(dim=1).float().mean().item()
+                      for result in results.values()]
+            print(f"| top 10 {agreement}, {ranking} | " + " | ".join(f"{100 * share:.1f}%" for share in shares) + " |")
     for index, unit in enumerate(("images/s", "texts/s", "re-rank pairs/s")):
         print(f"| {unit} | " + " | ".join(f"{result['rates'][index]:.0f}" for result in results.values()) + " |")
     return results

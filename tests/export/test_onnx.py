@@ -17,11 +17,9 @@ from modeling_aptm import APTMForImageClassification, APTMModel
 
 from helpers.bare_environment import bare_python
 from helpers.models import tiny_config
-from helpers.overlay import overlay
+from helpers.overlay import onnx_overlay
 from helpers.paths import REPO
 
-# onnxruntime and onnx (torch's exporter writes with it) with their requirements that the test environment lacks
-ONNX_OVERLAY = ["onnx==1.23.2", "onnxruntime==1.32.0", "ml_dtypes==0.7.0", "protobuf==7.36.2", "flatbuffers==25.12.19"]
 # How far the int8 files may stray from torch fp32, by output: the lowest cosine of a normalised feature with torch's,
 # and the largest absolute difference of token states and ITM logits. Measured on this test's model (onnxruntime
 # 1.32, AVX-512 VNNI): feature cosine 0.9991 (images) and 0.99992 (texts), token states 0.097 (images) and 0.028
@@ -38,7 +36,7 @@ def test_onnxruntime_alone_matches_torch(tmp_path, processor):
     model = APTMModel(tiny_config()).eval()
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
-    packages = overlay("onnxruntime", ONNX_OVERLAY)
+    packages = onnx_overlay()
     exported = subprocess.run([sys.executable, str(REPO / "scripts" / "export_onnx.py"), str(folder)],
                               env={"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{REPO}:{packages}",
                                    "HF_HOME": str(tmp_path / "home"), "HF_HUB_OFFLINE": "1"},
