@@ -1116,16 +1116,21 @@ class APTMModel(APTMPreTrainedModel):
         """`PreTrainedModel.save_pretrained`, and the checkpoint carries the retrieval pipelines whoever saves it: their
         tasks in `config.json`'s `custom_pipelines`, their files (`pipeline_aptm.py`, `retrieval_aptm.py`) beside this
         one (transformers copies a remote-code file's relative imports with it), so that
-        `pipeline("text-person-retrieval", model=save_directory, trust_remote_code=True)` works on it."""
-        # Both files are direct relative imports of this one, so every transformers version brings them into the module
+        `pipeline("text-person-retrieval", model=save_directory, trust_remote_code=True)` works on it; and the
+        Inference Endpoints handler (`handler.py`, taking `EndpointHandler` from `handler_aptm.py`)."""
+        # These files are direct relative imports of this one, so every transformers version brings them into the module
         # cache beside it (5.0 copies only the direct relative imports of a local folder's file).
         try:  # remote code (a package in the Hub module cache)
+            from .handler_aptm import write_entry_point
             from .pipeline_aptm import custom_pipelines
             from .retrieval_aptm import TextPersonSearch  # noqa: F401
         except ImportError:  # installed top-level module
+            from handler_aptm import write_entry_point
             from pipeline_aptm import custom_pipelines
         self.config.custom_pipelines = custom_pipelines()
-        return super().save_pretrained(save_directory, *args, **kwargs)
+        saved = super().save_pretrained(save_directory, *args, **kwargs)
+        write_entry_point(save_directory)  # handler.py of Inference Endpoints, beside handler_aptm.py
+        return saved
 
 
 class APTMForPreTraining(APTMModel):

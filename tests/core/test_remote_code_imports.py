@@ -8,7 +8,8 @@ import pytest
 
 from helpers.paths import REPO
 
-REMOTE_CODE = ("configuration_aptm", "modeling_aptm", "processing_aptm", "retrieval_aptm", "pipeline_aptm")
+REMOTE_CODE = ("configuration_aptm", "modeling_aptm", "processing_aptm", "retrieval_aptm", "pipeline_aptm",
+               "handler_aptm")
 ALLOWED = {"torch", "transformers", "numpy", "PIL", *REMOTE_CODE}
 
 
