@@ -69,3 +69,6 @@ def write_entry_point(folder: str | Path) -> Path:
     path.write_text('"""Inference Endpoints entry point of this APTM checkpoint (see handler_aptm.py)."""\n\n'
                     "from handler_aptm import EndpointHandler  # noqa: F401\n")
     return path
+
+
+__all__ = ["EndpointHandler", "decode_image", "write_entry_point"]
