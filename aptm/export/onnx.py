@@ -11,9 +11,10 @@ Beside each, `<stage>_int8.onnx` (the suffix Transformers.js reads as `dtype: "i
 at run time, so it needs no calibration data and runs with the same inputs and outputs, about 4x smaller and faster on
 CPUs with int8 instructions (AVX-512 VNNI, ARM dot product). `docs/performance.md` gives its agreement with fp32.
 
-Exporting needs the `onnx` and `onnxruntime` packages (`pip install aptm-hf[onnx]`). The files are written by torch's TorchScript-based
-exporter: the `torch.export` one (`dynamo=True`) stops at a `view` of the Swin window attention's output whose strides
-it cannot prove contiguous under a symbolic batch."""
+Exporting needs the `onnx` and `onnxruntime` packages (`pip install aptm-hf[onnx]`). The files are written by torch's
+TorchScript-based exporter: the `torch.export` one (`dynamo=True`, torch 2.14) stops, when decomposing, at the reshape
+of the Swin window attention's context, which it turns into a `view` of strides it cannot take under a symbolic batch
+(`.contiguous().view` fails the same way)."""
 
 from pathlib import Path
 
