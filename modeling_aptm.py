@@ -1116,22 +1116,26 @@ class APTMModel(APTMPreTrainedModel):
         """`PreTrainedModel.save_pretrained`, and the checkpoint carries the retrieval pipelines whoever saves it: their
         tasks in `config.json`'s `custom_pipelines`, their files (`pipeline_aptm.py`, `retrieval_aptm.py`) beside this
         one (transformers copies a remote-code file's relative imports with it), so that
-        `pipeline("text-person-retrieval", model=save_directory, trust_remote_code=True)` works on it; and the files
+        `pipeline("text-person-retrieval", model=save_directory, trust_remote_code=True)` works on it; the files
         sentence-transformers reads (`sentence_transformers_aptm`), so that `SentenceTransformer` and `CrossEncoder`
-        load it with `trust_remote_code=True`."""
-        # The files are direct relative imports of this one, so every transformers version brings them into the module
+        load it with `trust_remote_code=True`; and the Inference Endpoints handler (`handler.py`, taking
+        `EndpointHandler` from `handler_aptm.py`)."""
+        # These files are direct relative imports of this one, so every transformers version brings them into the module
         # cache beside it (5.0 copies only the direct relative imports of a local folder's file).
         try:  # remote code (a package in the Hub module cache)
+            from .handler_aptm import write_entry_point
             from .pipeline_aptm import custom_pipelines
             from .retrieval_aptm import TextPersonSearch  # noqa: F401
             from .sentence_transformers_aptm import write_sentence_transformers_files
         except ImportError:  # installed top-level module
+            from handler_aptm import write_entry_point
             from pipeline_aptm import custom_pipelines
             from sentence_transformers_aptm import write_sentence_transformers_files
         self.config.custom_pipelines = custom_pipelines()
         saved = super().save_pretrained(save_directory, is_main_process, *args, **kwargs)
         if is_main_process:
             write_sentence_transformers_files(save_directory)
+            write_entry_point(save_directory)  # handler.py of Inference Endpoints, beside handler_aptm.py
         return saved
 
 

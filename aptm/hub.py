@@ -174,11 +174,13 @@ def write_model_card(folder, config, processor, **kwargs):
 
 
 def push_checkpoint(folder, repo_id, private=False, token=None, metrics=None, dataset=None,
-                    commit_message="Upload APTM checkpoint"):
+                    commit_message="Upload APTM checkpoint", onnx=False):
     """Push a checkpoint folder (model, processor, remote code with the pipelines) to the Hub with a model card whose
     usage snippets name `repo_id` and whose table and model-index show `metrics` (a flat table such as
     `{"test R@1": 24.8}`) on `dataset` (default: the card's). The folder's own card (training source, conversion
-    notes) is kept and updated; a folder without one gets a new card. Returns the commit info."""
+    notes) is kept and updated; a folder without one gets a new card. With `onnx`, the retrieval stages are first
+    exported into the folder's `onnx/`, fp32 and int8 (`aptm.export.export_onnx`; needs `pip install
+    aptm-hf[onnx]`), and pushed with it. Returns the commit info."""
     folder = Path(folder)
     for name in ("config.json", "processor_config.json"):
         if not (folder / name).is_file():
@@ -188,6 +190,11 @@ def push_checkpoint(folder, repo_id, private=False, token=None, metrics=None, da
     saved = json.loads((folder / "config.json").read_text())
     if "custom_pipelines" not in saved and "APTMForImageClassification" not in saved.get("architectures", []):
         add_pipelines(folder)  # a retrieval checkpoint saved before the pipelines existed
+    if onnx:
+        from .export import export_onnx
+        from .factory import load_checkpoint
+
+        export_onnx(load_checkpoint(folder, device="cpu")[0], folder / "onnx")
     card = folder / "README.md"
     if card.is_file():
         card.write_text(card_for_push(card.read_text(), repo_id, metrics, dataset))

@@ -16,6 +16,7 @@ queries x 200 images, k=128; paper size: 16 queries x 48 images, k=48) takes a f
     python scripts/benchmark.py --prep 20000          # dataset preparation, num_proc 1 and 2, only
     python scripts/benchmark.py --attributes 64       # attribute scoring, per-image loop vs fused batch, only
     python scripts/benchmark.py --agreement outputs/quickstart/checkpoint outputs/quickstart/data   # fp32 vs bf16
+    python scripts/benchmark.py --onnx outputs/quickstart/checkpoint outputs/quickstart/data   # torch vs ONNX fp32/int8
 
 `--memory QUERIESxGALLERY,...` measures instead, side by side, the peak memory of evaluation (tiny configuration, a
 synthetic gallery index, k = 16, the engine's default query batch) through the whole score matrix (`retrieval_metrics`
@@ -44,6 +45,8 @@ import torch
 
 import aptm
 import modeling_aptm
+from aptm.data.captions import clean_caption
+from aptm.export import ONNX_STAGES, int8_name
 from aptm.factory import load_checkpoint
 from aptm.metrics import retrieval_metrics
 from aptm.retrieval import AttributeRecognizer, GalleryIndex, RetrievalEngine
@@ -52,6 +55,7 @@ from aptm.retrieval.reference import original_procedure_scores, per_image_attrib
 from aptm.training.arguments import RECIPES_DIR, load_recipe
 from configuration_aptm import APTMConfig
 from datasets_scripts import load_aptm_dataset, procedural
+from retrieval_aptm import fuse_scores
 
 
 def peak_rss_mb():
@@ -302,6 +306,125 @@ def precision_agreement(checkpoint, data_dir, k=16, recipe=RECIPES_DIR / "tiny_p
     return identical
 
 
+def torch_stages(model):
+    """The three ONNX stages (`aptm.export.ONNX_STAGES`) run by torch: file name -> function of numpy arrays giving
+    a tuple of numpy arrays, as `onnx_stages`."""
+    def runner(module):
+        @torch.no_grad()
+        def run(*arrays):
+            outputs = module(*(torch.from_numpy(array) for array in arrays))
+            return tuple(output.numpy() for output in (outputs if isinstance(outputs, tuple) else (outputs,)))
+        return run
+    return {name: runner(stage(model).eval()) for name, (stage, _, _) in ONNX_STAGES.items()}
+
+
+def onnx_stages(folder, int8=False, threads=None):
+    """The three ONNX stages of `folder` (fp32, or with `int8` their `_int8` variants) in onnxruntime sessions of
+    `threads` intra-op threads (default: torch's): file name -> function of numpy arrays giving a tuple of them."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    stages = {}
+    for name, (_, inputs, _) in ONNX_STAGES.items():
+        session = onnxruntime.InferenceSession(str(Path(folder) / (int8_name(name) if int8 else name)), options,
+                                               providers=["CPUExecutionProvider"])
+        stages[name] = lambda *arrays, session=session, inputs=inputs: tuple(session.run(None, dict(zip(inputs,
+                                                                                                        arrays))))
+    return stages
+
+
+def staged_ranking(stages, pixel_values, token_batches, k, batch_size=32, query_batch_size=8):
+    """The engine's procedure through the three stages `stages` (`torch_stages` or `onnx_stages`): encode the images
+    `batch_size` at a time, the texts (`token_batches`, `(input_ids, attention_mask)` numpy pairs), the cosine top-k,
+    and ITM logits of each query's k candidates, `query_batch_size` queries (their pairs) per fusion call, text
+    trimmed to the group's longest. Returns the cosine `[Q, G]`, top-k `[Q, k]` and ITM logits `[Q, k]` (torch) and
+    the seconds of each of the three encodings."""
+    # warm-up: thread pools, first-call allocations
+    stages["image_encoder.onnx"](pixel_values[:2])
+    stages["text_encoder.onnx"](*(array[:2] for array in token_batches[0]))
+    start = time.perf_counter()
+    image_outputs = [stages["image_encoder.onnx"](pixel_values[i : i + batch_size])
+                     for i in range(0, len(pixel_values), batch_size)]
+    image_seconds = time.perf_counter() - start
+    image_features = np.concatenate([features for features, _ in image_outputs])
+    image_embeds = np.concatenate([embeds for _, embeds in image_outputs])
+    start = time.perf_counter()
+    text_outputs = [stages["text_encoder.onnx"](ids, mask) for ids, mask in token_batches]
+    text_seconds = time.perf_counter() - start
+    cosine = torch.from_numpy(np.concatenate([features for features, _ in text_outputs]) @ image_features.T)
+    top = cosine.topk(k, dim=1).indices
+    itm, rerank_seconds, row = torch.empty(top.shape), 0.0, 0
+    for (_, text_embeds), (_, mask) in zip(text_outputs, token_batches):
+        for first in range(0, len(mask), query_batch_size):
+            rows = slice(row + first, row + min(first + query_batch_size, len(mask)))
+            group_mask = mask[first : first + query_batch_size]
+            length = int(group_mask.sum(1).max())
+            pairs = (np.repeat(text_embeds[first : first + query_batch_size, :length], k, axis=0),
+                     np.repeat(group_mask[:, :length], k, axis=0), image_embeds[top[rows].flatten().numpy()])
+            start = time.perf_counter()
+            logits = stages["fusion_itm.onnx"](*pairs)[0]
+            rerank_seconds += time.perf_counter() - start
+            itm[rows] = torch.from_numpy(logits[:, 1]).view(-1, k)
+        row += len(mask)
+    return cosine, top, itm, (image_seconds, text_seconds, rerank_seconds)
+
+
+def onnx_agreement(checkpoint, data_dir, onnx_folder=None, recipe=RECIPES_DIR / "tiny_procedural.json",
+                   batch_size=32):
+    """torch fp32 against onnxruntime fp32 and int8 (the `_int8` files of `export_onnx`) on a trained checkpoint and
+    the test split of the procedural dataset of `recipe` in `data_dir` (the quickstart's), all through the same
+    staged procedure (`staged_ranking`: the recipe's re-ranking k and fusion) on the same preprocessed pixels and
+    tokens, one after the other in this run: R@1 and mAP dual encoder and re-ranked, the share of queries whose top
+    10 is identical to torch fp32's (in order, and as a set), and the throughput of each stage. `onnx_folder` defaults to the
+    checkpoint's `onnx/`. The torch engine's own evaluation is printed beside them as the reference."""
+    model, processor = load_checkpoint(checkpoint, device="cpu")
+    onnx_folder = Path(onnx_folder or Path(checkpoint) / "onnx")
+    settings = load_recipe(recipe)
+    k, fusion = settings["rerank_k"], settings["fusion"]
+    data = load_aptm_dataset("procedural", data_dir=data_dir, **settings["dataset_options"])
+    gallery, queries = data["test_gallery"], data["test_queries"]
+    texts = [clean_caption(caption, "procedural") for caption in queries["caption"]]
+    query_ids, gallery_ids = np.array(queries["person_id"]), np.array(gallery["person_id"])
+    engine = RetrievalEngine(model, processor, k=k, fusion=fusion, progress=False)
+    engine_metrics, _ = engine.evaluate(texts, query_ids, engine.encode_gallery(gallery, person_ids=gallery_ids))
+    pixel_values = processor.image_processor(list(gallery["image"]))["pixel_values"].numpy()
+    token_batches = []
+    for start in range(0, len(texts), batch_size):
+        tokens = processor.tokenize(texts[start : start + batch_size], padding="longest")
+        token_batches.append((tokens["input_ids"].numpy(), tokens["attention_mask"].numpy()))
+    backends = {"torch fp32": lambda: torch_stages(model), "onnxruntime fp32": lambda: onnx_stages(onnx_folder),
+                "onnxruntime int8": lambda: onnx_stages(onnx_folder, int8=True)}
+    results = {}
+    for name, stages in backends.items():
+        cosine, top, itm, seconds = staged_ranking(stages(), pixel_values, token_batches, k, batch_size)
+        fused = fuse_scores(cosine, top, itm, fusion, model.config.itm_cosine_weight)
+        results[name] = {"dual": (retrieval_metrics(cosine, query_ids, gallery_ids),
+                                  cosine.argsort(dim=1, descending=True, stable=True)[:, :10]),
+                         "re-ranked": (retrieval_metrics(fused, query_ids, gallery_ids),
+                                       fused.argsort(dim=1, descending=True, stable=True)[:, :10]),
+                         "rates": (len(pixel_values) / seconds[0], len(texts) / seconds[1], top.numel() / seconds[2])}
+    print(f"\n## torch fp32 vs onnxruntime fp32 / int8 on {checkpoint}: {len(texts)} queries x {len(gallery)} "
+          f"images, re-rank k={k}, {torch.get_num_threads()} threads, onnxruntime {onnx_folder}")
+    print(f"torch engine's own evaluation: R@1 {engine_metrics['R@1']:.2f}, mAP {engine_metrics['mAP']:.2f}")
+    print("| measure | " + " | ".join(results) + " |")
+    print("|---|" + "---:|" * len(results))
+    reference = results["torch fp32"]
+    for ranking in ("dual", "re-ranked"):
+        for metric in ("R@1", "mAP"):
+            print(f"| {metric} {ranking} | " + " | ".join(f"{result[ranking][0][metric]:.2f}"
+                                                         for result in results.values()) + " |")
+        for agreement, same in (("identical to torch fp32's (in order)", lambda top, reference: top == reference),
+                                ("the same images as torch fp32's", lambda top, reference:
+                                 top.sort(dim=1).values == reference.sort(dim=1).values)):
+            shares = [same(result[ranking][1], reference[ranking][1]).all(dim=1).float().mean().item()
+                      for result in results.values()]
+            print(f"| top 10 {agreement}, {ranking} | " + " | ".join(f"{100 * share:.1f}%" for share in shares) + " |")
+    for index, unit in enumerate(("images/s", "texts/s", "re-rank pairs/s")):
+        print(f"| {unit} | " + " | ".join(f"{result['rates'][index]:.0f}" for result in results.values()) + " |")
+    return results
+
+
 def synthetic_captions(count, seed=0):
     """`count` captions of 8 words drawn from a few clothing words (for benchmarks whose cost depends on lengths)."""
     words = np.random.default_rng(seed).choice(["red", "blue", "jacket", "bag", "shoes", "walking", "woman", "man"],
@@ -481,6 +604,10 @@ def main(argv=None):
     parser.add_argument("--agreement", nargs=2, metavar=("CHECKPOINT", "DATA_DIR"),
                         help="measure only fp32 against bf16 on a trained checkpoint and its procedural data's test "
                              "split (e.g. outputs/quickstart/checkpoint outputs/quickstart/data)")
+    parser.add_argument("--onnx", nargs=2, metavar=("CHECKPOINT", "DATA_DIR"),
+                        help="measure only torch fp32 against onnxruntime fp32 and int8 (the checkpoint's onnx/ folder "
+                             "written by scripts/export_onnx.py) on a trained checkpoint and its procedural data's "
+                             "test split")
     parser.add_argument("--tolerance", type=float, default=1e-5,
                         help="reference-score gap within which two images may swap ranks (near-ties)")
     parser.add_argument("--memory", help="measure only the evaluation memory table at these QUERIESxGALLERY sizes, "
@@ -495,6 +622,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.agreement:
         precision_agreement(*args.agreement)
+        return
+    if args.onnx:
+        onnx_agreement(*args.onnx)
         return
     if args.prep:
         preparation_throughput(args.prep)

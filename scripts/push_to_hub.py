@@ -3,6 +3,7 @@ model card (evaluation table, usage snippet).
 
     python scripts/push_to_hub.py outputs/quickstart/checkpoint my-name/aptm-tiny-procedural \\
         --metrics outputs/quickstart/metrics.json
+    python scripts/push_to_hub.py outputs/quickstart/checkpoint my-name/aptm-tiny-procedural --onnx  # + onnx/ files
 """
 
 import argparse
@@ -20,6 +21,9 @@ def main(argv=None):
     parser.add_argument("--split", default="test", help="the split the metrics were measured on")
     parser.add_argument("--dataset", help="dataset the metrics were measured on (default: the model card's)")
     parser.add_argument("--token", help="Hub token (default: the logged-in one)")
+    parser.add_argument("--onnx", action="store_true", help="export the retrieval stages as ONNX, fp32 and int8, into "
+                                                            "the folder's onnx/ and push them too (pip install "
+                                                            "aptm-hf[onnx])")
     args = parser.parse_args(argv)
     metrics = None
     if args.metrics:
@@ -27,7 +31,7 @@ def main(argv=None):
         metrics = {f"{args.split} {key}": round(value, 2) for task in ("retrieval", "attributes")
                    for key, value in results.get(task, {}).items()}
     info = push_checkpoint(args.folder, args.repo_id, private=args.private, token=args.token, metrics=metrics,
-                           dataset=args.dataset)
+                           dataset=args.dataset, onnx=args.onnx)
     print(f"pushed {args.folder} to {args.repo_id}: {info}")
 
 

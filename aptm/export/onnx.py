@@ -6,9 +6,15 @@ text length, so that onnxruntime alone encodes a gallery and queries and re-rank
 - `fusion_itm.onnx`: `text_embeds [B, L, H], attention_mask [B, L], image_embeds [B, 1+N, C]` -> `itm_logits [B, 2]`
   (index 1 = match) of aligned (text, image) pairs.
 
-Exporting needs the `onnx` package (`pip install aptm-hf[onnx]`). The files are written by torch's TorchScript-based
-exporter: the `torch.export` one (`dynamo=True`) stops at a `view` of the Swin window attention's output whose strides
-it cannot prove contiguous under a symbolic batch."""
+Beside each, `<stage>_int8.onnx` (the suffix Transformers.js reads as `dtype: "int8"`) is its dynamic quantisation
+(`onnxruntime.quantization.quantize_dynamic`): int8 weights per output channel, uint8 activations quantised per tensor
+at run time, so it needs no calibration data and runs with the same inputs and outputs, about 4x smaller and faster on
+CPUs with int8 instructions (AVX-512 VNNI, ARM dot product). `docs/performance.md` gives its agreement with fp32.
+
+Exporting needs the `onnx` and `onnxruntime` packages (`pip install aptm-hf[onnx]`). The files are written by torch's
+TorchScript-based exporter: the `torch.export` one (`dynamo=True`, torch 2.14) stops, when decomposing, at the reshape
+of the Swin window attention's context, which it turns into a `view` of strides it cannot take under a symbolic batch
+(`.contiguous().view` fails the same way)."""
 
 from pathlib import Path
 
@@ -60,6 +66,13 @@ ONNX_STAGES = {
     "fusion_itm.onnx": (FusionITM, ("text_embeds", "attention_mask", "image_embeds"), ("itm_logits",)),
 }
 TEXT_AXES = {"input_ids", "attention_mask", "text_embeds"}
+INT8_SUFFIX = "_int8"
+
+
+def int8_name(name: str) -> str:
+    """File name of the int8 variant of the stage file `name` (`image_encoder.onnx` -> `image_encoder_int8.onnx`)."""
+    stem, extension = name.rsplit(".", 1)
+    return f"{stem}{INT8_SUFFIX}.{extension}"
 
 
 def example_inputs(model: nn.Module, batch: int = 2, length: int = 7) -> dict[str, torch.Tensor]:
@@ -77,9 +90,26 @@ def example_inputs(model: nn.Module, batch: int = 2, length: int = 7) -> dict[st
             "attention_mask": attention_mask, "text_embeds": text_embeds}
 
 
-def export_onnx(model: nn.Module, folder: str | Path, opset: int = 18) -> list[Path]:
+def quantize_int8(path: str | Path) -> Path:
+    """Write the dynamic int8 quantisation of the fp32 ONNX file `path` beside it (`int8_name`); returns its path.
+    Int8 weights per output channel (symmetric, the full 8 bits: the settings of sentence-transformers'
+    `avx512_vnni` configuration) of every MatMul, Gather (the word and position embeddings) and Conv (the patch
+    embedding); activations as uint8, quantised at run time. Gemm (the projections of the [CLS] states) stays fp32:
+    dynamic quantisation has no integer Gemm."""
+    try:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+    except ImportError as error:
+        raise ImportError("the int8 ONNX variant needs onnxruntime: pip install aptm-hf[onnx]") from error
+    path = Path(path)
+    target = path.with_name(int8_name(path.name))
+    quantize_dynamic(path, target, per_channel=True, weight_type=QuantType.QInt8,
+                     op_types_to_quantize=["MatMul", "Gather", "Conv"])
+    return target
+
+
+def export_onnx(model: nn.Module, folder: str | Path, opset: int = 18, int8: bool = True) -> list[Path]:
     """Write the three stages of the retrieval model `model` (an `APTMModel`, fp32 on CPU) as ONNX files into `folder`
-    (created); returns their paths."""
+    (created), with `int8` their int8 variants beside them (`quantize_int8`); returns their paths, fp32 first."""
     if not hasattr(model, "itm_logits"):
         raise ValueError(f"{type(model).__name__} is not a retrieval model (APTMModel): nothing to export as ONNX")
     folder = Path(folder)
@@ -95,4 +125,4 @@ def export_onnx(model: nn.Module, folder: str | Path, opset: int = 18) -> list[P
                           input_names=list(input_names), output_names=list(output_names), dynamic_axes=axes,
                           opset_version=opset)
         paths.append(path)
-    return paths
+    return paths + ([quantize_int8(path) for path in paths] if int8 else [])

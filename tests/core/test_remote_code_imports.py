@@ -9,7 +9,7 @@ import pytest
 from helpers.paths import REPO
 
 REMOTE_CODE = ("configuration_aptm", "modeling_aptm", "processing_aptm", "retrieval_aptm", "pipeline_aptm",
-               "sentence_transformers_aptm")
+               "sentence_transformers_aptm", "handler_aptm")
 ALLOWED = {"torch", "transformers", "numpy", "PIL", *REMOTE_CODE}
 
 

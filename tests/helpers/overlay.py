@@ -14,6 +14,9 @@ from pathlib import Path
 import pytest
 
 CACHE = Path(os.environ.get("APTM_OVERLAY_CACHE", Path.home() / ".cache" / "aptm" / "overlays"))
+# onnxruntime and onnx (torch's exporter writes with it, the int8 quantisation reads with it) with their requirements
+# that the test environment lacks
+ONNX_OVERLAY = ["onnx==1.23.2", "onnxruntime==1.32.0", "ml_dtypes==0.7.0", "protobuf==7.36.2", "flatbuffers==25.12.19"]
 
 
 def overlay(name: str, requirements: list[str]) -> Path:
@@ -38,3 +41,8 @@ def overlay(name: str, requirements: list[str]) -> Path:
         shutil.rmtree(building, ignore_errors=True)
     return folder
 
+
+
+def onnx_overlay() -> Path:
+    """The cached overlay of onnxruntime and onnx (`ONNX_OVERLAY`)."""
+    return overlay("onnxruntime", ONNX_OVERLAY)

@@ -14,6 +14,7 @@ from modeling_aptm import APTMForPreTraining, APTMModel
 
 from helpers.fake_hub import serve
 from helpers.models import tiny_config
+from helpers.overlay import onnx_overlay
 from helpers.paths import REPO
 
 
@@ -61,6 +62,25 @@ def test_push_and_load_back(hub, tmp_path, processor, batch):
         expected = APTMModel.forward(model, **{k: batch[k] for k in ("input_ids", "attention_mask", "pixel_values")})
     assert torch.equal(got["itm"], expected.itm_logits) and torch.equal(got["features"], expected.image_features)
     assert torch.equal(got["ids"], processor(text="a man")["input_ids"])
+
+
+def test_push_with_onnx_exports_and_uploads_the_onnx_files(hub, tmp_path, processor):
+    from aptm.export import ONNX_STAGES, int8_name
+
+    folder = tmp_path / "checkpoint"
+    torch.manual_seed(0)
+    APTMModel(tiny_config()).save_pretrained(folder)
+    processor.save_pretrained(folder)
+    env = {**hub, "PYTHONPATH": f"{REPO}:{onnx_overlay()}"}
+    push = subprocess.run([sys.executable, str(REPO / "scripts" / "push_to_hub.py"), str(folder), "tester/aptm-onnx",
+                           "--onnx"], env=env, capture_output=True, text=True, timeout=600)
+    assert push.returncode == 0, push.stderr[-3000:]
+    names = sorted([*ONNX_STAGES, *map(int8_name, ONNX_STAGES)])
+    assert sorted(path.name for path in (folder / "onnx").iterdir()) == names
+    pushed = tmp_path / "hub" / "models" / "tester" / "aptm-onnx" / "onnx"
+    assert sorted(path.name for path in pushed.iterdir()) == names
+    for name in names:
+        assert (pushed / name).read_bytes() == (folder / "onnx" / name).read_bytes(), name
 
 
 def test_push_refuses_an_incomplete_folder(tmp_path):
