@@ -56,12 +56,23 @@ def index_rows(folder):
                                                   index.person_ids[row : row + 1]) for row in range(len(index))]}
 
 
-class IndexBuild:
-    """`RetrievalEngine.build_index` of 12 images in shards of 2 (tiny model); a killed build may leave a prefix of
-    the shards."""
+class Writer:
+    """What the harness asks of a writer: `prepare(folder)` puts in what the write replaces (nothing by default),
+    `write(folder, started)` writes and returns the summary of what it wrote (calling `started()` when it begins),
+    `read(folder)` the summary of what a fresh process finds, `allowed(state, reference, previous)` names a state
+    after a kill or raises if it is not one the writer may leave, and `same(rerun, reference)` says whether a re-run
+    ended where the uninterrupted run did (by default: equal summaries)."""
 
     def prepare(self, folder):
         pass
+
+    def same(self, rerun, reference):
+        return rerun == reference
+
+
+class IndexBuild(Writer):
+    """`RetrievalEngine.build_index` of 12 images in shards of 2 (tiny model); a killed build may leave a prefix of
+    the shards."""
 
     def write(self, folder, started):
         import aptm
@@ -87,7 +98,7 @@ class IndexBuild:
         return "complete" if count == len(reference["rows"]) else f"prefix of {count} rows"
 
 
-class IndexSave:
+class IndexSave(Writer):
     """`GalleryIndex.save` of 3000 random rows over a saved index of other rows (large enough for kills to land
     inside the file writes)."""
 
@@ -121,11 +132,8 @@ class IndexSave:
         raise AssertionError("the index is neither the previous save nor the new one")
 
 
-class PreparedDataset:
+class PreparedDataset(Writer):
     """`load_aptm_dataset("procedural", ...)` of 8 identities: generation, then the prepared-dataset cache."""
-
-    def prepare(self, folder):
-        pass
 
     def write(self, folder, started):
         from datasets import Image
@@ -153,15 +161,13 @@ class PreparedDataset:
         return "re-run"
 
 
-class Training:
+class Training(Writer):
     """`APTMTrainer` on the procedural set for `steps` steps with a checkpoint after each and the final save, resumed
-    from the last complete checkpoint (as `--resume_from_checkpoint last`); the summary is the final saved weights."""
+    from the last complete checkpoint (as `--resume_from_checkpoint last`); the summary is the last complete
+    checkpoint and the final saved weights."""
 
     def __init__(self, data_dir, steps=4):
         self.data_dir, self.steps = data_dir, steps
-
-    def prepare(self, folder):
-        pass
 
     def write(self, folder, started):
         from aptm.data.collator import APTMCollator
@@ -188,16 +194,20 @@ class Training:
         return self.read(folder)
 
     def read(self, folder):
-        """The last complete checkpoint and the final weights, if saved."""
+        """The last complete checkpoint and the final save, if there is one (its `config.json`, written last, is
+        there)."""
         from safetensors.torch import load_file
 
         from aptm.training.trainer import last_complete_checkpoint
 
         checkpoint = last_complete_checkpoint(folder)
-        final = Path(folder) / "final" / "model.safetensors"
-        if final.is_file():
-            load_file(final)  # the saved weights open
-        return {"checkpoint": checkpoint and Path(checkpoint).name, "final": str(final) if final.is_file() else None}
+        final = Path(folder) / "final"
+        if not final.is_dir():
+            return {"checkpoint": checkpoint and Path(checkpoint).name, "final": None}
+        if not (final / "config.json").is_file():
+            return {"checkpoint": checkpoint and Path(checkpoint).name, "final": "partial"}
+        load_file(final / "model.safetensors")  # the saved weights open
+        return {"checkpoint": checkpoint and Path(checkpoint).name, "final": str(final / "model.safetensors")}
 
     @staticmethod
     def same_weights(path, other):
@@ -209,13 +219,14 @@ class Training:
         return first.keys() == second.keys() and all(
             torch.allclose(first[name], second[name], rtol=0, atol=WEIGHT_TOLERANCE) for name in first)
 
-    def same(self, state, reference):
-        """The re-run's outcome equals the uninterrupted run's: its final weights. (Not the name of the last
-        checkpoint: resumed from the last step's checkpoint, the Trainer takes one more step at learning rate 0 and
-        saves it as `checkpoint-<max_steps + 1>`, weights unchanged.)"""
-        return state["final"] is not None and self.same_weights(state["final"], reference["final"])
+    def same(self, rerun, reference):
+        """The re-run ends at the uninterrupted run's last checkpoint with its final weights."""
+        return (rerun["checkpoint"] == reference["checkpoint"] and rerun["final"] is not None
+                and self.same_weights(rerun["final"], reference["final"]))
 
     def allowed(self, state, reference, previous):
+        if state["final"] == "partial":
+            raise AssertionError("the final save is there without its config.json: a partial save")
         if state["final"] is not None and not self.same_weights(state["final"], reference["final"]):
             raise AssertionError("the final weights differ from the uninterrupted run's")
         return f"{state['checkpoint'] or 'no checkpoint'}, {'final saved' if state['final'] else 'no final save'}"
@@ -324,7 +335,7 @@ def kill_writer(name, writer, kills, seed, workdir):
         else:
             outcome = writer.allowed(state, reference, previous)
         rerun = run_to_end(lambda started: writer.write(folder, started))[0]
-        if not (writer.same(rerun, reference) if hasattr(writer, "same") else rerun == reference):
+        if not writer.same(rerun, reference):
             raise AssertionError(f"kill {trial} (delay {delay:.3f}s): the re-run differs from the uninterrupted run")
         report["kills"].append({"delay": round(delay, 4), "finished_before_kill": finished, "after_kill": outcome,
                                 "rerun_identical": True})
