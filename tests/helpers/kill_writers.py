@@ -132,6 +132,103 @@ class IndexSave(Writer):
         raise AssertionError("the index is neither the previous save nor the new one")
 
 
+class SavePretrained(Writer):
+    """`save_pretrained` of a tiny model over a saved checkpoint of other weights (the processor saved beside it once),
+    opened with `aptm.load_checkpoint`: transformers writes the files in place, so a save killed midway may leave a
+    weights file cut short, which must be refused naming it."""
+
+    @staticmethod
+    def model(seed):
+        import aptm
+        from helpers.models import tiny_config
+
+        model = aptm.APTMModel(tiny_config())
+        generator = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.copy_(torch.randn(parameter.shape, generator=generator))
+        return model
+
+    @staticmethod
+    def summary(model):
+        return {name: digest(tensor) for name, tensor in sorted(model.state_dict().items())}
+
+    def prepare(self, folder):
+        import aptm
+
+        self.model(1).save_pretrained(folder)
+        aptm.build_processor().save_pretrained(folder)
+
+    def write(self, folder, started):
+        model = self.model(2)
+        summary = self.summary(model)  # before the start mark: the kills land in the save
+        started()
+        model.save_pretrained(folder)
+        return summary
+
+    def read(self, folder):
+        import aptm
+
+        return self.summary(aptm.load_checkpoint(folder, device="cpu")[0])
+
+    def allowed(self, state, reference, previous):
+        if state == previous:
+            return "previous save"
+        if state == reference:
+            return "complete"
+        raise AssertionError("the checkpoint holds neither the previous weights nor the new ones")
+
+
+class FootageSources(Writer):
+    """`FootageIndex.add_sources` of two copies of a generated 30-frame video of three people (tiny model, a shard per
+    2 crops, the scene-difference detector); a killed run may leave a prefix of the shards (the batch in flight is
+    lost), and the re-run skips what was indexed."""
+
+    def __init__(self, data_dir):
+        self.data_dir = Path(data_dir)
+
+    def sources(self):
+        """The checkpoint, the two videos and the empty scene, generated once (the scene's file last)."""
+        from helpers.footage import pedestrian_video, save_tiny_checkpoint
+
+        videos, scene = [self.data_dir / "walk.avi", self.data_dir / "again.avi"], self.data_dir / "scene.npy"
+        if not scene.is_file():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            save_tiny_checkpoint(self.data_dir / "checkpoint")
+            np.save(self.data_dir / "generating.npy", pedestrian_video(videos[0])[2])
+            shutil.copy(videos[0], videos[1])
+            os.replace(self.data_dir / "generating.npy", scene)
+        return self.data_dir / "checkpoint", videos, np.load(scene)
+
+    def write(self, folder, started):
+        from aptm.footage import FootageIndex
+        from helpers.footage import SceneDifference
+
+        checkpoint, videos, scene = self.sources()
+        started()
+        index = FootageIndex(Path(folder) / "footage", checkpoint, batch_size=2)
+        index.add_sources(videos, detector=SceneDifference(scene), progress=False)
+        return self.read(folder)
+
+    def read(self, folder):
+        """Each stored crop's provenance and features, in index order (an empty list for an index not begun)."""
+        from aptm.footage import FootageIndex
+
+        if not (Path(folder) / "footage").is_dir():
+            return {"crops": []}
+        index = FootageIndex(Path(folder) / "footage")
+        gallery = index.gallery
+        return {"crops": [[record["source"], record["frame"], record["box"], record["track"],
+                           digest(gallery.image_features[row], gallery.image_embeds[row])]
+                          for row, record in enumerate(index.records)]}
+
+    def allowed(self, state, reference, previous):
+        count = len(state["crops"])
+        if state["crops"] != reference["crops"][:count]:
+            raise AssertionError("the footage index is not a prefix of the uninterrupted run's")
+        return "complete" if count == len(reference["crops"]) else f"prefix of {count} crops"
+
+
 class PreparedDataset(Writer):
     """`load_aptm_dataset("procedural", ...)` of 8 identities: generation, then the prepared-dataset cache."""
 
@@ -244,6 +341,7 @@ def run_child(job):
         # torch's thread pool does not survive a fork: a parent that has run parallel ops would leave the child
         # waiting forever on the pool's lock at its first one (as DataLoader workers, run single-threaded)
         torch.set_num_threads(1)
+        sys.stdout = sys.stderr  # what a writer prints (the Trainer's logs) stays out of the report
         os.close(read)
         pipe = os.fdopen(write, "wb", buffering=0)
         try:
@@ -347,13 +445,14 @@ def kill_writer(name, writer, kills, seed, workdir):
 
 def writers(workdir, training_steps=4):
     """The writers by name; the training ones keep their data in `workdir`."""
-    return {"index_build": IndexBuild(), "index_save": IndexSave(), "dataset": PreparedDataset(),
+    return {"index_build": IndexBuild(), "index_save": IndexSave(), "save_pretrained": SavePretrained(),
+            "footage": FootageSources(Path(workdir) / "footage-data"), "dataset": PreparedDataset(),
             "training": Training(Path(workdir) / "training-data", training_steps)}
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--writer", choices=["index_build", "index_save", "dataset", "training"], action="append")
+    parser.add_argument("--writer", choices=list(writers(".")), action="append")
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", required=True)
