@@ -19,7 +19,6 @@ from the checkpoint of its last step is complete: it loads that checkpoint and t
 
 import json
 import logging
-import os
 import re
 from collections import defaultdict
 from pathlib import Path

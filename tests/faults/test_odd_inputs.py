@@ -12,7 +12,7 @@ import traceback
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 
 import aptm
 from aptm.retrieval import RetrievalEngine

@@ -70,6 +70,17 @@ class Writer:
         return rerun == reference
 
 
+class Replacing(Writer):
+    """A writer that saves over a previous save: after a kill, the store holds the one or the other, whole."""
+
+    def allowed(self, state, reference, previous):
+        if state == previous:
+            return "previous save"
+        if state == reference:
+            return "complete"
+        raise AssertionError("the store holds neither the previous save nor the new one")
+
+
 class IndexBuild(Writer):
     """`RetrievalEngine.build_index` of 12 images in shards of 2 (tiny model); a killed build may leave a prefix of
     the shards."""
@@ -98,7 +109,7 @@ class IndexBuild(Writer):
         return "complete" if count == len(reference["rows"]) else f"prefix of {count} rows"
 
 
-class IndexSave(Writer):
+class IndexSave(Replacing):
     """`GalleryIndex.save` of 3000 random rows over a saved index of other rows (large enough for kills to land
     inside the file writes)."""
 
@@ -124,15 +135,8 @@ class IndexSave(Writer):
     def read(self, folder):
         return index_rows(folder)
 
-    def allowed(self, state, reference, previous):
-        if state == previous:
-            return "previous save"
-        if state == reference:
-            return "complete"
-        raise AssertionError("the index is neither the previous save nor the new one")
 
-
-class SavePretrained(Writer):
+class SavePretrained(Replacing):
     """`save_pretrained` of a tiny model over a saved checkpoint of other weights (the processor saved beside it once),
     opened with `aptm.load_checkpoint`: transformers writes the files in place, so a save killed midway may leave a
     weights file cut short, which must be refused naming it."""
@@ -170,13 +174,6 @@ class SavePretrained(Writer):
         import aptm
 
         return self.summary(aptm.load_checkpoint(folder, device="cpu")[0])
-
-    def allowed(self, state, reference, previous):
-        if state == previous:
-            return "previous save"
-        if state == reference:
-            return "complete"
-        raise AssertionError("the checkpoint holds neither the previous weights nor the new ones")
 
 
 class FootageSources(Writer):
