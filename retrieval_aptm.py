@@ -641,7 +641,7 @@ class AttributeRecognizer(Encoder):
             cross = GatheredKeyValues(per_layer, torch.arange(len(image_embeds), device=self.device).repeat(len(ids)))
             logits = self._match_logits(prompt_embeds, mask, cross, len(image_embeds))
             rows.extend(logits.view(len(ids), len(image_embeds)).t().cpu())
-        return torch.stack(rows)
+        return torch.stack(rows) if rows else torch.zeros(0, len(ids))  # no images: no rows
 
     def recognize(self, images: Images, scoring: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-attribute predictions `[N, A]` (label value 1/0 of the processor's schema: 1 where the label-1 prompt

@@ -5,6 +5,7 @@ checkpoint (folder or Hub id) loaded through the Auto classes."""
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
 from transformers import AutoConfig, AutoModel, AutoModelForImageClassification, AutoProcessor, BertTokenizer
 
 from processing_aptm import CAPTION_LENGTH, APTMImageProcessor, APTMProcessor
@@ -38,10 +39,24 @@ def build_processor(normalization: str = "mals", schema: str = "mals", tokenizer
     return APTMProcessor.from_schema(image_processor, tokenizer or load_tokenizer(), schema, max_length=max_length)
 
 
+def check_weight_files(folder: str | Path) -> None:
+    """Raise a `ValueError` naming the first `*.safetensors` file of `folder` that cannot be opened (cut short by a
+    save that was stopped midway, or damaged), instead of the loader's error that names no file."""
+    for file in sorted(Path(folder).glob("*.safetensors")):
+        try:
+            with safe_open(str(file), framework="pt"):
+                pass
+        except SafetensorError as error:
+            raise ValueError(f"{file} cannot be read ({error}): it was cut short (a save stopped midway?) or "
+                             "damaged; save or download the checkpoint again") from error
+
+
 def load_checkpoint(path_or_id, device=None):
     """Model (eval mode, on `device` or the GPU when there is one) and processor of a checkpoint folder or Hub id,
     through the Auto classes with the checkpoint's own code (`AutoModelForImageClassification` for the image-only
-    attribute classifier)."""
+    attribute classifier). A folder's weight files are checked first (`check_weight_files`)."""
+    if Path(path_or_id).is_dir():
+        check_weight_files(path_or_id)
     architectures = AutoConfig.from_pretrained(path_or_id, trust_remote_code=True).architectures or []
     auto_class = AutoModelForImageClassification if "APTMForImageClassification" in architectures else AutoModel
     model = auto_class.from_pretrained(path_or_id, trust_remote_code=True).eval()

@@ -3,8 +3,10 @@ flushed to disk, then renamed over the target (`os.replace`, atomic on one file 
 content or the new, never a part. Imports nothing from this project; the dataset builders, the gallery index and the
 trainer's checkpoints use it."""
 
+import glob
 import json
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,6 +47,33 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         Path(temporary).unlink(missing_ok=True)
         raise
     sync_folder(path.parent)
+
+
+@contextmanager
+def atomic_folder(path: str | os.PathLike, last: str | None = None) -> Iterator[Path]:
+    """A temporary folder beside `path` to write a whole save into (a model's, a checkpoint's). When the block ends
+    its files are flushed, then: where `path` does not exist (or is empty) the folder is renamed `path`, so the save
+    appears whole or not at all; where `path` holds something, its files replace those of `path` one by one, `last`
+    last, each whole (what else `path` holds, such as a training's checkpoints, stays). The temporary folder is
+    removed if the block raises; those that killed saves left beside `path` are removed before."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    prefix = f".{path.name}."
+    for leftover in glob.glob(os.path.join(glob.escape(str(path.parent)), glob.escape(prefix) + "*.partial")):
+        shutil.rmtree(leftover, ignore_errors=True)
+    temporary = Path(tempfile.mkdtemp(dir=path.parent, prefix=prefix, suffix=".partial"))
+    try:
+        yield temporary
+        sync_tree(temporary)
+        if not path.exists() or (path.is_dir() and not any(path.iterdir())):
+            os.rename(temporary, path)
+        else:
+            for file in sorted(temporary.iterdir(), key=lambda file: file.name == last):
+                os.replace(file, path / file.name)
+            sync_folder(path)
+        sync_folder(path.parent)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
 
 
 def write_bytes_atomically(path: str | os.PathLike, data: bytes) -> None:

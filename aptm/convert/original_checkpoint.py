@@ -30,8 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from transformers.utils import CONFIG_NAME
 
 from configuration_aptm import APTMConfig, APTMVisionConfig
+from datasets_scripts.files import atomic_folder
 from modeling_aptm import APTMForPreTraining
 from processing_aptm import ATTRIBUTE_SCHEMAS, CAPTION_LENGTH, APTMImageProcessor, APTMProcessor
 
@@ -392,12 +394,13 @@ def load_original_checkpoint(path, tokenizer_dir=None, vision_config_file=None, 
 
 def convert_checkpoint(path, output_dir, **kwargs):
     """Convert `path` and write a Hub folder (safetensors, config, processor, remote code with the pipelines, model
-    card) to `output_dir`. Returns the `ConversionReport`."""
+    card) to `output_dir`, through `atomic_folder` (a new folder appears whole or not at all). Returns the
+    `ConversionReport`."""
     model, processor, report = load_original_checkpoint(path, **kwargs)
-    output_dir = Path(output_dir)
-    model.save_pretrained(output_dir)
-    processor.save_pretrained(output_dir)
-    add_pipelines(output_dir)
-    write_model_card(output_dir, model.config, processor, source=f"converted from the original checkpoint "
-                     f"`{Path(path).name}`", notes=report.lines())
+    with atomic_folder(output_dir, last=CONFIG_NAME) as folder:
+        model.save_pretrained(folder)
+        processor.save_pretrained(folder)
+        add_pipelines(folder)
+        write_model_card(folder, model.config, processor, source=f"converted from the original checkpoint "
+                         f"`{Path(path).name}`", notes=report.lines())
     return report

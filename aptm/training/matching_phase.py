@@ -22,14 +22,13 @@ from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
-from transformers.trainer_utils import get_last_checkpoint
 
 from modeling_aptm import APTMForPreTrainingOutput, prompt_targets
 from retrieval_aptm import Encoder
 
 from ..data.captions import clean_caption
 from .arguments import APTMTrainingArguments
-from .trainer import APTMTrainer
+from .trainer import APTMTrainer, last_complete_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -216,7 +215,7 @@ def run_matching_phase(trainer: APTMTrainer, train_dataset, attributes: bool,
               if name.startswith(TRAINED_PREFIXES)}
     resume = None
     if trainer.args.resume_from_checkpoint and Path(args.output_dir).is_dir():
-        resume = get_last_checkpoint(args.output_dir)
+        resume = last_complete_checkpoint(args.output_dir)
     phase = train_matching_head(model, encoded, args, resume, evaluators=trainer.evaluators,
                                 processing_class=trainer.processing_class)
     after = phase.evaluate()

@@ -2,14 +2,17 @@
 (safetensors, remote code, processor, model card, training curves)."""
 
 import logging
+import shutil
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 from transformers import AutoProcessor, set_seed
+from transformers.utils import CONFIG_NAME
 
 from configuration_aptm import APTMConfig
 from datasets_scripts import load_aptm_dataset
+from datasets_scripts.files import atomic_folder
 from modeling_aptm import APTMForImageClassification, APTMForPreTraining
 from processing_aptm import ATTRIBUTE_SCHEMAS
 
@@ -164,13 +167,15 @@ def run_training(model_args, data_args, loss_args, evaluation_args, training_arg
     if training_args.matching_steps:
         metrics, _ = run_matching_phase(trainer, train, data_args.attributes, metrics)
     trainer.save_model(str(output_dir))
-    if trainer.is_world_process_zero():
-        processor.save_pretrained(output_dir)
-        if not classifier:  # the retrieval pipelines need the text and fusion encoders
-            add_pipelines(output_dir)
-        name = training_args.run_name or data_args.task
-        write_model_card(output_dir, model.config, processor, source=f"Trained with the `{name}` recipe on "
-                         f"{data_args.dataset}.", metrics={k.replace("eval_", "validation "): round(v, 2)
-                                                           for k, v in metrics.items() if isinstance(v, float)},
-                         dataset=data_args.dataset, base_model=hub_id(model_args.init))
+    if trainer.is_world_process_zero():  # what the save lacks, each file replacing the saved one whole
+        with atomic_folder(output_dir, last=CONFIG_NAME) as folder:
+            shutil.copy2(Path(output_dir) / CONFIG_NAME, folder)
+            processor.save_pretrained(folder)
+            if not classifier:  # the retrieval pipelines need the text and fusion encoders
+                add_pipelines(folder)
+            name = training_args.run_name or data_args.task
+            write_model_card(folder, model.config, processor, source=f"Trained with the `{name}` recipe on "
+                             f"{data_args.dataset}.", metrics={k.replace("eval_", "validation "): round(v, 2)
+                                                               for k, v in metrics.items() if isinstance(v, float)},
+                             dataset=data_args.dataset, base_model=hub_id(model_args.init))
     return trainer, metrics

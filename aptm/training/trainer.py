@@ -9,40 +9,41 @@ processes' features pass gradient back), the other losses use the local batch, a
 across the processes too (`aptm.evaluation`'s evaluators: each process evaluates a share, 1/N of the work), and every
 process gets the one-process metrics, so checkpoint selection agrees everywhere.
 
-A run killed while writing a checkpoint leaves that `checkpoint-N` folder incomplete (the Trainer writes its files in
-place, `trainer_state.json` last): `last_complete_checkpoint` is the one to resume from. The model, processor and
-arguments of a checkpoint or of the final save are each written whole (`APTMTrainer._save`), so a save killed midway
-never leaves a truncated weights file.
+A run killed while writing a checkpoint leaves that `checkpoint-N` folder incomplete (the Trainer adds the optimiser,
+scheduler and RNG states to it in place, `trainer_state.json` last): `last_complete_checkpoint` is the one to resume
+from (`train(resume_from_checkpoint=True)` and the matching phase take it too). The model, processor and arguments of
+a checkpoint or of the final save are written into a temporary folder and renamed into place (`APTMTrainer._save`,
+`atomic_folder`), so a save killed midway leaves no folder, or the previous save's files each whole. A run resumed
+from the checkpoint of its last step is complete: it loads that checkpoint and trains nothing more.
 """
 
 import json
 import logging
-import os
 import re
-import shutil
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 
 import torch
 from transformers import Trainer, TrainerCallback
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_callback import TrainerState
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, TrainOutput
 from transformers.utils import CONFIG_NAME
 
-from datasets_scripts.files import sync_folder, sync_tree
+from datasets_scripts.files import atomic_folder
 from ..figures import plot_training_curves
 from .optimization import parameter_groups, schedule_factor
 
 logger = logging.getLogger(__name__)
 
 
-def _is_complete(checkpoint: Path, step: int) -> bool:
-    """Whether the Trainer finished writing `checkpoint`: its last file, `trainer_state.json`, is whole and of
-    `step`."""
+def checkpoint_step(checkpoint: str | Path) -> int | None:
+    """The step a checkpoint's `trainer_state.json` records; `None` if that file is missing or cut short (the
+    checkpoint is incomplete)."""
     try:
-        return json.loads((checkpoint / "trainer_state.json").read_text()).get("global_step") == step
+        return json.loads((Path(checkpoint) / TRAINER_STATE_NAME).read_text()).get("global_step")
     except (OSError, ValueError):
-        return False
+        return None
 
 
 def last_complete_checkpoint(output_dir: str | Path) -> str | None:
@@ -53,7 +54,7 @@ def last_complete_checkpoint(output_dir: str | Path) -> str | None:
     checkpoints = sorted((int(match.group(1)), folder) for folder in folders
                          if folder.is_dir() and (match := numbered.match(folder.name)))
     for step, checkpoint in reversed(checkpoints):
-        if _is_complete(checkpoint, step):
+        if checkpoint_step(checkpoint) == step:
             return str(checkpoint)
         logger.warning(f"{checkpoint} is incomplete (its run was stopped while saving it): not resuming from it")
     return None
@@ -123,24 +124,34 @@ class APTMTrainer(Trainer):
         self._term_sums, self._term_count = defaultdict(float), 0
         self.add_callback(CurvesCallback())
 
+    def train(self, resume_from_checkpoint: str | bool | None = None, trial=None, ignore_keys_for_eval=None,
+              **kwargs) -> TrainOutput:
+        """`Trainer.train`, where `resume_from_checkpoint=True` takes `last_complete_checkpoint` (not merely the
+        newest folder), and a run resumed from a checkpoint at `max_steps` is complete: its weights (or the best
+        checkpoint's, with `load_best_model_at_end`) and state are loaded and nothing is trained or saved (the Trainer
+        would take one more step, at learning rate 0, and save it as `checkpoint-<max_steps + 1>`)."""
+        if resume_from_checkpoint is True:
+            resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir)
+            if resume_from_checkpoint is None:
+                raise ValueError(f"resume_from_checkpoint=True: {self.args.output_dir} holds no complete checkpoint")
+        step = checkpoint_step(resume_from_checkpoint) if resume_from_checkpoint else None
+        if step is None or not 0 < self.args.max_steps <= step:
+            return super().train(resume_from_checkpoint, trial, ignore_keys_for_eval, **kwargs)
+        logger.info(f"{resume_from_checkpoint} is at the last step ({step} of max_steps={self.args.max_steps}): "
+                    "nothing left to train")
+        self._load_from_checkpoint(resume_from_checkpoint)
+        self.state = TrainerState.load_from_json(str(Path(resume_from_checkpoint) / TRAINER_STATE_NAME))
+        if self.args.load_best_model_at_end and self.state.best_model_checkpoint is not None:
+            self._load_best_model()
+        return TrainOutput(self.state.global_step, 0.0, {})
+
     def _save(self, output_dir=None, state_dict=None):
-        """`Trainer._save` (weights, config, processor, arguments) into a temporary folder inside `output_dir`,
-        flushed to disk, whose files then replace those of `output_dir` one by one (`config.json` last), each whole."""
+        """`Trainer._save` (weights, config, processor, arguments) through `atomic_folder`: a new folder appears
+        whole, an existing one's files are replaced each whole, `config.json` last."""
         if not self.args.should_save:
             return super()._save(output_dir, state_dict)
-        output_dir = Path(output_dir if output_dir is not None else self.args.output_dir)
-        output_dir.mkdir(parents=True, exist_ok=True)
-        for leftover in output_dir.glob(".partial-save-*"):  # what a save killed midway left
-            shutil.rmtree(leftover)
-        partial = Path(tempfile.mkdtemp(prefix=".partial-save-", dir=output_dir))
-        try:
+        with atomic_folder(output_dir if output_dir is not None else self.args.output_dir, last=CONFIG_NAME) as partial:
             super()._save(str(partial), state_dict)
-            sync_tree(partial)
-            for file in sorted(partial.iterdir(), key=lambda file: file.name == CONFIG_NAME):
-                os.replace(file, output_dir / file.name)
-            sync_folder(output_dir)
-        finally:
-            shutil.rmtree(partial)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         step = self.state.global_step if model.training else None

@@ -76,3 +76,24 @@ def test_a_run_stopped_after_a_checkpoint_resumes_to_the_uninterrupted_result(tm
     assert expected.keys() == got.keys()
     for name in expected:  # bit for bit when run alone; after other tests in the process, within float32 rounding
         torch.testing.assert_close(got[name], expected[name], rtol=0, atol=1e-7, msg=name)
+    # resumed once more: the run is complete (its last checkpoint is at max_steps), nothing is trained or saved as a
+    # further step (the Trainer's own loop would take one at learning rate 0 and save it as checkpoint-5)
+    with caplog.at_level(logging.INFO, logger="aptm.training"):
+        trainer, again = run_training(*training_arguments(tmp_path, killed, resume_from_checkpoint="last"))
+    assert "is at the last step (4 of max_steps=4): nothing left to train" in caplog.text
+    assert sorted(folder.name for folder in killed.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+    assert trainer.state.global_step == 4 and scores(again) == scores(resumed)
+    for name, tensor in load_file(killed / "model.safetensors").items():
+        assert torch.equal(tensor, got[name]), name
+
+
+def test_resume_from_checkpoint_true_takes_the_last_complete_checkpoint_or_says_there_is_none(tmp_path):
+    from aptm.training import APTMTrainer, APTMTrainingArguments
+    from helpers.models import tiny_model
+
+    args = APTMTrainingArguments(output_dir=str(tmp_path), max_steps=2, eval_strategy="no", save_strategy="no",
+                                 load_best_model_at_end=False, use_cpu=True, report_to="none")
+    (tmp_path / "checkpoint-3").mkdir()  # killed before its trainer_state.json
+    trainer = APTMTrainer(model=tiny_model(), args=args)
+    with pytest.raises(ValueError, match=f"resume_from_checkpoint=True: {tmp_path} holds no complete checkpoint"):
+        trainer.train(resume_from_checkpoint=True)

@@ -56,12 +56,34 @@ def index_rows(folder):
                                                   index.person_ids[row : row + 1]) for row in range(len(index))]}
 
 
-class IndexBuild:
-    """`RetrievalEngine.build_index` of 12 images in shards of 2 (tiny model); a killed build may leave a prefix of
-    the shards."""
+class Writer:
+    """What the harness asks of a writer: `prepare(folder)` puts in what the write replaces (nothing by default),
+    `write(folder, started)` writes and returns the summary of what it wrote (calling `started()` when it begins),
+    `read(folder)` the summary of what a fresh process finds, `allowed(state, reference, previous)` names a state
+    after a kill or raises if it is not one the writer may leave, and `same(rerun, reference)` says whether a re-run
+    ended where the uninterrupted run did (by default: equal summaries)."""
 
     def prepare(self, folder):
         pass
+
+    def same(self, rerun, reference):
+        return rerun == reference
+
+
+class Replacing(Writer):
+    """A writer that saves over a previous save: after a kill, the store holds the one or the other, whole."""
+
+    def allowed(self, state, reference, previous):
+        if state == previous:
+            return "previous save"
+        if state == reference:
+            return "complete"
+        raise AssertionError("the store holds neither the previous save nor the new one")
+
+
+class IndexBuild(Writer):
+    """`RetrievalEngine.build_index` of 12 images in shards of 2 (tiny model); a killed build may leave a prefix of
+    the shards."""
 
     def write(self, folder, started):
         import aptm
@@ -87,7 +109,7 @@ class IndexBuild:
         return "complete" if count == len(reference["rows"]) else f"prefix of {count} rows"
 
 
-class IndexSave:
+class IndexSave(Replacing):
     """`GalleryIndex.save` of 3000 random rows over a saved index of other rows (large enough for kills to land
     inside the file writes)."""
 
@@ -113,19 +135,99 @@ class IndexSave:
     def read(self, folder):
         return index_rows(folder)
 
-    def allowed(self, state, reference, previous):
-        if state == previous:
-            return "previous save"
-        if state == reference:
-            return "complete"
-        raise AssertionError("the index is neither the previous save nor the new one")
 
+class SavePretrained(Replacing):
+    """`save_pretrained` of a tiny model over a saved checkpoint of other weights (the processor saved beside it once),
+    opened with `aptm.load_checkpoint`: transformers writes the files in place, so a save killed midway may leave a
+    weights file cut short, which must be refused naming it."""
 
-class PreparedDataset:
-    """`load_aptm_dataset("procedural", ...)` of 8 identities: generation, then the prepared-dataset cache."""
+    @staticmethod
+    def model(seed):
+        import aptm
+        from helpers.models import tiny_config
+
+        model = aptm.APTMModel(tiny_config())
+        generator = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.copy_(torch.randn(parameter.shape, generator=generator))
+        return model
+
+    @staticmethod
+    def summary(model):
+        return {name: digest(tensor) for name, tensor in sorted(model.state_dict().items())}
 
     def prepare(self, folder):
-        pass
+        import aptm
+
+        self.model(1).save_pretrained(folder)
+        aptm.build_processor().save_pretrained(folder)
+
+    def write(self, folder, started):
+        model = self.model(2)
+        summary = self.summary(model)  # before the start mark: the kills land in the save
+        started()
+        model.save_pretrained(folder)
+        return summary
+
+    def read(self, folder):
+        import aptm
+
+        return self.summary(aptm.load_checkpoint(folder, device="cpu")[0])
+
+
+class FootageSources(Writer):
+    """`FootageIndex.add_sources` of two copies of a generated 30-frame video of three people (tiny model, a shard per
+    2 crops, the scene-difference detector); a killed run may leave a prefix of the shards (the batch in flight is
+    lost), and the re-run skips what was indexed."""
+
+    def __init__(self, data_dir):
+        self.data_dir = Path(data_dir)
+
+    def sources(self):
+        """The checkpoint, the two videos and the empty scene, generated once (the scene's file last)."""
+        from helpers.footage import pedestrian_video, save_tiny_checkpoint
+
+        videos, scene = [self.data_dir / "walk.avi", self.data_dir / "again.avi"], self.data_dir / "scene.npy"
+        if not scene.is_file():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            save_tiny_checkpoint(self.data_dir / "checkpoint")
+            np.save(self.data_dir / "generating.npy", pedestrian_video(videos[0])[2])
+            shutil.copy(videos[0], videos[1])
+            os.replace(self.data_dir / "generating.npy", scene)
+        return self.data_dir / "checkpoint", videos, np.load(scene)
+
+    def write(self, folder, started):
+        from aptm.footage import FootageIndex
+        from helpers.footage import SceneDifference
+
+        checkpoint, videos, scene = self.sources()
+        started()
+        index = FootageIndex(Path(folder) / "footage", checkpoint, batch_size=2)
+        index.add_sources(videos, detector=SceneDifference(scene), progress=False)
+        return self.read(folder)
+
+    def read(self, folder):
+        """Each stored crop's provenance and features, in index order (an empty list for an index not begun)."""
+        from aptm.footage import FootageIndex
+
+        if not (Path(folder) / "footage").is_dir():
+            return {"crops": []}
+        index = FootageIndex(Path(folder) / "footage")
+        gallery = index.gallery
+        return {"crops": [[record["source"], record["frame"], record["box"], record["track"],
+                           digest(gallery.image_features[row], gallery.image_embeds[row])]
+                          for row, record in enumerate(index.records)]}
+
+    def allowed(self, state, reference, previous):
+        count = len(state["crops"])
+        if state["crops"] != reference["crops"][:count]:
+            raise AssertionError("the footage index is not a prefix of the uninterrupted run's")
+        return "complete" if count == len(reference["crops"]) else f"prefix of {count} crops"
+
+
+class PreparedDataset(Writer):
+    """`load_aptm_dataset("procedural", ...)` of 8 identities: generation, then the prepared-dataset cache."""
 
     def write(self, folder, started):
         from datasets import Image
@@ -153,15 +255,13 @@ class PreparedDataset:
         return "re-run"
 
 
-class Training:
+class Training(Writer):
     """`APTMTrainer` on the procedural set for `steps` steps with a checkpoint after each and the final save, resumed
-    from the last complete checkpoint (as `--resume_from_checkpoint last`); the summary is the final saved weights."""
+    from the last complete checkpoint (as `--resume_from_checkpoint last`); the summary is the last complete
+    checkpoint and the final saved weights."""
 
     def __init__(self, data_dir, steps=4):
         self.data_dir, self.steps = data_dir, steps
-
-    def prepare(self, folder):
-        pass
 
     def write(self, folder, started):
         from aptm.data.collator import APTMCollator
@@ -188,16 +288,20 @@ class Training:
         return self.read(folder)
 
     def read(self, folder):
-        """The last complete checkpoint and the final weights, if saved."""
+        """The last complete checkpoint and the final save, if there is one (its `config.json`, written last, is
+        there)."""
         from safetensors.torch import load_file
 
         from aptm.training.trainer import last_complete_checkpoint
 
         checkpoint = last_complete_checkpoint(folder)
-        final = Path(folder) / "final" / "model.safetensors"
-        if final.is_file():
-            load_file(final)  # the saved weights open
-        return {"checkpoint": checkpoint and Path(checkpoint).name, "final": str(final) if final.is_file() else None}
+        final = Path(folder) / "final"
+        if not final.is_dir():
+            return {"checkpoint": checkpoint and Path(checkpoint).name, "final": None}
+        if not (final / "config.json").is_file():
+            return {"checkpoint": checkpoint and Path(checkpoint).name, "final": "partial"}
+        load_file(final / "model.safetensors")  # the saved weights open
+        return {"checkpoint": checkpoint and Path(checkpoint).name, "final": str(final / "model.safetensors")}
 
     @staticmethod
     def same_weights(path, other):
@@ -209,13 +313,14 @@ class Training:
         return first.keys() == second.keys() and all(
             torch.allclose(first[name], second[name], rtol=0, atol=WEIGHT_TOLERANCE) for name in first)
 
-    def same(self, state, reference):
-        """The re-run's outcome equals the uninterrupted run's: its final weights. (Not the name of the last
-        checkpoint: resumed from the last step's checkpoint, the Trainer takes one more step at learning rate 0 and
-        saves it as `checkpoint-<max_steps + 1>`, weights unchanged.)"""
-        return state["final"] is not None and self.same_weights(state["final"], reference["final"])
+    def same(self, rerun, reference):
+        """The re-run ends at the uninterrupted run's last checkpoint with its final weights."""
+        return (rerun["checkpoint"] == reference["checkpoint"] and rerun["final"] is not None
+                and self.same_weights(rerun["final"], reference["final"]))
 
     def allowed(self, state, reference, previous):
+        if state["final"] == "partial":
+            raise AssertionError("the final save is there without its config.json: a partial save")
         if state["final"] is not None and not self.same_weights(state["final"], reference["final"]):
             raise AssertionError("the final weights differ from the uninterrupted run's")
         return f"{state['checkpoint'] or 'no checkpoint'}, {'final saved' if state['final'] else 'no final save'}"
@@ -233,6 +338,7 @@ def run_child(job):
         # torch's thread pool does not survive a fork: a parent that has run parallel ops would leave the child
         # waiting forever on the pool's lock at its first one (as DataLoader workers, run single-threaded)
         torch.set_num_threads(1)
+        sys.stdout = sys.stderr  # what a writer prints (the Trainer's logs) stays out of the report
         os.close(read)
         pipe = os.fdopen(write, "wb", buffering=0)
         try:
@@ -324,7 +430,7 @@ def kill_writer(name, writer, kills, seed, workdir):
         else:
             outcome = writer.allowed(state, reference, previous)
         rerun = run_to_end(lambda started: writer.write(folder, started))[0]
-        if not (writer.same(rerun, reference) if hasattr(writer, "same") else rerun == reference):
+        if not writer.same(rerun, reference):
             raise AssertionError(f"kill {trial} (delay {delay:.3f}s): the re-run differs from the uninterrupted run")
         report["kills"].append({"delay": round(delay, 4), "finished_before_kill": finished, "after_kill": outcome,
                                 "rerun_identical": True})
@@ -336,13 +442,14 @@ def kill_writer(name, writer, kills, seed, workdir):
 
 def writers(workdir, training_steps=4):
     """The writers by name; the training ones keep their data in `workdir`."""
-    return {"index_build": IndexBuild(), "index_save": IndexSave(), "dataset": PreparedDataset(),
+    return {"index_build": IndexBuild(), "index_save": IndexSave(), "save_pretrained": SavePretrained(),
+            "footage": FootageSources(Path(workdir) / "footage-data"), "dataset": PreparedDataset(),
             "training": Training(Path(workdir) / "training-data", training_steps)}
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--writer", choices=["index_build", "index_save", "dataset", "training"], action="append")
+    parser.add_argument("--writer", choices=list(writers(".")), action="append")
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", required=True)

@@ -69,6 +69,14 @@ def read_back(result):
     return len(result)
 
 
+def read_back_footage(result):
+    """`read_back` of a footage search's people, and its timeline decoded whole; returns how many people."""
+    people, timeline = result
+    with Image.open(timeline) as image:
+        image.load()
+    return read_back(people)
+
+
 def client_loop(url, workdir, number, stop, record):
     """One client's mixed traffic until `stop` is set; each call's endpoint, seconds and error (or None) recorded."""
     import gradio_client
@@ -106,7 +114,7 @@ def client_loop(url, workdir, number, stop, record):
             if not indexed["video"]:
                 indexed["video"] = call("/index_video", handle_file(str(workdir / "walk.avi")), 10)
             else:
-                call("/search_footage", rng.choice(QUERIES), None, 0.5, 5, "walk.avi", check=read_back)
+                call("/search_footage", rng.choice(QUERIES), None, 0.5, 5, "walk.avi", check=read_back_footage)
 
 
 def percentile(values, q):
