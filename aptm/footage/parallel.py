@@ -2,7 +2,7 @@
 of a stream in worker threads, a bounded number of items ahead of the caller, and hands the results back in the
 stream's order, so the caller's own work (tracking, encoding, writing) goes on while the next pictures are searched
 for people. OpenCV and torch release the GIL in their heavy calls, so threads use every core without copying frames
-between processes. Imports only the standard library, so the Space can copy it with the other footage modules."""
+between processes. Imports only the standard library."""
 
 import os
 from collections import deque
