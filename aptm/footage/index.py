@@ -345,8 +345,8 @@ class FootageIndex:
 
     def add_sources(self, sources: Sequence[str | Path], detector: PersonDetector | None = None, frame_step: int = 10,
                     crop_aspect: float = 1.5, max_pixels: int | None = None, thumbnail_size: int = 256,
-                    crops_per_track: int = 3, workers: int | None = None,
-                    progress: bool = True) -> "IndexingReport":
+                    crops_per_track: int = 3, progress: bool = True,
+                    workers: int | None = None) -> "IndexingReport":
         r"""
         Index folders (recursively), zip/tar archives, images and videos; pictures and files already in the index are
         skipped, so running it again resumes or adds only what is new. Returns an `IndexingReport`.
@@ -362,11 +362,11 @@ class FootageIndex:
             thumbnail_size (`int`, *optional*, defaults to 256): longest side of the stored crops.
             crops_per_track (`int`, *optional*, defaults to 3): crops of a track encoded and stored (its best and
                 others spread over it; one for a static track).
+            progress (`bool`, *optional*, defaults to `True`): progress bars.
             workers (`int`, *optional*): threads that search pictures for people while the calling thread tracks,
                 encodes and writes (default: one per usable core; 1: detection in the calling thread, one picture at
-                a time). The index is the same whatever their number; a custom `detector` must then be safe to call
-                from several threads at once (`HOGPersonDetector` is).
-            progress (`bool`, *optional*, defaults to `True`): progress bars.
+                a time). The index is the same whatever their number; with more than one, a custom `detector` must be
+                safe to call from several threads at once (`HOGPersonDetector` is).
         """
         if crops_per_track < 1:
             raise ValueError(f"crops_per_track must be at least 1, got {crops_per_track}")
