@@ -17,6 +17,7 @@ queries x 200 images, k=128; paper size: 16 queries x 48 images, k=48) takes a f
     python scripts/benchmark.py --attributes 64       # attribute scoring, per-image loop vs fused batch, only
     python scripts/benchmark.py --agreement outputs/quickstart/checkpoint outputs/quickstart/data   # fp32 vs bf16
     python scripts/benchmark.py --onnx outputs/quickstart/checkpoint outputs/quickstart/data   # torch vs ONNX fp32/int8
+    python scripts/benchmark.py --footage vtest.avi outputs/quickstart/checkpoint   # footage indexing, 1 and 2 threads
 
 `--memory QUERIESxGALLERY,...` measures instead, side by side, the peak memory of evaluation (tiny configuration, a
 synthetic gallery index, k = 16, the engine's default query batch) through the whole score matrix (`retrieval_metrics`
@@ -31,6 +32,7 @@ latency of one query, dual encoder and re-ranking the top 16 (`memory_mapped_ind
 """
 
 import argparse
+import os
 import resource
 import tempfile
 import time
@@ -592,6 +594,66 @@ def attribute_throughput(configs, num_images, batch_size=32):
               f"{loop_seconds / fused_seconds:>7.2f}x | {(fused - looped).abs().max().item():>18.1e} |")
 
 
+def footage_throughput(video, checkpoint, frame_step=10, workers=(1, 2)):
+    """Index `video` with `checkpoint` (every `frame_step`-th frame through the HOG detector, tracks, 3 crops a track
+    encoded) into a fresh index once per row: detection in the calling thread (`workers=1`, the sequential path), then
+    in worker threads overlapping encoding, with OpenCV's own thread count as it is and at 1. Prints per row the
+    seconds, sampled frames/s, people crops/s (detections), encoded crops/s, the speed against real time, the process's
+    CPU seconds and those spent in detection (each call's thread CPU time: all of it where OpenCV runs 1 thread), and
+    whether the index (tracks, crops, thumbnails, features) is the same as the sequential one. CPU seconds hardly
+    depend on other jobs: on a busy machine, compare them, and re-run when it is quiet for the wall-clock columns."""
+    import cv2
+
+    from aptm.footage import FootageIndex, HOGPersonDetector
+
+    class TimedHOG(HOGPersonDetector):
+        """Keeps the thread CPU seconds of each call."""
+
+        def __init__(self):
+            super().__init__()
+            self.seconds = []
+
+        def __call__(self, image):
+            start = time.thread_time()
+            found = super().__call__(image)
+            self.seconds.append(time.thread_time() - start)
+            return found
+
+    capture = cv2.VideoCapture(str(video))
+    duration = capture.get(cv2.CAP_PROP_FRAME_COUNT) / capture.get(cv2.CAP_PROP_FPS)
+    capture.release()
+    opencv_threads = cv2.getNumThreads()
+    rows = [(count, opencv_threads) for count in workers] + [(max(workers), 1)]
+    print(f"\n## footage indexing: {Path(video).name} ({duration:.1f} s), frame step {frame_step}, "
+          f"{get_context().cpu_count()} CPU cores, load average {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(f"| {'workers':>7} | {'cv2 threads':>11} | {'seconds':>7} | {'frames/s':>8} | {'people/s':>8} | "
+          f"{'encoded/s':>9} | {'x real time':>11} | {'CPU s':>6} | {'detection CPU s':>15} | {'same index':>10} |")
+    print(f"|{'-' * 9}|{'-' * 13}|{'-' * 9}|{'-' * 10}|{'-' * 10}|{'-' * 11}|{'-' * 13}|{'-' * 8}|{'-' * 17}|"
+          f"{'-' * 12}|")
+    with tempfile.TemporaryDirectory() as folder:
+        reference = None
+        for count, threads in rows:
+            cv2.setNumThreads(threads)
+            index, detector = FootageIndex(Path(folder) / f"workers{count}-cv2-{threads}", checkpoint), TimedHOG()
+            cpu = time.process_time()
+            report = index.add_sources([video], detector=detector, frame_step=frame_step, workers=count,
+                                       progress=False)
+            cpu = time.process_time() - cpu
+            contents = [(shard / "crops.json").read_text() for shard in sorted((index.folder / "shards").iterdir())]
+            built = (contents, index.gallery.image_features, index.gallery.image_embeds)
+            reference = reference or built
+            same = built[0] == reference[0] and all(torch.equal(a, b) for a, b in zip(built[1:], reference[1:]))
+            seconds = report.seconds
+            print(f"| {count:>7} | {threads:>11} | {seconds:>7.1f} | {report.pictures / seconds:>8.2f} | "
+                  f"{report.detections / seconds:>8.2f} | {report.crops / seconds:>9.2f} | "
+                  f"{duration / seconds:>10.2f}x | {cpu:>6.1f} | {sum(detector.seconds):>15.1f} | "
+                  f"{'yes' if same else 'NO':>10} |")
+        cv2.setNumThreads(opencv_threads)
+    print(f"{report.pictures} sampled frames, {report.detections} people crops, {report.tracks} tracks "
+          f"({report.static_tracks} static), {report.crops} crops encoded; load average now "
+          f"{', '.join(f'{v:.2f}' for v in os.getloadavg())}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", default="tiny,base")
@@ -619,7 +681,14 @@ def main(argv=None):
                              "many images at the --configs sizes (e.g. 64)")
     parser.add_argument("--prep", type=int, metavar="IMAGES", help="measure only the preparation of a procedural "
                                                                    "MALS-format set of this many images (e.g. 20000)")
+    parser.add_argument("--footage", nargs=2, metavar=("VIDEO", "CHECKPOINT"),
+                        help="measure only footage indexing of VIDEO with CHECKPOINT, one frame at a time against "
+                             "detection in worker threads (e.g. /usr/share/doc/opencv-doc/examples/data/vtest.avi "
+                             "outputs/quickstart/checkpoint)")
     args = parser.parse_args(argv)
+    if args.footage:
+        footage_throughput(*args.footage)
+        return
     if args.agreement:
         precision_agreement(*args.agreement)
         return

@@ -33,6 +33,9 @@ def main(argv=None):
     parser.add_argument("--max-pixels", type=int, help="skip larger images (default: Pillow's limit, about 89 million)")
     parser.add_argument("--crops-per-track", type=int, default=3, help="crops of each person encoded and stored")
     parser.add_argument("--batch-size", type=int, default=32, help="crops encoded and written at once")
+    parser.add_argument("--workers", type=int,
+                        help="threads searching frames for people while encoding goes on (default: one per core; "
+                             "1: one frame at a time); the index is the same whatever their number")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
 
@@ -43,7 +46,8 @@ def main(argv=None):
     with logging_redirect_tqdm():
         report = index.add_sources(args.sources, detector=detector, frame_step=args.frame_step,
                                    crop_aspect=args.crop_aspect, max_pixels=args.max_pixels,
-                                   crops_per_track=args.crops_per_track, progress=not args.no_progress)
+                                   crops_per_track=args.crops_per_track,
+                                   workers=args.workers, progress=not args.no_progress)
     print(report.summary())
     static = sum(track["static"] for track in index.tracks)
     print(f"{args.out}: {len(index)} tracks ({static} static), {len(index.records)} crops")

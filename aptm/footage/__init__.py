@@ -7,7 +7,8 @@ and video reading need the `footage` extra (opencv-python-headless 4.x), importe
 `detection`, `sources`, `crops`, `tracking`, `ranking`, `labels` and `timeline` import nothing of this package but
 each other (only numpy, torch, Pillow, tqdm, OpenCV and `aptm.images`): the Space runs copies of them
 (`space/aptm_parts/`) with the model's remote code.
-`index` (the index on disk) and `presentation` (table and grid) build on the rest of the package."""
+`parallel` (detection in worker threads, ahead of indexing) imports only the standard library. `index` (the index on
+disk) and `presentation` (table and grid) build on the rest of the package."""
 
 from .crops import Crop, people_in
 from .detection import Detection, HOGPersonDetector, PersonDetector, non_max_suppression

@@ -5,6 +5,7 @@ detector as the offline default.
 OpenCV is optional (`pip install "aptm-hf[footage]"`) and imported only when a detector or a video reader is built.
 """
 
+import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
@@ -62,7 +63,8 @@ class PersonDetector(ABC):
     r"""
     Finds people in an RGB image. A detector implements `propose` (raw boxes and scores); calling it clips the boxes
     to the image, drops those below the minimum crop size or score, and suppresses overlaps. Plug in a stronger
-    detector by subclassing and implementing `propose`.
+    detector by subclassing and implementing `propose`; `FootageIndex.add_sources` calls it from several threads at
+    once unless given `workers=1`.
 
     Args:
         min_size (`tuple[int, int]`, *optional*, defaults to `(24, 64)`): smallest crop `(width, height)` in pixels
@@ -110,6 +112,9 @@ class HOGPersonDetector(PersonDetector):
         pyramid_scale (`float`, *optional*, defaults to 1.05): scale step between pyramid levels.
         min_size, overlap: see `PersonDetector`.
         min_score (`float`, *optional*, defaults to 0.5): lowest SVM margin kept.
+
+    Safe to call from several threads at once (`FootageIndex.add_sources`'s workers): each thread detects with its
+    own OpenCV `HOGDescriptor`, which OpenCV does not document as safe to share.
     """
 
     def __init__(self, upscale=1.5, max_side=1600, win_stride=8, pyramid_scale=1.05, min_size=(24, 64), min_score=0.5,
@@ -118,8 +123,16 @@ class HOGPersonDetector(PersonDetector):
         self.cv2 = import_opencv()
         self.upscale, self.max_side = upscale, max_side
         self.win_stride, self.pyramid_scale = win_stride, pyramid_scale
-        self.hog = self.cv2.HOGDescriptor()
-        self.hog.setSVMDetector(self.cv2.HOGDescriptor_getDefaultPeopleDetector())
+        self._threads = threading.local()
+
+    @property
+    def hog(self):
+        """The calling thread's HOG descriptor with OpenCV's default people detector (built on its first use)."""
+        hog = getattr(self._threads, "hog", None)
+        if hog is None:
+            hog = self._threads.hog = self.cv2.HOGDescriptor()
+            hog.setSVMDetector(self.cv2.HOGDescriptor_getDefaultPeopleDetector())
+        return hog
 
     def propose(self, image):
         factor = min(self.upscale, self.max_side / max(image.shape[:2]))

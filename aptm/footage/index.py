@@ -35,7 +35,8 @@ from ..retrieval.index import ShardedFolder
 from .crops import Provenance, is_person_crop, people_in
 from .detection import HOGPersonDetector, PersonDetector
 from .ranking import gallery_rows, rank_crops, rank_tracks, track_gallery
-from .sources import SkipLog, SourceReader, list_files
+from .parallel import map_ahead, usable_cores
+from .sources import Picture, SkipLog, SourceReader, list_files
 from .tracking import Tracker, single_tracks
 
 FORMAT = 2
@@ -156,6 +157,15 @@ class _Batch:
 
     def __len__(self):
         return len(self.keys) + len(self.completed) + len(self.tracks)
+
+
+@dataclass
+class _FileEnd:
+    """Marks the end of a file's pictures in the stream `add_sources` reads: `completed` unless it failed
+    (`SourceError`)."""
+
+    path: Path
+    completed: bool
 
 
 class _Pending:
@@ -335,7 +345,8 @@ class FootageIndex:
 
     def add_sources(self, sources: Sequence[str | Path], detector: PersonDetector | None = None, frame_step: int = 10,
                     crop_aspect: float = 1.5, max_pixels: int | None = None, thumbnail_size: int = 256,
-                    crops_per_track: int = 3, progress: bool = True) -> "IndexingReport":
+                    crops_per_track: int = 3, progress: bool = True,
+                    workers: int | None = None) -> "IndexingReport":
         r"""
         Index folders (recursively), zip/tar archives, images and videos; pictures and files already in the index are
         skipped, so running it again resumes or adds only what is new. Returns an `IndexingReport`.
@@ -352,14 +363,44 @@ class FootageIndex:
             crops_per_track (`int`, *optional*, defaults to 3): crops of a track encoded and stored (its best and
                 others spread over it; one for a static track).
             progress (`bool`, *optional*, defaults to `True`): progress bars.
+            workers (`int`, *optional*): threads that search pictures for people while the calling thread tracks,
+                encodes and writes (default: one per usable core; 1: detection in the calling thread, one picture at
+                a time). The index is the same whatever their number; with more than one, a custom `detector` must be
+                safe to call from several threads at once (`HOGPersonDetector` is).
         """
         if crops_per_track < 1:
             raise ValueError(f"crops_per_track must be at least 1, got {crops_per_track}")
+        workers = usable_cores() if workers is None else workers
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
         sources = [sources] if isinstance(sources, (str, Path)) else list(sources)
         files = list_files(sources)
         reader = SourceReader(frame_step=frame_step, max_pixels=max_pixels, progress=progress)
         indexed, skips, report = self.indexed_keys(), SkipLog(), IndexingReport(files=len(files))
         start, batch, pending = time.perf_counter(), _Batch(), _Pending()
+        bar = tqdm(files, desc="indexing", unit="file", disable=not progress)
+
+        def pictures():
+            """The pictures of every file not yet indexed, each file followed by its `_FileEnd`; the default detector
+            is built (here, in the calling thread) for the first picture that needs one."""
+            nonlocal detector
+            for path in bar:
+                if str(path) in indexed:
+                    report.already_indexed += 1
+                    continue
+                try:
+                    for picture in reader.read(path, indexed, skips):
+                        if detector is None and not is_person_crop(picture, crop_aspect):
+                            detector = HOGPersonDetector()
+                        yield picture
+                except SourceError as error:
+                    skips.skip_error(error)
+                    yield _FileEnd(path, completed=False)
+                else:
+                    yield _FileEnd(path, completed=True)
+
+        def people(item):
+            return people_in(item, detector, crop_aspect) if isinstance(item, Picture) else None
 
         def add(tracks):
             for track in tracks:
@@ -368,32 +409,22 @@ class FootageIndex:
                 report.static_tracks += static
                 report.crops += encoded
 
-        bar = tqdm(files, desc="indexing", unit="file", disable=not progress)
-        for path in bar:
-            if str(path) in indexed:
-                report.already_indexed += 1
-                continue
-            try:
-                for picture in reader.read(path, indexed, skips):
-                    if detector is None and not is_person_crop(picture, crop_aspect):
-                        detector = HOGPersonDetector()
-                    crops = people_in(picture, detector, crop_aspect)
-                    add(pending.picture(picture, crops))
-                    report.pictures += 1
-                    report.pictures_without_people += not crops
-                    report.detections += len(crops)
-                    if batch.crops >= self.batch_size or len(batch) >= 8 * self.batch_size:
-                        batch.keys += pending.settled()
-                        self._write(batch, thumbnail_size)
-                        batch = _Batch()
-                    bar.set_postfix(tracks=report.tracks)
-            except SourceError as error:
-                skips.skip_error(error)
-                continue
-            finally:
+        for item, crops in map_ahead(people, pictures(), workers):
+            if isinstance(item, _FileEnd):
                 add(pending.finish())
                 batch.keys += pending.settled()
-            batch.completed.append(str(path))
+                if item.completed:
+                    batch.completed.append(str(item.path))
+                continue
+            add(pending.picture(item, crops))
+            report.pictures += 1
+            report.pictures_without_people += not crops
+            report.detections += len(crops)
+            if batch.crops >= self.batch_size or len(batch) >= 8 * self.batch_size:
+                batch.keys += pending.settled()
+                self._write(batch, thumbnail_size)
+                batch = _Batch()
+            bar.set_postfix(tracks=report.tracks)
         bar.close()
         if len(batch):
             self._write(batch, thumbnail_size)

@@ -72,9 +72,9 @@ def test_hog_maps_boxes_back_to_the_image_when_it_resizes(walk):
     capture.release()
     small = HOGPersonDetector(upscale=1.0)(frame)
     detector, shapes = HOGPersonDetector(upscale=2.0, max_side=960), []
-    hog = detector.hog
-    detector.hog = types.SimpleNamespace(detectMultiScale=lambda image, **kw: (shapes.append(image.shape),
-                                                                               hog.detectMultiScale(image, **kw))[1])
+    hog = detector.hog  # this thread's descriptor, replaced by one that records the image sizes it sees
+    detector._threads.hog = types.SimpleNamespace(
+        detectMultiScale=lambda image, **kw: (shapes.append(image.shape), hog.detectMultiScale(image, **kw))[1])
     large = detector(frame)
     assert shapes == [(540, 960, 3)]  # max_side caps the factor at 1.5
     assert len(large) == len(small)

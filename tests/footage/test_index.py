@@ -168,6 +168,31 @@ def test_search_within_one_source(built, walk, sources):
         index.search(text=TEXT, source="elsewhere.avi")
 
 
+def test_detection_threads_build_the_same_index_as_one_frame_at_a_time(sources, checkpoint, tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")  # a file that fails midway through the stream
+    indexes, reports = [], []
+    for workers in (1, 3):
+        index = FootageIndex(tmp_path / f"workers{workers}", checkpoint, batch_size=4)
+        reports.append(index.add_sources([sources[0], broken, sources[1]], workers=workers, progress=False))
+        indexes.append(index)
+    sequential, threaded = indexes
+    assert reports[0].tracks > 3 and reports[0].skipped == {"unreadable image": 1}
+    assert [{**vars(report), "seconds": 0} for report in reports] == [{**vars(reports[0]), "seconds": 0}] * 2
+    shards = [sorted(path.name for path in (index.folder / "shards").iterdir()) for index in indexes]
+    assert len(shards[0]) > 1 and shards[1] == shards[0]
+    for shard in shards[0]:  # tracks, crops, pictures and completed files, shard by shard
+        assert (threaded.folder / "shards" / shard / "crops.json").read_text() \
+            == (sequential.folder / "shards" / shard / "crops.json").read_text()
+        for thumbnail in sorted((sequential.folder / "shards" / shard / "thumbnails").iterdir()):
+            assert (threaded.folder / "shards" / shard / "thumbnails" / thumbnail.name).read_bytes() \
+                == thumbnail.read_bytes()
+    assert torch.equal(threaded.gallery.image_features, sequential.gallery.image_features)
+    assert torch.equal(threaded.gallery.image_embeds, sequential.gallery.image_embeds)
+    with pytest.raises(ValueError, match="workers must be at least 1"):
+        sequential.add_sources(sources, workers=0, progress=False)
+
+
 def test_reindexing_skips_and_new_sources_append(built, sources, checkpoint, tmp_path):
     index, _ = built
     folder = tmp_path / "copy"

@@ -130,3 +130,15 @@ def test_index_and_search_generated_footage(checkpoint, tmp_path, capsys, monkey
     with pytest.raises(SystemExit):
         search(["index", "a person", "--after", "1:75"])
     assert "'1:75' is not a time" in capsys.readouterr().err
+
+
+def test_footage_benchmark_compares_detection_threads_on_the_same_index(walk, checkpoint, tmp_path, capsys):
+    load_script("scripts/benchmark.py").main(["--footage", str(walk.path), str(checkpoint)])
+    table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("|")]
+    assert "x real time" in table[0] and "detection CPU s" in table[0]
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in table[2:]]
+    assert [(row[0], row[-1]) for row in rows] == [("1", "yes"), ("2", "yes"), ("2", "yes")]
+    assert rows[2][1] == "1" and all(float(row[2]) > 0 and float(row[3]) > 0 for row in rows)
+    with pytest.raises(ValueError, match="workers must be at least 1"):  # the option reaches add_sources
+        index_gallery([str(walk.path), "--model", str(checkpoint), "--out", str(tmp_path / "index"), "--workers", "0",
+                       "--no-progress"])
