@@ -62,6 +62,7 @@ PRECISIONS = ("fp32", "bf16", "int8", "exact-fast")
 LOW_PRECISIONS = ("bf16", "int8")
 CPU_FEATURES = ("avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
 ERROR_MARGIN = 4.0  # exact-fast's error bound: this many times the largest low-precision error measured
+FULL_RESCORING_SHARE = 0.75  # exact-fast re-scores a whole group in fp32 (at once) when it selects this share
 ATTRIBUTE_SCORINGS = ("itm", "contrastive")
 # images as the encoders take them: PIL images or arrays, a `datasets.Dataset` with an `image` column, or a
 # preprocessed `pixel_values` tensor
@@ -541,7 +542,7 @@ class TextPersonSearch(Encoder):
             accelerates, `default_low_precision`).
     """
 
-    calibration_pairs = 1024  # exact-fast: logits computed both ways before the error bound is set
+    calibration_pairs = 256  # exact-fast: logits computed both ways before the error bound is used
 
     def __init__(self, model: torch.nn.Module, processor: Any, k: int | None = None, fusion: str = "aptm",
                  cosine_weight: float | None = None, world_size: int = 1, batch_size: int = 32,
@@ -627,9 +628,10 @@ class TextPersonSearch(Encoder):
     def _rerank(self, text_embeds, mask, candidates, cosine, gallery, gallery_kv, views):
         """ITM logits `[q, k, V]` of each query's candidates `[q, k]` (cosine `[q, k]`) with their image tokens in
         each of `views` (`gallery_kv` one entry per view), in the engine's precision. Exact-fast computes them all in
-        low precision, then in fp32 those `exact_rescoring_mask` selects with the error bound; until
-        `calibration_pairs` logits were compared, and for a group where a re-scored logit erred beyond the bound
-        (which then widens), every logit in fp32."""
+        low precision, then in fp32 those `exact_rescoring_mask` selects with the error bound (`ERROR_MARGIN` times
+        the largest error measured so far on logits computed both ways); every logit in fp32 until
+        `calibration_pairs` logits were compared, for a group where it selects `FULL_RESCORING_SHARE` or more, and
+        for a group where a re-scored logit erred beyond the bound it was selected with (the bound then widens)."""
         queries, k = candidates.shape
 
         def logits(low, texts=text_embeds, masks=mask, images=candidates.flatten(), per_text=k):
@@ -641,21 +643,24 @@ class TextPersonSearch(Encoder):
         stats = self.exact_fast_stats
         fast = logits(True).view(queries, k, len(views))
         stats.pairs += fast.numel()
-        if self._calibrated_pairs >= self.calibration_pairs:
-            query, candidate = exact_rescoring_mask(fast, cosine, self.exact_top, stats.error_bound).nonzero(
-                as_tuple=True)
+        bound = stats.error_bound
+        selected = (exact_rescoring_mask(fast, cosine, self.exact_top, bound)
+                    if self._calibrated_pairs >= self.calibration_pairs else None)
+        if selected is not None and selected.sum() < FULL_RESCORING_SHARE * selected.numel():
+            query, candidate = selected.nonzero(as_tuple=True)
             exact = logits(False, text_embeds[query], mask[query], candidates[query, candidate], 1)
             stats.rescored += exact.numel()
             error = (exact - fast[query, candidate]).abs().max().item()
             stats.largest_error = max(stats.largest_error, error)
-            if error <= stats.error_bound:
+            stats.error_bound = ERROR_MARGIN * stats.largest_error
+            if error <= bound:
                 fast[query, candidate] = exact
                 return fast
-        exact = logits(False).view(queries, k, len(views))
+        exact = logits(False).view(queries, k, len(views))  # calibration, most selected, or an error beyond the bound
         stats.rescored += exact.numel()
         stats.largest_error = max(stats.largest_error, (exact - fast).abs().max().item())
-        self._calibrated_pairs += exact.numel()
         stats.error_bound = ERROR_MARGIN * stats.largest_error
+        self._calibrated_pairs += exact.numel()
         return exact
 
     def _ranked_batches(self, texts, gallery, k, fusion):

@@ -17,7 +17,7 @@ from retrieval_aptm import EncodedGallery
 from helpers.models import tiny_config
 from helpers.paths import REPO
 
-TOP = 5
+TOP, K = 3, 32
 TEXTS = [f"a person {pose} with a {colour} bag" for pose in ("walking", "standing", "running", "sitting")
          for colour in ("red", "blue", "black", "white", "green")]
 
@@ -43,9 +43,9 @@ def near_ties():
 
 
 def engine(model, processor, precision, **options):
-    search = RetrievalEngine(model, processor, k=24, query_batch_size=4, progress=False, precision=precision,
+    search = RetrievalEngine(model, processor, k=K, query_batch_size=4, progress=False, precision=precision,
                              exact_top=TOP, **options)
-    search.calibration_pairs = 96  # the first group: calibrated on its 4 x 24 logits, the other groups select
+    search.calibration_pairs = 4 * K  # the first group calibrates on its 4 x K logits, the other groups select
     return search
 
 
@@ -64,9 +64,9 @@ def test_exact_fast_keeps_fp32_top_n_where_int8_reorders_it(near_ties):
     rows = torch.arange(len(TEXTS))[:, None]
     torch.testing.assert_close(scores[rows, top_n(fp32)], fp32[rows, top_n(fp32)], rtol=0, atol=1e-5)
     stats = exact_fast.exact_fast_stats
-    assert stats.pairs == len(TEXTS) * 24
-    assert 96 < stats.rescored < stats.pairs  # calibration, then only some candidates in fp32
-    assert 0 < stats.largest_error <= stats.error_bound / 2  # the bound: 4x the largest error calibration measured
+    assert stats.pairs == len(TEXTS) * K
+    assert 4 * K < stats.rescored < stats.pairs  # calibration, then only some candidates in fp32
+    assert stats.largest_error > 0 and stats.error_bound == pytest.approx(4 * stats.largest_error)
 
 
 def test_exact_fast_search_and_test_time_flip_views(near_ties):
@@ -104,7 +104,7 @@ def test_error_beyond_the_bound_redoes_the_group_in_fp32_and_widens_the_bound(ne
     assert torch.equal(top_n(scores), top_n(fp32))
     stats = exact_fast.exact_fast_stats
     assert 1e-9 < stats.largest_error <= stats.error_bound  # widened to 4x the largest error of the redone group
-    assert stats.rescored > 24 * 4  # the first group redone in fp32, then the widened bound selects
+    assert stats.rescored > 4 * K  # the first group redone in fp32, then the widened bound selects
 
 
 def test_precision_options_are_checked(near_ties):
