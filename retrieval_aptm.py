@@ -40,7 +40,28 @@ come the same way a chunk of gallery images at a time (`FusedScores.column_chunk
 whole-matrix formulas above (tested against them).
 
 The scores equal the original one-query-at-a-time procedure's (tested against it); text is padded only to each
-batch's longest caption. Optional autocast (`autocast=torch.bfloat16`) is faster but approximate.
+batch's longest caption.
+
+Precision of the re-ranking (`TextPersonSearch(precision=)`):
+  * `"fp32"` (default): the scores above.
+  * `"bf16"`: everything under bfloat16 autocast (as `autocast=torch.bfloat16`): faster where the hardware has
+    bfloat16 (GPUs, CPUs with `avx512_bf16` or AMX), emulated and slower elsewhere; approximate, near-ties reorder.
+  * `"int8"`: the fusion encoder's and ITM head's linear layers dynamically quantised to int8 (`Int8Matcher`, CPU
+    only, VNNI accelerates it); encoders and cosine in fp32; approximate.
+  * `"exact-fast"`: every candidate's ITM logit in a low precision the device accelerates (`low_precision`, default
+    `default_low_precision`: bf16 on a GPU or a CPU with bfloat16 instructions, else int8), then in fp32 those whose
+    order decides the top `exact_top` (`exact_rescoring_mask`): the top `exact_top` of every query, their order and
+    their scores are fp32's. The argument: with every low-precision logit within a bound b of its fp32 value, a
+    candidate that `exact_top` others beat by more than 2b in every view, with a cosine at least as high, ranks below
+    them in fp32 under every fusion (each fused score increases with the logits and the cosine), so only candidates
+    not beaten so are needed in fp32, and those within 2b of a query's lowest logit, so that the fill value and the
+    normalisation (each query's lowest and highest logit) are fp32's too. The bound is measured per engine (model):
+    the first `calibration_pairs` logits are computed both ways, and b is `ERROR_MARGIN` (4) times the largest
+    error measured; every logit re-scored later is compared too, and a group where one errs beyond the bound it was
+    selected with is redone whole in fp32, the bound widening to 4x that error. Exactness so rests on the bound
+    holding for the logits never computed in fp32; it is measured on thousands of logits with a 4x margin and
+    checked on every re-scored one. fp32 itself differs between batch sizes by float rounding (~1e-6), which can
+    swap exact ties in either engine. `exact_fast_stats` reports the share re-scored.
 """
 
 import copy
