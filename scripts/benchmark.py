@@ -259,7 +259,8 @@ def configuration_table(name, config, num_images, num_queries, k, latency_k=16, 
     rows[evaluation] = {key: f"{value:.2f}" for key, value in seconds.items()}
     ratios = {"original / fp32": ("original", "fp32"), "fp32 / bf16": ("fp32", "bf16"), "fp32 / int8": ("fp32", "int8"),
               "original / exact-fast": ("original", "exact-fast")}
-    rows[evaluation].update({column: f"{seconds[slow] / seconds[fast]:.2f}x" for column, (slow, fast) in ratios.items()})
+    rows[evaluation].update({column: f"{seconds[slow] / seconds[fast]:.2f}x"
+                             for column, (slow, fast) in ratios.items()})
     stats = engines["exact-fast"].exact_fast_stats
     rows["exact-fast: logits re-scored in fp32"] = {"exact-fast": f"{100 * stats.rescored_share:.1f}%"}
     engine = engine_for("fp32")
@@ -290,8 +291,9 @@ def configuration_table(name, config, num_images, num_queries, k, latency_k=16, 
     agreements = {precision: Agreement.of(scores[precision], original, tolerance) for precision in PRECISIONS}
     for precision, agreement in agreements.items():
         print(f"{precision} engine vs the original procedure: {agreement}")
-    print(f"exact-fast vs fp32: top 10 identical for {100 * top10_identical(scores['exact-fast'], scores['fp32']):.1f}% "
-          f"of the queries (int8 alone: {100 * top10_identical(scores['int8'], scores['fp32']):.1f}%); "
+    identical = {precision: top10_identical(scores[precision], scores["fp32"]) for precision in ("exact-fast", "int8")}
+    print(f"exact-fast vs fp32: top 10 identical for {100 * identical['exact-fast']:.1f}% of the queries (int8 "
+          f"alone: {100 * identical['int8']:.1f}%); "
           f"{100 * stats.rescored_share:.1f}% of the {stats.pairs} logits re-scored in fp32, error bound "
           f"{stats.error_bound:.2e} (largest measured error {stats.largest_error:.2e})")
     rerank_seconds = seconds["fp32"] - sum(stages.values())
@@ -308,19 +310,23 @@ def configuration_table(name, config, num_images, num_queries, k, latency_k=16, 
     return seconds
 
 
-def precision_agreement(checkpoint, data_dir, k=128, recipe=RECIPES_DIR / "tiny_procedural.json"):
+def precision_agreement(checkpoint, data_dir, k=128, precisions=PRECISIONS, num_queries=None,
+                        recipe=RECIPES_DIR / "tiny_procedural.json"):
     """The engine in each precision (`PRECISIONS`) against fp32 on a trained checkpoint and the test split of the
     procedural dataset of `recipe` in `data_dir` (the quickstart's: `outputs/quickstart/checkpoint`,
     `outputs/quickstart/data`), with the original procedure's time on the same gallery: R@1 and mAP of each, the
     share of queries whose top 10 are identical in order to fp32's, exact-fast's share re-scored in fp32, and the
     time of each (gallery encoding and evaluation; the original: its scores from the fp32 gallery, the metrics
-    excluded)."""
+    excluded). `precisions` (fp32 always among them) and the first `num_queries` queries (default all) shorten it."""
     model, processor = load_checkpoint(checkpoint)
     data = load_aptm_dataset("procedural", data_dir=data_dir, **load_recipe(recipe)["dataset_options"])
     gallery, queries = data["test_gallery"], data["test_queries"]
+    if num_queries is not None:
+        queries = queries.select(range(min(num_queries, len(queries))))
     texts, k = list(queries["caption"]), min(k, len(gallery))
+    precisions = ("fp32", *(precision for precision in precisions if precision != "fp32"))
     results, engines = {}, {}
-    for precision in PRECISIONS:
+    for precision in precisions:
         engines[precision] = engine = RetrievalEngine(model, processor, k=k, precision=precision, progress=False)
 
         def evaluated():
@@ -335,23 +341,24 @@ def precision_agreement(checkpoint, data_dir, k=128, recipe=RECIPES_DIR / "tiny_
             _, original_seconds = timed(lambda: original_procedure_scores(
                 model, tokens["input_ids"], tokens["attention_mask"], encoded.image_embeds, encoded.image_features, k))
             original_seconds += gallery_seconds
-    stats = engines["exact-fast"].exact_fast_stats
     print(f"\n## precisions vs fp32 on {checkpoint}: {len(queries)} queries x {len(gallery)} images, k={k}, "
           f"{torch.get_num_threads()} threads")
     print(cpu_line())
-    print(f"| {'measure':<42} | " + " | ".join(f"{precision:>10}" for precision in PRECISIONS) + " |")
-    print(f"|{'-' * 44}|" + "|".join("-" * 12 for _ in PRECISIONS) + "|")
+    print(f"| {'measure':<42} | " + " | ".join(f"{precision:>10}" for precision in precisions) + " |")
+    print(f"|{'-' * 44}|" + "|".join("-" * 12 for _ in precisions) + "|")
     for name in ("R@1", "mAP"):
-        print(f"| {name:<42} | " + " | ".join(f"{results[p][0][name]:>10.2f}" for p in PRECISIONS) + " |")
+        print(f"| {name:<42} | " + " | ".join(f"{results[p][0][name]:>10.2f}" for p in precisions) + " |")
     print(f"| {'top 10 identical to fp32 (% of queries)':<42} | " + " | ".join(
-        f"{100 * top10_identical(results[p][1], results['fp32'][1]):>10.1f}" for p in PRECISIONS) + " |")
-    print(f"| {'encoding + evaluation (s)':<42} | " + " | ".join(f"{results[p][2]:>10.1f}" for p in PRECISIONS)
+        f"{100 * top10_identical(results[p][1], results['fp32'][1]):>10.1f}" for p in precisions) + " |")
+    print(f"| {'encoding + evaluation (s)':<42} | " + " | ".join(f"{results[p][2]:>10.1f}" for p in precisions)
           + " |")
     print(f"| {f'original procedure ({original_seconds:.1f} s) / this':<42} | " + " | ".join(
-        f"{original_seconds / results[p][2]:>9.2f}x" for p in PRECISIONS) + " |")
-    print(f"exact-fast: {100 * stats.rescored_share:.1f}% of the {stats.pairs} logits re-scored in fp32, error bound "
-          f"{stats.error_bound:.2e} (largest measured error {stats.largest_error:.2e})")
-    return {p: top10_identical(results[p][1], results["fp32"][1]) for p in PRECISIONS}
+        f"{original_seconds / results[p][2]:>9.2f}x" for p in precisions) + " |")
+    if "exact-fast" in engines:
+        stats = engines["exact-fast"].exact_fast_stats
+        print(f"exact-fast: {100 * stats.rescored_share:.1f}% of the {stats.pairs} logits re-scored in fp32, error "
+              f"bound {stats.error_bound:.2e} (largest measured error {stats.largest_error:.2e})")
+    return {p: top10_identical(results[p][1], results["fp32"][1]) for p in precisions}
 
 
 def synthetic_captions(count, seed=0):
@@ -535,6 +542,9 @@ def main(argv=None):
                              "split (e.g. outputs/quickstart/checkpoint outputs/quickstart/data)")
     parser.add_argument("--agreement-k", type=int, default=128,
                         help="candidates re-ranked in the --agreement run (default: the paper's k_test, 128)")
+    parser.add_argument("--agreement-precisions", default=",".join(PRECISIONS),
+                        help="precisions the --agreement run compares with fp32, comma-separated")
+    parser.add_argument("--agreement-queries", type=int, help="the --agreement run's first queries only")
     parser.add_argument("--tolerance", type=float, default=1e-5,
                         help="reference-score gap within which two images may swap ranks (near-ties)")
     parser.add_argument("--memory", help="measure only the evaluation memory table at these QUERIESxGALLERY sizes, "
@@ -548,7 +558,8 @@ def main(argv=None):
                                                                    "MALS-format set of this many images (e.g. 20000)")
     args = parser.parse_args(argv)
     if args.agreement:
-        precision_agreement(*args.agreement, k=args.agreement_k)
+        precision_agreement(*args.agreement, k=args.agreement_k, precisions=args.agreement_precisions.split(","),
+                            num_queries=args.agreement_queries)
         return
     if args.prep:
         preparation_throughput(args.prep)
