@@ -325,6 +325,8 @@ def precision_agreement(checkpoint, data_dir, k=128, precisions=PRECISIONS, num_
         queries = queries.select(range(min(num_queries, len(queries))))
     texts, k = list(queries["caption"]), min(k, len(gallery))
     precisions = ("fp32", *(precision for precision in precisions if precision != "fp32"))
+    warm_up = RetrievalEngine(model, processor, k=k, progress=False)  # thread pools, the images' first decoding
+    warm_up.score_matrix(texts[:8], warm_up.encode_gallery(gallery))
     results, engines = {}, {}
     for precision in precisions:
         engines[precision] = engine = RetrievalEngine(model, processor, k=k, precision=precision, progress=False)
