@@ -40,14 +40,37 @@ come the same way a chunk of gallery images at a time (`FusedScores.column_chunk
 whole-matrix formulas above (tested against them).
 
 The scores equal the original one-query-at-a-time procedure's (tested against it); text is padded only to each
-batch's longest caption. Optional autocast (`autocast=torch.bfloat16`) is faster but approximate.
+batch's longest caption.
+
+Precision of the re-ranking (`TextPersonSearch(precision=)`):
+  * `"fp32"` (default): the scores above.
+  * `"bf16"`: everything under bfloat16 autocast (as `autocast=torch.bfloat16`): faster where the hardware has
+    bfloat16 (GPUs, CPUs with `avx512_bf16` or AMX), emulated and slower elsewhere; approximate, near-ties reorder.
+  * `"int8"`: the fusion encoder's and ITM head's linear layers dynamically quantised to int8 (`Int8Matcher`, CPU
+    only, VNNI accelerates it); encoders and cosine in fp32; approximate.
+  * `"exact-fast"`: every candidate's ITM logit in a low precision the device accelerates (`low_precision`, default
+    `default_low_precision`: bf16 on a GPU or a CPU with bfloat16 instructions, else int8), then in fp32 those whose
+    order decides the top `exact_top` (`exact_rescoring_mask`): the top `exact_top` of every query, their order and
+    their scores are fp32's. The argument: with every low-precision logit within a bound b of its fp32 value, a
+    candidate that `exact_top` others beat by more than 2b in every view, with a cosine at least as high, ranks below
+    them in fp32 under every fusion (each fused score increases with the logits and the cosine), so only candidates
+    not beaten so are needed in fp32, and those within 2b of a query's lowest logit, so that the fill value and the
+    normalisation (each query's lowest and highest logit) are fp32's too. The bound is measured per engine (model):
+    the first `calibration_pairs` logits are computed both ways, and b is `ERROR_MARGIN` (4) times the largest
+    error measured; every logit re-scored later is compared too, and a group where one errs beyond the bound it was
+    selected with is redone whole in fp32, the bound widening to 4x that error. Exactness so rests on the bound
+    holding for the logits never computed in fp32; it is measured on thousands of logits with a 4x margin and
+    checked on every re-scored one. fp32 itself differs between batch sizes by float rounding (~1e-6), which can
+    swap exact ties in either engine. `exact_fast_stats` reports the share re-scored.
 """
 
+import copy
 import inspect
+import warnings
 import weakref
 from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Union
 
 import torch
@@ -56,6 +79,11 @@ from transformers.utils.logging import tqdm
 SENTINEL = 1000.0
 CHUNK_SCORES = 2**21  # scores in one chunk of query rows when they are streamed (8 MB in float32)
 FUSIONS = ("cosine", "itm", "aptm")
+PRECISIONS = ("fp32", "bf16", "int8", "exact-fast")
+LOW_PRECISIONS = ("bf16", "int8")
+CPU_FEATURES = ("avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+ERROR_MARGIN = 4.0  # exact-fast's error bound: this many times the largest low-precision error measured
+FULL_RESCORING_SHARE = 0.75  # exact-fast re-scores a whole group in fp32 (at once) when it selects this share
 ATTRIBUTE_SCORINGS = ("itm", "contrastive")
 # images as the encoders take them: PIL images or arrays, a `datasets.Dataset` with an `image` column, or a
 # preprocessed `pixel_values` tensor
@@ -66,6 +94,88 @@ def check_choice(value, choices, name):
     """Raise a `ValueError` naming `name` and its choices unless `value` is one of `choices`."""
     if value not in choices:
         raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+
+def cpu_features() -> dict[str, bool]:
+    """Which of the CPU instructions that accelerate low precision (`CPU_FEATURES`: int8 dot products `avx512_vnni`
+    and `avx_vnni`, bfloat16 `avx512_bf16` and the AMX tiles `amx_bf16`, `amx_int8`) this machine's CPU reports in
+    `/proc/cpuinfo` (all False where it cannot be read)."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            flags = next((line.split(":", 1)[1].split() for line in cpuinfo if line.startswith("flags")), [])
+    except OSError:
+        flags = []
+    return {name: name in flags for name in CPU_FEATURES}
+
+
+def default_low_precision(device: torch.device) -> str:
+    """The low precision exact-fast re-ranks with on `device`: `"bf16"` on a GPU or a CPU with bfloat16 instructions
+    (`avx512_bf16` or AMX), else `"int8"` (dynamic int8 linear layers, accelerated by VNNI)."""
+    if device.type != "cpu":
+        return "bf16"
+    features = cpu_features()
+    return "bf16" if features["avx512_bf16"] or features["amx_bf16"] else "int8"
+
+
+class Int8Matcher(torch.nn.Module):
+    """A copy of a model's fusion encoder and ITM head whose linear layers are dynamically quantised to int8 (weights
+    int8 per tensor, activations quantised per call; torch's x86/fbgemm kernels, VNNI where the CPU has it): the ITM
+    logits of `APTMModel.itm_logits`, approximately. The model itself is left unchanged (CPU only)."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        if model.device.type != "cpu":
+            raise ValueError(f"int8 re-ranking runs on the CPU; the model is on {model.device}")
+        with warnings.catch_warnings():  # torch.ao's eager quantisation warns that it is deprecated
+            warnings.simplefilter("ignore")
+            self.fusion_model, self.itm_head = (
+                torch.ao.quantization.quantize_dynamic(copy.deepcopy(module).float(), {torch.nn.Linear},
+                                                       dtype=torch.qint8, inplace=True)
+                for module in (model.fusion_model, model.itm_head))
+
+    def itm_logits(self, text_embeds, attention_mask, cross_key_values=None, images_per_text=1):
+        """As `APTMModel.itm_logits` with precomputed `cross_key_values`."""
+        return self.itm_head(self.fusion_model.first_token_states(text_embeds, attention_mask, None, cross_key_values,
+                                                                  images_per_text))
+
+
+def exact_rescoring_mask(logits: torch.Tensor, cosine: torch.Tensor, top: int, bound: float) -> torch.Tensor:
+    r"""
+    Which candidates exact-fast re-scores in fp32 (`[q, k]` bool), from their low-precision ITM logits `logits`
+    `[q, k, V]` (V views), their exact cosine `[q, k]`, the ranks to keep exact `top` and the error bound `bound`:
+    every low-precision logit within `bound` of its fp32 value.
+
+    A candidate j is left in low precision only if (a) at least `top` candidates i of its query surely score above
+    it: in every view `logits[i] - logits[j] > 2 bound` (so i's fp32 logit is higher) and `cosine[i] >= cosine[j]`,
+    which makes i's fused score higher under any fusion (each is increasing in every view's logit and in the cosine,
+    whatever the normalisation), and (b) in no view it lies within `2 bound` of the query's lowest logit. By (a) the
+    fp32 top `top` are all re-scored, their order among themselves is fp32's, and every candidate left ranks below
+    them; by (a) and (b) each query's highest and lowest logit per view, from which the fusion's fill value and
+    normalisation follow, are fp32 values too, and the logits left lie strictly between them.
+    """
+    margin = 2 * bound
+    surely_above = ((logits[:, :, None] - logits[:, None, :] > margin).all(dim=-1)
+                    & (cosine[:, :, None] >= cosine[:, None, :]))  # [q, i, j]: i surely above j
+    near_lowest = (logits <= logits.min(dim=1, keepdim=True).values + margin).any(dim=-1)
+    return (surely_above.sum(dim=1) < top) | near_lowest
+
+
+@dataclass
+class ExactFastStats:
+    """What exact-fast re-ranking did in the last ranking call: (query, candidate, view) logits computed in low
+    precision (`pairs`), of those computed in fp32 too (`rescored`: calibration, the candidates near the top-n
+    boundary or the lowest logit, and groups redone after an error beyond the bound), the error bound in use and the
+    largest low-precision error measured against fp32 (over every logit computed both ways, by this engine)."""
+
+    pairs: int = 0
+    rescored: int = 0
+    error_bound: float | None = None
+    largest_error: float = 0.0
+
+    @property
+    def rescored_share(self) -> float:
+        """Share of the logits computed in fp32."""
+        return self.rescored / self.pairs if self.pairs else 0.0
 
 
 def itm_views(topk_itm: torch.Tensor) -> torch.Tensor:
@@ -443,14 +553,39 @@ class TextPersonSearch(Encoder):
         kv_memory_limit (`int`, *optional*, defaults to 2 GiB): keep the whole gallery's cross-attention keys/values
             when they fit in this many bytes (4 per value, 2 under bfloat16/float16 autocast); otherwise compute them
             per query batch.
+        precision (`str`, *optional*, defaults to `"fp32"`): of the ITM re-ranking (see the module docstring):
+            `"fp32"`; `"bf16"` (bfloat16 autocast of every stage, as `autocast=torch.bfloat16`; approximate); `"int8"`
+            (the fusion encoder's linear layers dynamically quantised, CPU only; approximate); `"exact-fast"` (every
+            candidate in `low_precision`, then fp32 where the order of the top `exact_top` is decided: the same top
+            `exact_top` as fp32). Encoders and cosine stay in fp32 except under `"bf16"`.
+        exact_top (`int`, *optional*, defaults to 10): the ranks exact-fast keeps equal to fp32's.
+        low_precision (`str`, *optional*): exact-fast's low precision, `"int8"` or `"bf16"` (default: what the device
+            accelerates, `default_low_precision`).
     """
+
+    calibration_pairs = 256  # exact-fast: logits computed both ways before the error bound is used
 
     def __init__(self, model: torch.nn.Module, processor: Any, k: int | None = None, fusion: str = "aptm",
                  cosine_weight: float | None = None, world_size: int = 1, batch_size: int = 32,
                  query_batch_size: int = 8, autocast: torch.dtype | None = None, progress: bool = True,
-                 kv_memory_limit: int = 2**31, test_time_flip: bool | None = None):
+                 kv_memory_limit: int = 2**31, test_time_flip: bool | None = None, precision: str = "fp32",
+                 exact_top: int = 10, low_precision: str | None = None):
         check_choice(fusion, FUSIONS, "fusion")
+        check_choice(precision, PRECISIONS, "precision")
+        if autocast is not None and precision not in ("fp32", "bf16"):
+            raise ValueError(f"autocast applies to the fp32 and bf16 precisions, not {precision!r}")
+        if precision == "bf16":
+            autocast = autocast or torch.bfloat16
         super().__init__(model, processor, batch_size=batch_size, autocast=autocast, progress=progress)
+        self.precision = precision
+        self.exact_top = exact_top
+        self.low_precision = {"int8": "int8", "exact-fast": low_precision or default_low_precision(self.device)}.get(
+            precision)
+        if self.low_precision is not None:
+            check_choice(self.low_precision, LOW_PRECISIONS, "low_precision")
+        self._int8_matcher = Int8Matcher(model) if self.low_precision == "int8" else None
+        self.exact_fast_stats = ExactFastStats()
+        self._calibrated_pairs = 0
         self.k = k or model.config.k_test
         self.fusion = fusion
         self.cosine_weight = model.config.itm_cosine_weight if cosine_weight is None else cosine_weight
@@ -494,20 +629,60 @@ class TextPersonSearch(Encoder):
         return kv
 
     @torch.no_grad()
-    def _rerank(self, text_embeds, mask, candidates, gallery, gallery_kv, view="image_embeds"):
-        """ITM logits `[q, k]` of each query's candidates (their image tokens `view`). Image keys/values come from
-        `gallery_kv` (computed once for the gallery) or are computed once per query batch for its distinct
-        candidates."""
-        queries, k = candidates.shape
+    def _pair_logits(self, text_embeds, mask, images, gallery, gallery_kv, view, images_per_text, low=False):
+        """ITM logit[1] `[len(images)]` of each text `[B, L, H]` with its `images_per_text` consecutive gallery
+        images of `images` (indices, their image tokens `view`), in the engine's low precision with `low`. Image
+        keys/values come from `gallery_kv` (computed once for the gallery) or are computed here for the distinct
+        images."""
         if gallery_kv is None:
-            images, slots = candidates.flatten().unique(return_inverse=True)
-            kv = self._cross_key_values(gallery, images.cpu(), view)
+            distinct, slots = images.unique(return_inverse=True)
+            kv = self._cross_key_values(gallery, distinct.cpu(), view)
         else:
-            slots, kv = candidates.flatten(), gallery_kv
-        cross = GatheredKeyValues(kv, slots)
+            slots, kv = images, gallery_kv
         length = int(mask.sum(1).max())
-        text_embeds, mask = text_embeds[:, :length], mask[:, :length]
-        return self._match_logits(text_embeds, mask, cross, k).view(queries, k)
+        text_embeds, mask, cross = text_embeds[:, :length], mask[:, :length], GatheredKeyValues(kv, slots)
+        if low and self.low_precision == "int8":
+            return self._int8_matcher.itm_logits(text_embeds, mask, cross, images_per_text)[:, 1].float()
+        with torch.autocast(self.device.type, dtype=torch.bfloat16) if low else nullcontext():
+            return self._match_logits(text_embeds, mask, cross, images_per_text)
+
+    def _rerank(self, text_embeds, mask, candidates, cosine, gallery, gallery_kv, views):
+        """ITM logits `[q, k, V]` of each query's candidates `[q, k]` (cosine `[q, k]`) with their image tokens in
+        each of `views` (`gallery_kv` one entry per view), in the engine's precision. Exact-fast computes them all in
+        low precision, then in fp32 those `exact_rescoring_mask` selects with the error bound (`ERROR_MARGIN` times
+        the largest error measured so far on logits computed both ways); every logit in fp32 until
+        `calibration_pairs` logits were compared, for a group where it selects `FULL_RESCORING_SHARE` or more, and
+        for a group where a re-scored logit erred beyond the bound it was selected with (the bound then widens)."""
+        queries, k = candidates.shape
+
+        def logits(low, texts=text_embeds, masks=mask, images=candidates.flatten(), per_text=k):
+            return torch.stack([self._pair_logits(texts, masks, images, gallery, kv, view, per_text, low)
+                                for view, kv in zip(views, gallery_kv)], dim=-1)
+
+        if self.precision != "exact-fast":
+            return logits(self.precision == "int8").view(queries, k, len(views))
+        stats = self.exact_fast_stats
+        fast = logits(True).view(queries, k, len(views))
+        stats.pairs += fast.numel()
+        bound = stats.error_bound
+        selected = (exact_rescoring_mask(fast, cosine, self.exact_top, bound)
+                    if self._calibrated_pairs >= self.calibration_pairs else None)
+        if selected is not None and selected.sum() < FULL_RESCORING_SHARE * selected.numel():
+            query, candidate = selected.nonzero(as_tuple=True)
+            exact = logits(False, text_embeds[query], mask[query], candidates[query, candidate], 1)
+            stats.rescored += exact.numel()
+            error = (exact - fast[query, candidate]).abs().max().item()
+            stats.largest_error = max(stats.largest_error, error)
+            stats.error_bound = ERROR_MARGIN * stats.largest_error
+            if error <= bound:
+                fast[query, candidate] = exact
+                return fast
+        exact = logits(False).view(queries, k, len(views))  # calibration, most selected, or an error beyond the bound
+        stats.rescored += exact.numel()
+        stats.largest_error = max(stats.largest_error, (exact - fast).abs().max().item())
+        stats.error_bound = ERROR_MARGIN * stats.largest_error
+        self._calibrated_pairs += exact.numel()
+        return exact
 
     def _ranked_batches(self, texts, gallery, k, fusion):
         """Per batch of `batch_size` texts: text features `[q, E]`, cosine rows `[q, G]` (on the device), top-k
@@ -526,6 +701,7 @@ class TextPersonSearch(Encoder):
                                     is not None else [])
         gallery_kv = [self._gallery_key_values(gallery, view) for view in views] if rerank else None
         group_size = self.query_batch_size if rerank else self.batch_size
+        self.exact_fast_stats = replace(self.exact_fast_stats, pairs=0, rescored=0)
         bar = self._bar(None, "re-ranking" if rerank else "scoring", total=len(texts))
         for start in range(0, len(texts), self.batch_size):
             batch = texts[start : start + self.batch_size]
@@ -540,9 +716,8 @@ class TextPersonSearch(Encoder):
                 text_embeds, mask, features[rows] = self.encode_text_batch([batch[row] for row in rows.tolist()])
                 cosine[rows] = (features[rows].to(gallery_features.dtype) @ gallery_features.t()).float()
                 if rerank:
-                    top[rows] = cosine[rows].topk(k, dim=1).indices
-                    for index, (view, kv) in enumerate(zip(views, gallery_kv)):
-                        itm[rows, :, index] = self._rerank(text_embeds, mask, top[rows], gallery, kv, view)
+                    top_cosine, top[rows] = cosine[rows].topk(k, dim=1)
+                    itm[rows] = self._rerank(text_embeds, mask, top[rows], top_cosine, gallery, gallery_kv, views)
                 bar.update(len(rows))
             yield features, cosine, top, itm if itm is None or len(views) > 1 else itm[..., 0]
         bar.close()
@@ -665,6 +840,7 @@ class AttributeRecognizer(Encoder):
 
 
 __all__ = [
-    "ATTRIBUTE_SCORINGS", "AttributeRecognizer", "EncodedGallery", "Encoder", "FUSIONS", "FusedScores", "SENTINEL",
-    "SearchResult", "StreamingFusion", "TextPersonSearch", "fuse_scores",
+    "ATTRIBUTE_SCORINGS", "AttributeRecognizer", "EncodedGallery", "Encoder", "ExactFastStats", "FUSIONS",
+    "FusedScores", "Int8Matcher", "PRECISIONS", "SENTINEL", "SearchResult", "StreamingFusion", "TextPersonSearch",
+    "cpu_features", "default_low_precision", "exact_rescoring_mask", "fuse_scores",
 ]

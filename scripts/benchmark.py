@@ -51,7 +51,8 @@ from aptm.data.captions import clean_caption
 from aptm.export import ONNX_STAGES, int8_name
 from aptm.factory import load_checkpoint
 from aptm.metrics import retrieval_metrics
-from aptm.retrieval import AttributeRecognizer, GalleryIndex, RetrievalEngine
+from aptm.retrieval import (PRECISIONS, AttributeRecognizer, GalleryIndex, RetrievalEngine, cpu_features,
+                            default_low_precision)
 from aptm.retrieval.index import ShardedFolder
 from aptm.retrieval.reference import original_procedure_scores, per_image_attribute_scores
 from aptm.training.arguments import RECIPES_DIR, load_recipe
@@ -193,119 +194,179 @@ def per_query_ms(function, queries):
     return 1000 * seconds / len(queries)
 
 
+def cpu_line(device=torch.device("cpu")):
+    """The CPU's low-precision features (`retrieval_aptm.cpu_features`), torch's vector capability and the low
+    precision exact-fast re-ranks with here."""
+    features = ", ".join(f"{name} {'yes' if present else 'no'}" for name, present in cpu_features().items())
+    low = default_low_precision(device)
+    return (f"CPU: {features}; torch {torch.backends.cpu.get_cpu_capability()}; exact-fast re-ranks in {low} here"
+            + ("" if low == "bf16" else " (no bfloat16 instructions: bf16 is emulated)"))
+
+
+def top10_identical(scores, reference):
+    """Share of the rows of two score matrices (or of two `FusedScores`) whose top 10 are the same images in the
+    same order (ties broken by index, as the metrics do)."""
+    def top10(matrix):
+        return matrix.argsort(dim=1, descending=True, stable=True)[:, :10]
+
+    return (top10(scores) == top10(reference)).all(dim=1).float().mean().item()
+
+
 def configuration_table(name, config, num_images, num_queries, k, latency_k=16, tolerance=1e-5):
-    """Benchmark one configuration side by side in one run: the original procedure, the fp32 engine and the bf16
-    engine (`autocast=torch.bfloat16`) on the same weights, gallery and queries; print the table, the rankings'
-    agreement with the original procedure (identical except near-tie swaps within `tolerance`, else an error), the
-    re-rank FLOP floor at the faster of the matmul rates measured before and after the evaluations, and the fp32
-    engine's time per stage."""
+    """Benchmark one configuration side by side in one run: the original procedure and the engine in each precision
+    (`PRECISIONS`: fp32, bf16, int8, exact-fast) on the same weights, gallery and queries; print the table, the
+    rankings' agreement with the original procedure (identical except near-tie swaps within `tolerance`, else an
+    error for fp32), exact-fast's top-10 agreement with fp32 and the share it re-scored in fp32, the re-rank FLOP
+    floor at the faster of the matmul rates measured before and after the evaluations, and the time per stage of the
+    fp32 and int8 engines. The encoders run in fp32 except under bf16: int8 and exact-fast share fp32's gallery."""
     torch.manual_seed(0)
     model = aptm.APTMModel(config).eval()
     processor = aptm.build_processor()
     images, queries = make_inputs(num_images, num_queries)
     k, latency_k = min(k, num_images), min(latency_k, num_images)
-    autocast = {"fp32": None, "bf16": torch.bfloat16}
 
     def engine_for(precision):
         return RetrievalEngine(model, processor, k=k, batch_size=16, query_batch_size=8, progress=False,
-                               autocast=autocast[precision])
+                               precision=precision)
 
     pixel_values = processor.image_processor(images[:16])["pixel_values"]
     shapes = matmul_shapes(model.vision_model, pixel_values)
-    rows, indices, scores, seconds = {}, {}, {}, {}
-    for precision in autocast:
+    rows, indices, scores, seconds, engines = {}, {}, {}, {}, {}
+    for precision in PRECISIONS:
         engine = engine_for(precision)
-        engine.encode_images(pixel_values[:2])  # warm-up
-        _, encoding = timed(lambda: engine.encode_images(pixel_values))
-        ceiling = matmul_seconds(shapes, autocast[precision] or torch.float32)
-        rows.setdefault("image encoder (images/s, batches of 16)", {})[precision] = f"{16 / encoding:.1f}"
-        rows.setdefault("its matmul ceiling (images/s; share reached)", {})[precision] = (
-            f"{16 / ceiling:.1f} ({100 * ceiling / encoding:.0f}%)")
-        indices[precision], gallery_seconds = timed(lambda: engine.encode_gallery(images))
-        rows.setdefault("gallery encoding with preprocessing (images/s)", {})[precision] = (
-            f"{num_images / gallery_seconds:.1f}")
+        if precision in ("fp32", "bf16"):
+            engine.encode_images(pixel_values[:2])  # warm-up
+            _, encoding = timed(lambda: engine.encode_images(pixel_values))
+            ceiling = matmul_seconds(shapes, engine.autocast or torch.float32)
+            rows.setdefault("image encoder (images/s, batches of 16)", {})[precision] = f"{16 / encoding:.1f}"
+            rows.setdefault("its matmul ceiling (images/s; share reached)", {})[precision] = (
+                f"{16 / ceiling:.1f} ({100 * ceiling / encoding:.0f}%)")
+            indices[precision], gallery_seconds = timed(lambda: engine.encode_gallery(images))
+            rows.setdefault("gallery encoding with preprocessing (images/s)", {})[precision] = (
+                f"{num_images / gallery_seconds:.1f}")
+        index = indices["bf16" if precision == "bf16" else "fp32"]
         rows.setdefault("query latency, dual encoder (ms)", {})[precision] = (
-            f"{per_query_ms(lambda q: engine.search(q, indices[precision], top=10, fusion='cosine'), queries[:8]):.0f}")
+            f"{per_query_ms(lambda q: engine.search(q, index, top=10, fusion='cosine'), queries[:8]):.0f}")
         engine.k = latency_k
         rows.setdefault(f"query latency, re-rank top {latency_k}, cached gallery (ms)", {})[precision] = (
-            f"{per_query_ms(lambda q: engine.search(q, indices[precision], top=10), queries[:8]):.0f}")
+            f"{per_query_ms(lambda q: engine.search(q, index, top=10), queries[:8]):.0f}")
     index = indices["fp32"]
     encoded = processor(text=queries)
     length = encoded["attention_mask"].sum(1).float().mean().item()
     cross = config.cross_config
     fusion_rate = lambda: linear_gflops(8 * k * round(length), cross.hidden_size, cross.intermediate_size)  # noqa: E731
     rates = [fusion_rate()]
-    for precision in autocast:  # fresh engines: the evaluation pays for the gallery's keys/values
-        scores[precision], seconds[precision] = timed(lambda: engine_for(precision).score_matrix(queries, index))
+    for precision in PRECISIONS:  # fresh engines: the evaluation pays for the gallery's keys/values
+        engines[precision] = engine_for(precision)
+        scores[precision], seconds[precision] = timed(lambda: engines[precision].score_matrix(queries, index))
     original, seconds["original"] = timed(lambda: original_procedure_scores(
         model, encoded["input_ids"], encoded["attention_mask"], index.image_embeds, index.image_features, k))
     evaluation = f"full evaluation, {num_queries} queries x {num_images} images, k={k} (s)"
     rows[evaluation] = {key: f"{value:.2f}" for key, value in seconds.items()}
-    rows[evaluation]["original / fp32"] = f"{seconds['original'] / seconds['fp32']:.2f}x"
-    rows[evaluation]["fp32 / bf16"] = f"{seconds['fp32'] / seconds['bf16']:.2f}x"
+    ratios = {"original / fp32": ("original", "fp32"), "fp32 / bf16": ("fp32", "bf16"), "fp32 / int8": ("fp32", "int8"),
+              "original / exact-fast": ("original", "exact-fast")}
+    rows[evaluation].update({column: f"{seconds[slow] / seconds[fast]:.2f}x"
+                             for column, (slow, fast) in ratios.items()})
+    stats = engines["exact-fast"].exact_fast_stats
+    rows["exact-fast: logits re-scored in fp32"] = {"exact-fast": f"{100 * stats.rescored_share:.1f}%"}
     engine = engine_for("fp32")
     stages = {"text encoding": timed(lambda: engine.encode_texts(queries))[1],
               "gallery keys/values": timed(lambda: engine._cross_key_values(index, torch.arange(len(index))))[1]}
-    stages["cosine, top-k, re-ranking and fusion"] = seconds["fp32"] - sum(stages.values())
     rates.append(fusion_rate())
     rate = max(rates)  # the machine's speed drifts: the faster of the rates measured before and after the evaluations
     floor = rerank_flops(config, length, k, num_queries) / 1e9 / rate
     engine_floor = rerank_flops(config, length, k, num_queries, shared=True) / 1e9 / rate
-    columns = ("fp32", "bf16", "original", "original / fp32", "fp32 / bf16")
+    columns = (*PRECISIONS, "original", *ratios)
     print(f"\n## {name}: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, "
           f"{torch.get_num_threads()} threads, {num_queries} queries x {num_images} images")
-    print(f"| {'measure':<62} | " + " | ".join(f"{column:>15}" for column in columns) + " |")
-    print(f"|{'-' * 64}|" + "|".join("-" * 17 for _ in columns) + "|")
+    print(cpu_line())
+    print(f"| {'measure':<62} | " + " | ".join(f"{column:>21}" for column in columns) + " |")
+    print(f"|{'-' * 64}|" + "|".join("-" * 23 for _ in columns) + "|")
     for measure, cells in rows.items():
-        print(f"| {measure:<62} | " + " | ".join(f"{cells.get(column, ''):>15}" for column in columns) + " |")
+        print(f"| {measure:<62} | " + " | ".join(f"{cells.get(column, ''):>21}" for column in columns) + " |")
     print(f"re-rank FLOP floor: {floor:.2f} s for the original procedure's work at mean text length {length:.1f} "
           f"and {rate:.0f} GFLOP/s (fp32 matmul at the fusion feed-forward's shape, the faster of "
           f"{rates[0]:.0f} and {rates[1]:.0f} measured before and after the evaluations): the fp32 engine's "
           f"full evaluation takes {seconds['fp32'] / floor:.2f}x that floor; the engine's own work (first "
           f"self-attention once per text, last layer [CLS] only) has a floor of {engine_floor:.2f} s "
           f"({seconds['fp32'] / engine_floor:.2f}x)")
-    print("fp32 engine time per stage: " + ", ".join(
-        f"{stage} {value:.2f} s ({100 * value / seconds['fp32']:.0f}%)" for stage, value in stages.items()))
-    agreements = {precision: Agreement.of(scores[precision], original, tolerance) for precision in autocast}
+    for precision in ("fp32", "int8"):
+        rest = {**stages, "cosine, top-k, re-ranking and fusion": seconds[precision] - sum(stages.values())}
+        print(f"{precision} engine time per stage: " + ", ".join(
+            f"{stage} {value:.2f} s ({100 * value / seconds[precision]:.0f}%)" for stage, value in rest.items()))
+    agreements = {precision: Agreement.of(scores[precision], original, tolerance) for precision in PRECISIONS}
     for precision, agreement in agreements.items():
         print(f"{precision} engine vs the original procedure: {agreement}")
+    identical = {precision: top10_identical(scores[precision], scores["fp32"]) for precision in ("exact-fast", "int8")}
+    print(f"exact-fast vs fp32: top 10 identical for {100 * identical['exact-fast']:.1f}% of the queries (int8 "
+          f"alone: {100 * identical['int8']:.1f}%); "
+          f"{100 * stats.rescored_share:.1f}% of the {stats.pairs} logits re-scored in fp32, error bound "
+          f"{stats.error_bound:.2e} (largest measured error {stats.largest_error:.2e})")
+    rerank_seconds = seconds["fp32"] - sum(stages.values())
+    needed = (seconds["original"] / 3 - seconds["int8"]) / rerank_seconds
+    print(f"exact-fast costs about the int8 engine's time plus the re-scored share of the fp32 engine's re-ranking "
+          f"({seconds['int8']:.2f} s + share x {rerank_seconds:.2f} s here): 3x the original procedure needs a share "
+          + (f"of at most {100 * needed:.0f}%" if needed > 0 else "below 0%: out of reach, the int8 engine alone takes "
+             "more than a third of the original's time")
+          + " (this random-initialised model's near-constant logits make its own share unrepresentative: measure "
+          "it on a trained checkpoint with --agreement)")
     if agreements["fp32"].beyond:
         raise SystemExit(f"the fp32 engine's rankings differ from the original procedure's beyond near-ties: "
                          f"{agreements['fp32']}")
     return seconds
 
 
-def precision_agreement(checkpoint, data_dir, k=16, recipe=RECIPES_DIR / "tiny_procedural.json"):
-    """fp32 against bf16 (`autocast=torch.bfloat16`, gallery encoding and re-ranking) on a trained checkpoint and the
-    test split of the procedural dataset of `recipe` in `data_dir` (the quickstart's: `outputs/quickstart/checkpoint`,
-    `outputs/quickstart/data`): R@1 and mAP of each, the share of queries whose top 10 are identical in order, and the
-    time of each."""
+def precision_agreement(checkpoint, data_dir, k=128, precisions=PRECISIONS, num_queries=None,
+                        recipe=RECIPES_DIR / "tiny_procedural.json"):
+    """The engine in each precision (`PRECISIONS`) against fp32 on a trained checkpoint and the test split of the
+    procedural dataset of `recipe` in `data_dir` (the quickstart's: `outputs/quickstart/checkpoint`,
+    `outputs/quickstart/data`), with the original procedure's time on the same gallery: R@1 and mAP of each, the
+    share of queries whose top 10 are identical in order to fp32's, exact-fast's share re-scored in fp32, and the
+    time of each (gallery encoding and evaluation; the original: its scores from the fp32 gallery, the metrics
+    excluded). `precisions` (fp32 always among them) and the first `num_queries` queries (default all) shorten it."""
     model, processor = load_checkpoint(checkpoint)
     data = load_aptm_dataset("procedural", data_dir=data_dir, **load_recipe(recipe)["dataset_options"])
     gallery, queries = data["test_gallery"], data["test_queries"]
-    results = {}
-    for precision, autocast in (("fp32", None), ("bf16", torch.bfloat16)):
-        engine = RetrievalEngine(model, processor, k=k, autocast=autocast, progress=False)
+    if num_queries is not None:
+        queries = queries.select(range(min(num_queries, len(queries))))
+    texts, k = list(queries["caption"]), min(k, len(gallery))
+    precisions = ("fp32", *(precision for precision in precisions if precision != "fp32"))
+    warm_up = RetrievalEngine(model, processor, k=k, progress=False)  # thread pools, the images' first decoding
+    warm_up.score_matrix(texts[:8], warm_up.encode_gallery(gallery))
+    results, engines = {}, {}
+    for precision in precisions:
+        engines[precision] = engine = RetrievalEngine(model, processor, k=k, precision=precision, progress=False)
 
         def evaluated():
             index = engine.encode_gallery(gallery, person_ids=gallery["person_id"])
-            return engine.evaluate(list(queries["caption"]), queries["person_id"], index)
+            return index, *engine.evaluate(texts, queries["person_id"], index)
 
-        (metrics, scores), seconds = timed(evaluated)
-        top10 = torch.cat([rows.topk(10, dim=1).indices for _, rows in scores.chunks()])
-        results[precision] = metrics, top10, seconds
-    identical = (results["fp32"][1] == results["bf16"][1]).all(dim=1).float().mean().item()
-    print(f"\n## fp32 vs bf16 on {checkpoint}: {len(queries)} queries x {len(gallery)} images, k={k}, "
+        (index, metrics, scores), seconds = timed(evaluated)
+        results[precision] = metrics, scores.matrix(), seconds
+        if precision == "fp32":
+            encoded, gallery_seconds = timed(lambda: engine.encode_gallery(gallery))
+            tokens = processor(text=texts)
+            _, original_seconds = timed(lambda: original_procedure_scores(
+                model, tokens["input_ids"], tokens["attention_mask"], encoded.image_embeds, encoded.image_features, k))
+            original_seconds += gallery_seconds
+    print(f"\n## precisions vs fp32 on {checkpoint}: {len(queries)} queries x {len(gallery)} images, k={k}, "
           f"{torch.get_num_threads()} threads")
-    print(f"| {'measure':<34} | {'fp32':>8} | {'bf16':>8} | {'difference':>10} |")
-    print(f"|{'-' * 36}|{'-' * 10}|{'-' * 10}|{'-' * 12}|")
+    print(cpu_line())
+    print(f"| {'measure':<42} | " + " | ".join(f"{precision:>10}" for precision in precisions) + " |")
+    print(f"|{'-' * 44}|" + "|".join("-" * 12 for _ in precisions) + "|")
     for name in ("R@1", "mAP"):
-        full, half = results["fp32"][0][name], results["bf16"][0][name]
-        print(f"| {name:<34} | {full:>8.2f} | {half:>8.2f} | {half - full:>+10.2f} |")
-    full, half = results["fp32"][2], results["bf16"][2]
-    print(f"| {'encoding + evaluation (s)':<34} | {full:>8.1f} | {half:>8.1f} | {full / half:>9.2f}x |")
-    print(f"top-10 identical (in order) for {100 * identical:.1f}% of the queries")
-    return identical
+        print(f"| {name:<42} | " + " | ".join(f"{results[p][0][name]:>10.2f}" for p in precisions) + " |")
+    print(f"| {'top 10 identical to fp32 (% of queries)':<42} | " + " | ".join(
+        f"{100 * top10_identical(results[p][1], results['fp32'][1]):>10.1f}" for p in precisions) + " |")
+    print(f"| {'encoding + evaluation (s)':<42} | " + " | ".join(f"{results[p][2]:>10.1f}" for p in precisions)
+          + " |")
+    print(f"| {f'original procedure ({original_seconds:.1f} s) / this':<42} | " + " | ".join(
+        f"{original_seconds / results[p][2]:>9.2f}x" for p in precisions) + " |")
+    if "exact-fast" in engines:
+        stats = engines["exact-fast"].exact_fast_stats
+        print(f"exact-fast: {100 * stats.rescored_share:.1f}% of the {stats.pairs} logits re-scored in fp32, error "
+              f"bound {stats.error_bound:.2e} (largest measured error {stats.largest_error:.2e})")
+    return {p: top10_identical(results[p][1], results["fp32"][1]) for p in precisions}
 
 
 def torch_stages(model):
@@ -664,8 +725,13 @@ def main(argv=None):
     parser.add_argument("--base-queries", type=int, default=16)
     parser.add_argument("--base-k", type=int, default=48)
     parser.add_argument("--agreement", nargs=2, metavar=("CHECKPOINT", "DATA_DIR"),
-                        help="measure only fp32 against bf16 on a trained checkpoint and its procedural data's test "
+                        help="measure only every precision against fp32 on a trained checkpoint and its procedural data's test "
                              "split (e.g. outputs/quickstart/checkpoint outputs/quickstart/data)")
+    parser.add_argument("--agreement-k", type=int, default=128,
+                        help="candidates re-ranked in the --agreement run (default: the paper's k_test, 128)")
+    parser.add_argument("--agreement-precisions", default=",".join(PRECISIONS),
+                        help="precisions the --agreement run compares with fp32, comma-separated")
+    parser.add_argument("--agreement-queries", type=int, help="the --agreement run's first queries only")
     parser.add_argument("--onnx", nargs=2, metavar=("CHECKPOINT", "DATA_DIR"),
                         help="measure only torch fp32 against onnxruntime fp32 and int8 (the checkpoint's onnx/ folder "
                              "written by scripts/export_onnx.py) on a trained checkpoint and its procedural data's "
@@ -690,7 +756,8 @@ def main(argv=None):
         footage_throughput(*args.footage)
         return
     if args.agreement:
-        precision_agreement(*args.agreement)
+        precision_agreement(*args.agreement, k=args.agreement_k, precisions=args.agreement_precisions.split(","),
+                            num_queries=args.agreement_queries)
         return
     if args.onnx:
         onnx_agreement(*args.onnx)

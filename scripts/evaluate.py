@@ -9,11 +9,9 @@ queries, with the metrics of one process (the first process prepares the data, p
 
 import argparse
 
-import torch
-
 from aptm.evaluation import evaluate_dataset
 from aptm.factory import load_checkpoint
-from aptm.retrieval import ATTRIBUTE_SCORINGS, FUSIONS
+from aptm.retrieval import ATTRIBUTE_SCORINGS, FUSIONS, PRECISIONS
 from aptm.retrieval.sharding import launched_state
 from datasets_scripts import NAMES, load_aptm_dataset
 
@@ -37,7 +35,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--image-to-text", action="store_true",
                         help="also the image-to-text metrics (i2t_ keys), from the transposed score matrix")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (approximate)")
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                        help="of the ITM re-ranking: fp32, bf16 (autocast, approximate), int8 (CPU, approximate) or "
+                        "exact-fast (low precision, then fp32 where the top --exact-top is decided: fp32's top)")
+    parser.add_argument("--exact-top", type=int, default=10, help="the ranks exact-fast keeps equal to fp32's")
     parser.add_argument("--output-dir", default="outputs/evaluation")
     args = parser.parse_args(argv)
 
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> dict:
                                fusion=args.fusion, world_size=args.world_size, test_time_flip=args.test_time_flip,
                                batch_size=args.batch_size,
                                attribute_scoring=args.attribute_scoring, image_to_text=args.image_to_text,
-                               autocast=torch.bfloat16 if args.bf16 else None, progress=state.is_main_process)
+                               precision=args.precision, exact_top=args.exact_top, progress=state.is_main_process)
     if state.num_processes > 1:
         state.wait_for_everyone()  # tear down together: gloo can abort a process that leaves while another works
         state.destroy_process_group()

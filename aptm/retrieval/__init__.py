@@ -2,15 +2,17 @@
 ITM re-ranking, attribute prompts) is the checkpoint's remote code, `retrieval_aptm`; this package adds the gallery
 index on disk, evaluation, and the original procedure written out as the reference (`reference`)."""
 
-from retrieval_aptm import (ATTRIBUTE_SCORINGS, FUSIONS, SENTINEL, AttributeRecognizer, EncodedGallery, Encoder,
-                            FusedScores, SearchResult, StreamingFusion, TextPersonSearch, fuse_scores)
+from retrieval_aptm import (ATTRIBUTE_SCORINGS, FUSIONS, PRECISIONS, SENTINEL, AttributeRecognizer, EncodedGallery,
+                            Encoder, ExactFastStats, FusedScores, SearchResult, StreamingFusion, TextPersonSearch,
+                            cpu_features, default_low_precision, exact_rescoring_mask, fuse_scores)
 
 from .engine import RetrievalEngine
 from .index import GalleryIndex
 from .reference import min_max, original_procedure_scores
 
 __all__ = [
-    "ATTRIBUTE_SCORINGS", "AttributeRecognizer", "EncodedGallery", "Encoder", "FUSIONS", "FusedScores", "GalleryIndex",
-    "RetrievalEngine", "SENTINEL", "SearchResult", "StreamingFusion", "TextPersonSearch", "fuse_scores", "min_max",
+    "ATTRIBUTE_SCORINGS", "AttributeRecognizer", "EncodedGallery", "Encoder", "ExactFastStats", "FUSIONS",
+    "FusedScores", "GalleryIndex", "PRECISIONS", "RetrievalEngine", "SENTINEL", "SearchResult", "StreamingFusion",
+    "TextPersonSearch", "cpu_features", "default_low_precision", "exact_rescoring_mask", "fuse_scores", "min_max",
     "original_procedure_scores",
 ]

@@ -13,14 +13,17 @@ from helpers.paths import REPO, load_script
 
 
 def test_benchmark_smoke():
-    """The default path runs to the end on a small gallery: one table with the fp32 and bf16 engines and the
-    original procedure side by side, the floor, the stages and both agreements (fp32: no swap beyond near-ties)."""
+    """The default path runs to the end on a small gallery: one table with the engine in every precision and the
+    original procedure side by side, the CPU's features, the floor, the stages, the agreements (fp32: no swap beyond
+    near-ties) and exact-fast's with fp32."""
     result = subprocess.run([sys.executable, str(REPO / "scripts" / "benchmark.py"), "--configs", "tiny", "--gallery",
                              "10", "--queries", "6", "--k", "8"], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     for measure in ("image encoder (images/s", "its matmul ceiling", "gallery encoding", "query latency, dual encoder",
                     "query latency, re-rank top 10", "full evaluation, 6 queries x 10 images, k=8", "re-rank FLOP floor",
-                    "fp32 engine time per stage", "bf16 engine vs the original procedure"):
+                    "fp32 engine time per stage", "bf16 engine vs the original procedure", "CPU: avx512_vnni",
+                    "exact-fast engine vs the original procedure", "exact-fast: logits re-scored in fp32",
+                    "exact-fast vs fp32: top 10 identical for 100.0% of the queries"):
         assert measure in result.stdout, measure
     agreement = next(line for line in result.stdout.splitlines() if line.startswith("fp32 engine vs the original"))
     assert ", 0 beyond;" in agreement
