@@ -23,7 +23,7 @@ from aptm.factory import load_checkpoint
 from aptm.figures import DatasetImages, ranked_gallery_grid
 from aptm.hub import write_model_card
 from aptm.metrics import chance_recall_at_1
-from aptm.retrieval import RetrievalEngine
+from aptm.retrieval import GalleryIndex, RetrievalEngine
 from aptm.training import recipe_arguments, run_training
 from aptm.training.arguments import RECIPES_DIR
 from datasets_scripts import NAMES, load_aptm_dataset
@@ -78,9 +78,10 @@ def run_quickstart(output_dir="outputs/quickstart", dataset="procedural", data_d
                                batch_size=64)
     summary.update(results)
     clock.lap("test evaluation")
+    engine = index = None
     if "test_gallery" in data:
         # the dual-encoder ranking beside the paper's (ITM re-ranked) one: it shows what the ITM head adds
-        summary["retrieval_dual_encoder"], *_ = evaluate_retrieval(
+        summary["retrieval_dual_encoder"], _, engine, index = evaluate_retrieval(
             model, processor, data["test_gallery"], data["test_queries"], dataset=dataset, fusion="cosine", batch_size=64)
         summary["chance_R@1"] = chance_recall_at_1(data["test_queries"]["person_id"], data["test_gallery"]["person_id"])
         clock.lap("dual-encoder retrieval")
@@ -94,7 +95,8 @@ def run_quickstart(output_dir="outputs/quickstart", dataset="procedural", data_d
                    for k, v in summary.get(section, {}).items() if keys is None or k in keys}
         write_model_card(checkpoint, model.config, processor, source=f"Trained by the quickstart (tiny recipe) on the "
                          f"{dataset} dataset; not for real-world use.", metrics=metrics, dataset=dataset)
-    summary["examples"] = answer_examples(model, processor, data, output_dir)
+    if engine is not None:
+        summary["examples"] = answer_examples(engine, index, data["test_gallery"], output_dir)
     clock.lap("model card and examples")
     summary["checkpoint"] = str(checkpoint)
     summary["seconds"], summary["phase_seconds"] = clock.total(), clock.seconds
@@ -118,14 +120,11 @@ class PhaseClock:
         return round(time.perf_counter() - self.started, 1)
 
 
-def answer_examples(model, processor, data, output_dir, queries=EXAMPLE_QUERIES):
-    """Search the test gallery with the example queries; writes `example_queries.png`."""
-    gallery = data["test_gallery"] if "test_gallery" in data else None
-    if gallery is None:
-        return []
-    engine = RetrievalEngine(model, processor, batch_size=64)
-    index = engine.encode_gallery(gallery, person_ids=gallery["person_id"])
-    results = engine.search(list(queries), index, top=10)
+def answer_examples(engine: RetrievalEngine, index: GalleryIndex, gallery, output_dir: str | Path,
+                    queries: tuple[str, ...] = EXAMPLE_QUERIES) -> list[dict]:
+    """Search the test gallery (`gallery`, encoded as `index` by `engine`) with the example queries, re-ranked as
+    the paper; writes `example_queries.png`."""
+    results = engine.search(list(queries), index, top=10, fusion="aptm")
     ranked_gallery_grid(results, DatasetImages(gallery), Path(output_dir) / "example_queries.png")
     return [{"query": r.query, "top_person_ids": [gallery["person_id"][i] for i in r.indices[:3]],
              "scores": [round(s, 3) for s in r.scores[:3]]} for r in results]
