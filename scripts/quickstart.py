@@ -11,16 +11,19 @@ original one: training is skipped) can replace the defaults.
 import argparse
 import json
 import logging
+import os
 import shutil
 import time
 from pathlib import Path
+
+import torch
 
 from aptm.evaluation import attribute_split, evaluate_attributes, evaluate_dataset, evaluate_retrieval
 from aptm.factory import load_checkpoint
 from aptm.figures import DatasetImages, ranked_gallery_grid
 from aptm.hub import write_model_card
 from aptm.metrics import chance_recall_at_1
-from aptm.retrieval import RetrievalEngine
+from aptm.retrieval import GalleryIndex, RetrievalEngine
 from aptm.training import recipe_arguments, run_training
 from aptm.training.arguments import RECIPES_DIR
 from datasets_scripts import NAMES, load_aptm_dataset
@@ -37,10 +40,19 @@ CARD_COLUMNS = (("retrieval", "", None), ("retrieval_dual_encoder", " (dual enco
                 ("attributes", "", ("mA",)), ("attributes_dual_encoder", " (dual encoder)", ("mA",)))
 
 
+def default_threads() -> int:
+    """The CPU cores this process may run on: the quickstart's thread count unless told otherwise."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def run_quickstart(output_dir="outputs/quickstart", dataset="procedural", data_dir=None, checkpoint=None,
-                   recipe=RECIPE, seed=None, max_steps=None, dataset_options=None, batch_size=None):
-    """Run every step; returns the summary (also written to `output_dir/summary.json`)."""
-    started = time.time()
+                   recipe=RECIPE, seed=None, max_steps=None, dataset_options=None, batch_size=None, threads=None):
+    """Run every step with `threads` CPU threads (default: `default_threads()`; a reduction's result can depend on
+    how many threads split it, so the count is fixed up front, never chosen by the load); returns the summary (also
+    written to `output_dir/summary.json`, with the seconds each phase took)."""
+    clock = PhaseClock()
+    threads = threads or default_threads()
+    torch.set_num_threads(threads)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     data_dir = Path(data_dir or output_dir / "data")
@@ -53,44 +65,66 @@ def run_quickstart(output_dir="outputs/quickstart", dataset="procedural", data_d
     if max_steps is not None:  # a quick look: the matching phase is capped as well
         training_args.matching_steps = min(training_args.matching_steps, max_steps)
     data = load_aptm_dataset(dataset, data_dir=data_dir, **data_args.dataset_options)
-    summary = {"dataset": dataset, "data_dir": str(data_dir)}
+    summary = {"dataset": dataset, "data_dir": str(data_dir), "threads": threads}
+    clock.lap("data")
     if checkpoint is None:
         checkpoint = output_dir / "checkpoint"
         _, summary["validation"] = run_training(*arguments)
         shutil.copy(checkpoint / "training_curves.png", output_dir / "training_curves.png")
+        clock.lap("training")
     model, processor = load_checkpoint(checkpoint)
+    clock.lap("checkpoint reload")
     results = evaluate_dataset(model, processor, data, dataset, "test", output_dir, k=evaluation_args.rerank_k,
                                batch_size=64)
     summary.update(results)
+    clock.lap("test evaluation")
+    engine = index = None
     if "test_gallery" in data:
         # the dual-encoder ranking beside the paper's (ITM re-ranked) one: it shows what the ITM head adds
-        summary["retrieval_dual_encoder"], *_ = evaluate_retrieval(
+        summary["retrieval_dual_encoder"], _, engine, index = evaluate_retrieval(
             model, processor, data["test_gallery"], data["test_queries"], dataset=dataset, fusion="cosine", batch_size=64)
         summary["chance_R@1"] = chance_recall_at_1(data["test_queries"]["person_id"], data["test_gallery"]["person_id"])
+        clock.lap("dual-encoder retrieval")
     if "attributes" in results:
         # likewise the attributes scored by the IAC similarities beside the paper's ITM prompt scores
         contrastive = evaluate_attributes(model, processor, attribute_split(data, "test"), 64, scoring="contrastive")
         summary["attributes_dual_encoder"] = {k: v for k, v in contrastive.items() if k != "per_attribute_mA"}
+        clock.lap("dual-encoder attributes")
     if Path(checkpoint) == output_dir / "checkpoint":
         metrics = {f"test {k}{suffix}": round(v, 2) for section, suffix, keys in CARD_COLUMNS
                    for k, v in summary.get(section, {}).items() if keys is None or k in keys}
         write_model_card(checkpoint, model.config, processor, source=f"Trained by the quickstart (tiny recipe) on the "
                          f"{dataset} dataset; not for real-world use.", metrics=metrics, dataset=dataset)
-    summary["examples"] = answer_examples(model, processor, data, output_dir)
+    if engine is not None:
+        summary["examples"] = answer_examples(engine, index, data["test_gallery"], output_dir)
+    clock.lap("model card and examples")
     summary["checkpoint"] = str(checkpoint)
-    summary["seconds"] = round(time.time() - started, 1)
+    summary["seconds"], summary["phase_seconds"] = clock.total(), clock.seconds
     (output_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 
-def answer_examples(model, processor, data, output_dir, queries=EXAMPLE_QUERIES):
-    """Search the test gallery with the example queries; writes `example_queries.png`."""
-    gallery = data["test_gallery"] if "test_gallery" in data else None
-    if gallery is None:
-        return []
-    engine = RetrievalEngine(model, processor, batch_size=64)
-    index = engine.encode_gallery(gallery, person_ids=gallery["person_id"])
-    results = engine.search(list(queries), index, top=10)
+class PhaseClock:
+    """Wall seconds of consecutive phases: `lap(name)` closes the phase that began at the previous lap."""
+
+    def __init__(self):
+        self.started = self.last = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name] = round(now - self.last, 1)
+        self.last = now
+
+    def total(self) -> float:
+        return round(time.perf_counter() - self.started, 1)
+
+
+def answer_examples(engine: RetrievalEngine, index: GalleryIndex, gallery, output_dir: str | Path,
+                    queries: tuple[str, ...] = EXAMPLE_QUERIES) -> list[dict]:
+    """Search the test gallery (`gallery`, encoded as `index` by `engine`) with the example queries, re-ranked as
+    the paper; writes `example_queries.png`."""
+    results = engine.search(list(queries), index, top=10, fusion="aptm")
     ranked_gallery_grid(results, DatasetImages(gallery), Path(output_dir) / "example_queries.png")
     return [{"query": r.query, "top_person_ids": [gallery["person_id"][i] for i in r.indices[:3]],
              "scores": [round(s, 3) for s in r.scores[:3]]} for r in results]
@@ -132,10 +166,13 @@ def main(argv=None):
     parser.add_argument("--checkpoint", help="evaluate this checkpoint (e.g. a converted original) instead of training")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-steps", type=int, help="cap the joint and the matching-phase steps (for a quick look)")
+    parser.add_argument("--recipe", default=str(RECIPE), help="training recipe (a file or a bundled recipe's name)")
+    parser.add_argument("--threads", type=int, help="CPU threads (default: the cores this process may use); the "
+                        "same seed and thread count give bit-identical results, loaded machine or idle")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    summary = run_quickstart(args.output_dir, args.dataset, args.data_dir, args.checkpoint, seed=args.seed,
-                             max_steps=args.max_steps)
+    summary = run_quickstart(args.output_dir, args.dataset, args.data_dir, args.checkpoint, recipe=args.recipe,
+                             seed=args.seed, max_steps=args.max_steps, threads=args.threads)
     print(format_summary(summary))
 
 

@@ -183,6 +183,9 @@ class EvaluationArguments:
     rerank_k: int | None = field(default=None, metadata={
         "help": "candidates re-ranked with ITM; the saved checkpoint's k_test becomes this (default: the config's)"})
     fusion: str = field(default="aptm", metadata=_choices(FUSIONS, "score fusion (see retrieval_aptm)"))
+    cosine_weight: float | None = field(default=None, metadata={
+        "help": "weight of the normalised cosine in the 'aptm' fusion; the saved checkpoint's itm_cosine_weight "
+                "becomes this (default: the config's)"})
     attribute_scoring: str = field(default="itm", metadata=_choices(ATTRIBUTE_SCORINGS, "how prompts are scored"))
 
 

@@ -84,11 +84,13 @@ def prepare_data(data_args, seed=0):
 
 def prepare_model(model_args, loss_args, evaluation_args):
     """`(model, notes)`: see `ModelArguments` for the order of initialisation sources. Loss options become validated
-    configuration fields, the attribute count is the schema's, and a set `rerank_k` becomes `k_test` (the saved
-    checkpoint re-ranks as many candidates as it was validated with)."""
+    configuration fields, the attribute count is the schema's, and a set `rerank_k` becomes `k_test` and a set
+    `cosine_weight` `itm_cosine_weight` (the saved checkpoint re-ranks as it was validated)."""
     overrides = {**loss_args.config_overrides(), "num_attributes": len(ATTRIBUTE_SCHEMAS[model_args.attribute_schema][0])}
     if evaluation_args.rerank_k:
         overrides["k_test"] = evaluation_args.rerank_k
+    if evaluation_args.cosine_weight is not None:
+        overrides["itm_cosine_weight"] = evaluation_args.cosine_weight
     model_class = APTMForImageClassification if model_args.architecture == "image_classifier" else APTMForPreTraining
     if model_args.init is not None:
         config = APTMConfig.from_dict({**APTMConfig.from_pretrained(model_args.init).to_dict(), **overrides})

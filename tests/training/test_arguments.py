@@ -108,9 +108,10 @@ def test_loss_options_are_validated_config_fields(field, value, message):
 def test_loss_options_reach_the_model_config_from_a_preset_and_a_checkpoint(tmp_path):
     model_args, _, loss, evaluation, _ = recipe_arguments(
         RECIPES_DIR / "retrieval_cuhk.json", data_dir="d", output_dir="o", preset="aptm-tiny", config_overrides=TINY,
-        itm_loss_weight=0.5, rerank_k=7, itc_gradient="global")
+        itm_loss_weight=0.5, rerank_k=7, cosine_weight=1.5, itc_gradient="global")
     model, _ = prepare_model(model_args, loss, evaluation)
     assert model.config.itm_loss_weight == 0.5 and model.config.k_test == 7 and model.config.num_attributes == 27
+    assert model.config.itm_cosine_weight == 1.5
     assert model.config.itc_gradient == "global"
     model.save_pretrained(tmp_path / "init")
     model_args, _, loss, evaluation, _ = recipe_arguments(
