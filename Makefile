@@ -46,5 +46,6 @@ $(FOOTAGE_STAMP): $(STAMP)
 		|| echo "note: opencv-doc not installed; the vtest.avi footage tests will be skipped"; fi
 	touch $(FOOTAGE_STAMP)
 
+# one pytest-xdist worker per core (at most 4), the tests of a file in one worker (they share module fixtures)
 test: $(STAMP) $(BROWSER_STAMP) $(FOOTAGE_STAMP)
-	$(PY) -m pytest $(ARGS)
+	$(PY) -m pytest -n auto --maxprocesses 4 --dist loadfile $(ARGS)

@@ -20,10 +20,18 @@ from helpers.models import tiny_config
 from helpers.paths import load_script
 
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs the suite in one pytest-xdist worker per core: each worker, and the processes its tests start,
+    # computes on one thread, so that the workers do not fight over the cores
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
+
 def pytest_sessionstart(session):
     """The Space and the metric folders run from their own files: copy the package's current modules into them, as
-    publishing does."""
-    load_script("scripts/copy_library_files.py").main()
+    publishing does (once, before pytest-xdist's workers start)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        load_script("scripts/copy_library_files.py").main()
 
 
 @pytest.fixture

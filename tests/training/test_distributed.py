@@ -107,7 +107,7 @@ def test_local_itc_gradient_is_one_over_world_size_of_the_global_one_except_the_
     local, global_ = itc_gradients_by_hand("local"), itc_gradients_by_hand("global")
     assert torch.allclose(local["temp"], global_["temp"])
     for name in ("vision_model.patch_embed.proj.weight", "vision_proj.weight", "text_proj.weight"):
-        assert torch.allclose(local[name], global_[name] / 2, rtol=1e-4, atol=1e-8), name
+        assert torch.allclose(local[name], global_[name] / 2, rtol=1e-4, atol=1e-6), name
         assert not torch.allclose(local[name], global_[name], rtol=1e-2), name
 
 
