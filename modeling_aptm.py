@@ -1123,20 +1123,33 @@ class APTMModel(APTMPreTrainedModel):
         # These files are direct relative imports of this one, so every transformers version brings them into the module
         # cache beside it (5.0 copies only the direct relative imports of a local folder's file).
         try:  # remote code (a package in the Hub module cache)
-            from .handler_aptm import write_entry_point
             from .pipeline_aptm import custom_pipelines
             from .retrieval_aptm import TextPersonSearch  # noqa: F401
-            from .sentence_transformers_aptm import write_sentence_transformers_files
         except ImportError:  # installed top-level module
-            from handler_aptm import write_entry_point
             from pipeline_aptm import custom_pipelines
-            from sentence_transformers_aptm import write_sentence_transformers_files
         self.config.custom_pipelines = custom_pipelines()
         saved = super().save_pretrained(save_directory, is_main_process, *args, **kwargs)
         if is_main_process:
-            write_sentence_transformers_files(save_directory)
-            write_entry_point(save_directory)  # handler.py of Inference Endpoints, beside handler_aptm.py
+            self._write_checkpoint_files(save_directory)
         return saved
+
+    def _upload_modified_files(self, working_dir, *args, **kwargs):
+        # `save_pretrained(..., push_to_hub=True)` uploads the files written since it started before returning here:
+        # write this class's own files first so that they travel too
+        self._write_checkpoint_files(working_dir)
+        return super()._upload_modified_files(working_dir, *args, **kwargs)
+
+    @staticmethod
+    def _write_checkpoint_files(save_directory):
+        """The files beside the weights: sentence-transformers' and the Inference Endpoints handler."""
+        try:  # remote code (a package in the Hub module cache)
+            from .handler_aptm import write_entry_point
+            from .sentence_transformers_aptm import write_sentence_transformers_files
+        except ImportError:  # installed top-level module
+            from handler_aptm import write_entry_point
+            from sentence_transformers_aptm import write_sentence_transformers_files
+        write_sentence_transformers_files(save_directory)
+        write_entry_point(save_directory)  # handler.py of Inference Endpoints, beside handler_aptm.py
 
 
 class APTMForPreTraining(APTMModel):

@@ -205,8 +205,8 @@ def run_matching_phase(trainer: APTMTrainer, train_dataset, attributes: bool,
                        metrics: dict) -> tuple[dict, APTMTrainer]:
     """The phase as `run_training` runs it after the joint training: encode the training set with the trainer's
     model, train its matching head (`train_matching_head` with `matching_phase_arguments`; a resumed run resumes the
-    phase from its last checkpoint), evaluate with the joint trainer's evaluators, and keep the head that scores
-    better on the validation `metric_for_best_model` (the phase's or the joint training's). Returns the validation
+    phase from its last checkpoint), evaluate with the joint trainer's evaluators, and keep the phase's head unless the
+    joint training's scores strictly better on the validation `metric_for_best_model`. Returns the validation
     metrics of the kept model and the phase's trainer (its log and curves are in `<output_dir>/matching_phase`)."""
     args, model = matching_phase_arguments(trainer.args), trainer.accelerator.unwrap_model(trainer.model)
     encoded = encode_training_set(model, trainer.processing_class, train_dataset, attributes,
@@ -222,9 +222,11 @@ def run_matching_phase(trainer: APTMTrainer, train_dataset, attributes: bool,
     phase.save_state()
     key = f"eval_{args.metric_for_best_model}"
     if key in metrics and key in after:
-        better = after[key] > metrics[key] if args.greater_is_better else after[key] < metrics[key]
-        if not better:
-            logger.warning("the matching phase did not improve validation %s (%.2f -> %.2f): the joint training's "
+        # the phase's head is kept unless the joint training's scores strictly better: on a tie (a re-ranking that
+        # leans on the cosine can rank both heads' candidates alike) the head trained for matching wins
+        worse = after[key] < metrics[key] if args.greater_is_better else after[key] > metrics[key]
+        if worse:
+            logger.warning("the matching phase scored worse on validation %s (%.2f -> %.2f): the joint training's "
                            "matching head is kept", args.metric_for_best_model, metrics[key], after[key])
             model.load_state_dict(before, strict=False)
             return metrics, phase

@@ -104,3 +104,24 @@ def test_card_for_push_keeps_source_and_notes(tmp_path, processor):
     fresh = card_for_push(model_card(config, processor, notes=["x"]), "tester/aptm", metrics={"R@1": 2.0})
     assert fresh.index("| 2.00 |") < fresh.index("## Conversion notes")
     assert card_for_push(card, "tester/aptm") == card.replace("path/to/this/folder", "tester/aptm")
+
+
+def test_save_pretrained_with_push_to_hub_uploads_the_checkpoint_files(hub, tmp_path):
+    """`save_pretrained(..., push_to_hub=True)` uploads only the files written since it started, before the model's
+    own files (sentence-transformers', the endpoint handler) come: the pushed repository has them all the same."""
+    script = textwrap.dedent(f"""
+        import torch
+        from modeling_aptm import APTMModel
+        from helpers.models import tiny_config
+        torch.manual_seed(0)
+        APTMModel(tiny_config()).save_pretrained({str(tmp_path / "checkpoint")!r}, push_to_hub=True,
+                                                 repo_id="tester/aptm-pushed")
+    """)
+    saved = subprocess.run([sys.executable, "-c", script], env={**hub, "PYTHONPATH": f"{REPO}:{REPO / 'tests'}"},
+                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert saved.returncode == 0, saved.stderr[-3000:]
+    pushed = {path.name for path in (tmp_path / "hub" / "models" / "tester" / "aptm-pushed").iterdir()}
+    written = {path.name for path in (tmp_path / "checkpoint").iterdir()}
+    for name in ("model.safetensors", "modeling_aptm.py", "modules.json", "config_sentence_transformers.json",
+                 "sentence_transformers_aptm.py", "handler.py", "handler_aptm.py"):
+        assert name in written and name in pushed, name

@@ -140,7 +140,7 @@ class ScriptedValidation:
         return {"R@1": self.values.pop(0)}
 
 
-@pytest.mark.parametrize("phase_r1, kept", [(60.0, "phase"), (40.0, "joint")])
+@pytest.mark.parametrize("phase_r1, kept", [(60.0, "phase"), (50.0, "phase"), (40.0, "joint")])
 def test_the_better_head_on_validation_is_kept(data, processor, tmp_path, phase_r1, kept):
     args = APTMTrainingArguments(output_dir=str(tmp_path), max_steps=1, per_device_train_batch_size=4,
                                  save_strategy="no", eval_strategy="no", load_best_model_at_end=False, use_cpu=True,
